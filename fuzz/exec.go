@@ -1,0 +1,372 @@
+package fuzz
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"unsafe"
+
+	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/thread"
+)
+
+// Failure is a disagreement between the allocator and the shadow model,
+// or a report the program did not expect. It carries the program so any
+// failure replays exactly.
+type Failure struct {
+	Op      int // index of the op that failed, -1 at Close
+	What    string
+	Report  *hardened.Report
+	Program Program
+}
+
+func (f *Failure) Error() string {
+	s := fmt.Sprintf("fuzz: op %d: %s", f.Op, f.What)
+	if f.Report != nil {
+		s += "\n" + f.Report.String()
+	}
+	return s
+}
+
+// block is the model of one live block.
+type block struct {
+	b       []byte
+	want    []byte // expected contents
+	aligned bool
+}
+
+func (b *block) start() uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b.b))) }
+func (b *block) end() uintptr   { return b.start() + uintptr(max(len(b.b), 1)) }
+
+type runner struct {
+	p       Program
+	a       *hardened.Allocator
+	opts    hardened.Options
+	slots   [NumSlots]*block
+	orphans []*block // blocks whose slot was reused without a free: expected leaks
+
+	threads  [NumSlots]*thread.Thread
+	exited   sync.WaitGroup
+	workErrs chan error
+
+	mu      sync.Mutex
+	reports []*hardened.Report
+
+	misused *misuse // the injected misuse, once done
+}
+
+// Run executes p against a new allocator configured by opts (Seed and
+// OnReport are set from the program) and checks every result against the
+// shadow model: no two live blocks overlap, alignment, len and cap, zeroed
+// on alloc, contents kept across Realloc and until Free, no report for
+// correct use, Check clean, and Close reporting exactly the leaks the
+// model predicts. A misuse op (FuzzMisuse) must produce exactly the
+// expected report.
+func Run(p Program, opts hardened.Options) (err error) {
+	r := &runner{p: p, opts: opts, workErrs: make(chan error, 64)}
+	opts.Seed = p.Seed | 1
+	opts.OnReport = func(rep *hardened.Report) {
+		r.mu.Lock()
+		r.reports = append(r.reports, rep)
+		r.mu.Unlock()
+	}
+	r.a, err = hardened.New(opts)
+	if err != nil {
+		return err
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			r.a.Close()
+		}
+	}()
+	for i, op := range p.Ops {
+		if err := r.step(i, op); err != nil {
+			return err
+		}
+		if err := r.sweep(i); err != nil {
+			return err
+		}
+		if r.misused != nil {
+			break // the detector answered; what follows is not meaningful
+		}
+	}
+	if err := r.finish(); err != nil {
+		return err
+	}
+	closed = true
+	return r.close()
+}
+
+func (r *runner) fail(i int, format string, args ...any) error {
+	return &Failure{Op: i, What: fmt.Sprintf(format, args...), Program: r.p}
+}
+
+func (r *runner) takeReports() []*hardened.Report {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.reports
+	r.reports = nil
+	return out
+}
+
+// sweep checks that nothing was reported and that every live block still
+// holds its first and last expected bytes (a cheap overlap detector).
+func (r *runner) sweep(i int) error {
+	if reps := r.takeReports(); len(reps) > 0 {
+		return &Failure{Op: i, What: "unexpected report for correct use", Report: reps[0], Program: r.p}
+	}
+	select {
+	case err := <-r.workErrs:
+		return r.fail(i, "thread: %v", err)
+	default:
+	}
+	for s, b := range r.slots {
+		if b == nil || len(b.b) == 0 {
+			continue
+		}
+		if b.b[0] != b.want[0] || b.b[len(b.b)-1] != b.want[len(b.want)-1] {
+			return r.fail(i, "slot %d: block %#x (%d bytes) changed behind the model's back", s, b.start(), len(b.b))
+		}
+	}
+	return nil
+}
+
+func (r *runner) checkNew(i int, b []byte, n, align int, err error) (*block, error) {
+	if err != nil {
+		return nil, r.fail(i, "allocating %d bytes (align %d): %v", n, align, err)
+	}
+	nb := &block{b: b, want: make([]byte, n)}
+	if len(b) != n || cap(b) != n {
+		return nil, r.fail(i, "got len %d cap %d, want %d", len(b), cap(b), n)
+	}
+	if b == nil || nb.start()%uintptr(max(align, 16)) != 0 {
+		return nil, r.fail(i, "block %#x not aligned to %d", nb.start(), max(align, 16))
+	}
+	for _, o := range r.live() {
+		if o != nil && nb.start() < o.end() && o.start() < nb.end() {
+			return nil, r.fail(i, "new block [%#x,%#x) overlaps live block [%#x,%#x)", nb.start(), nb.end(), o.start(), o.end())
+		}
+	}
+	return nb, nil
+}
+
+func (r *runner) live() []*block {
+	out := slices.Clone(r.orphans)
+	for _, b := range r.slots {
+		if b != nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func isZero(b []byte) int {
+	for i, x := range b {
+		if x != 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *runner) put(slot int, b *block) {
+	if old := r.slots[slot]; old != nil {
+		r.orphans = append(r.orphans, old)
+	}
+	r.slots[slot] = b
+}
+
+func (r *runner) step(i int, op Op) error {
+	a := r.a
+	switch op.Kind {
+	case OpAlloc, OpAllocAligned:
+		align := 0
+		var b []byte
+		var err error
+		if op.Kind == OpAllocAligned {
+			align = 1 << (op.Aux % 17)
+			b, err = a.AllocAligned(op.Size, align)
+		} else {
+			b, err = a.Alloc(op.Size)
+		}
+		nb, ferr := r.checkNew(i, b, op.Size, align, err)
+		if ferr != nil {
+			return ferr
+		}
+		if z := isZero(b); z >= 0 {
+			return r.fail(i, "Alloc(%d): byte %d not zeroed", op.Size, z)
+		}
+		nb.aligned = align > 16
+		r.put(op.Slot, nb)
+	case OpRealloc:
+		old := r.slots[op.Slot]
+		var ob []byte
+		if old != nil {
+			ob = old.b
+		}
+		b, err := a.Realloc(ob, op.Size)
+		r.slots[op.Slot] = nil
+		nb, ferr := r.checkNew(i, b, op.Size, 0, err)
+		if ferr != nil {
+			return ferr
+		}
+		kept := 0
+		if old != nil {
+			kept = min(len(old.want), op.Size)
+			copy(nb.want, old.want[:kept])
+		}
+		for j := range nb.want {
+			if b[j] != nb.want[j] {
+				return r.fail(i, "Realloc(%d -> %d): byte %d is %#x, want %#x", len(ob), op.Size, j, b[j], nb.want[j])
+			}
+		}
+		r.slots[op.Slot] = nb
+	case OpFree:
+		if b := r.slots[op.Slot]; b != nil {
+			if j := firstDiff(b.b, b.want); j >= 0 {
+				return r.fail(i, "before Free: byte %d of slot %d changed", j, op.Slot)
+			}
+			a.Free(b.b)
+			r.slots[op.Slot] = nil
+		}
+	case OpWrite:
+		if b := r.slots[op.Slot]; b != nil {
+			for j := range b.b {
+				v := byte(op.Aux) + byte(j*13) + 1
+				b.b[j], b.want[j] = v, v
+			}
+		}
+	case OpVerify:
+		for s, b := range r.live() {
+			if j := firstDiff(b.b, b.want); j >= 0 {
+				return r.fail(i, "block %d (%#x, %d bytes): byte %d is %#x, want %#x", s, b.start(), len(b.b), j, b.b[j], b.want[j])
+			}
+		}
+	case OpCheck:
+		if err := a.Check(); err != nil {
+			return r.fail(i, "Check: %v", err)
+		}
+	case OpSpawn:
+		if r.threads[op.Slot] != nil {
+			return nil // a live handle would be lost: not generated
+		}
+		r.exited.Add(1)
+		work, size := op.Aux%8, op.Size%8192
+		t, err := thread.Start(a, func() error { return threadWork(a, work, size) },
+			thread.OnExit(r.exited.Done), thread.Name(fmt.Sprintf("slot%d", op.Slot)))
+		if err != nil {
+			r.exited.Done()
+			return r.fail(i, "thread.Start: %v", err)
+		}
+		r.threads[op.Slot] = t
+	case OpJoin:
+		if t := r.threads[op.Slot]; t != nil {
+			r.threads[op.Slot] = nil
+			if err := t.Join(); err != nil {
+				return r.fail(i, "Join: %v", err)
+			}
+			if err := t.Join(); !errors.Is(err, thread.ErrJoined) {
+				return r.fail(i, "second Join: %v, want ErrJoined", err)
+			}
+		}
+	case OpDetach:
+		if t := r.threads[op.Slot]; t != nil {
+			r.threads[op.Slot] = nil
+			if err := t.Detach(); err != nil {
+				return r.fail(i, "Detach: %v", err)
+			}
+			if err := t.Join(); !errors.Is(err, thread.ErrDetached) {
+				return r.fail(i, "Join after Detach: %v, want ErrDetached", err)
+			}
+		}
+	case OpYield:
+		runtime.Gosched()
+	case OpMisuse:
+		return r.misuse(i, op)
+	}
+	return nil
+}
+
+// threadWork is what a spawned thread does: allocate, write, verify, free.
+func threadWork(a *hardened.Allocator, rounds, size int) error {
+	for k := range rounds + 1 {
+		b, err := a.Alloc(size + k)
+		if err != nil {
+			return err
+		}
+		for j := range b {
+			b[j] = byte(j + k)
+		}
+		runtime.Gosched()
+		for j := range b {
+			if b[j] != byte(j+k) {
+				return fmt.Errorf("thread block %d byte %d changed", k, j)
+			}
+		}
+		a.Free(b)
+	}
+	return nil
+}
+
+func firstDiff(got, want []byte) int {
+	for j := range got {
+		if got[j] != want[j] {
+			return j
+		}
+	}
+	return -1
+}
+
+// finish joins every thread still owned and waits for every worker, then
+// verifies the live blocks a last time.
+func (r *runner) finish() error {
+	for s, t := range r.threads {
+		if t != nil {
+			r.threads[s] = nil
+			if err := t.Join(); err != nil {
+				return r.fail(len(r.p.Ops), "final Join: %v", err)
+			}
+		}
+	}
+	r.exited.Wait()
+	if err := r.sweep(len(r.p.Ops)); err != nil {
+		return err
+	}
+	if r.misused == nil {
+		if err := r.a.Check(); err != nil {
+			return r.fail(len(r.p.Ops), "final Check: %v", err)
+		}
+	}
+	return nil
+}
+
+// close closes the allocator and requires exactly the predicted leaks.
+func (r *runner) close() error {
+	var want []int
+	for _, b := range r.live() {
+		if r.misused != nil && r.misused.block == b {
+			continue
+		}
+		want = append(want, len(b.b))
+	}
+	r.a.Close()
+	var got []int
+	for _, rep := range r.takeReports() {
+		if r.misused != nil && r.misused.covers(rep) {
+			continue
+		}
+		if rep.Kind != hardened.Leak {
+			return &Failure{Op: -1, What: "unexpected report at Close", Report: rep, Program: r.p}
+		}
+		got = append(got, rep.Size)
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		return r.fail(-1, "Close reported leaks of sizes %v, the model predicts %v", got, want)
+	}
+	return nil
+}

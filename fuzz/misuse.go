@@ -1,0 +1,128 @@
+package fuzz
+
+import (
+	"unsafe"
+
+	"github.com/hardalloc/hardalloc/hardened"
+)
+
+// Misuse variants FuzzMisuse injects, one per program. Each must produce
+// exactly one report of its kind. The last three need the hardening layer;
+// release builds map them onto the first five.
+const (
+	MisuseDoubleFree = iota
+	MisuseInteriorFree
+	MisuseForeignFree
+	MisuseReallocFreed
+	MisuseHeaderDamage
+	MisuseOverflow
+	MisuseUnderflow
+	MisuseWriteAfterFree
+	numMisuse
+)
+
+var misuseKinds = [numMisuse]hardened.Kind{
+	hardened.DoubleFree, hardened.InvalidFree, hardened.InvalidFree, hardened.UseAfterFree,
+	hardened.HeaderCorruption, hardened.Overflow, hardened.Underflow, hardened.WriteAfterFree,
+}
+
+type misuse struct {
+	kind   hardened.Kind
+	block  *block
+	lo, hi uintptr // addresses a report about this misuse may name
+}
+
+func (m *misuse) covers(rep *hardened.Report) bool {
+	in := func(x uintptr) bool { return x >= m.lo && x < m.hi }
+	return in(rep.Addr) || in(rep.Block)
+}
+
+func at(b []byte, off int) *byte {
+	return (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), off))
+}
+
+// frontPad mirrors the hardened layout: header, then the front redzone.
+func frontPad(o hardened.Options) int {
+	if !hardened.Enabled || o.Redzone < 0 {
+		return 0
+	}
+	if o.Redzone == 0 {
+		return 16
+	}
+	return (o.Redzone + 15) &^ 15
+}
+
+func (r *runner) misuse(i int, op Op) error {
+	if r.misused != nil {
+		return nil
+	}
+	b := r.slots[op.Slot]
+	if b == nil {
+		nb, err := r.a.Alloc(op.Size)
+		if nb2, ferr := r.checkNew(i, nb, op.Size, 0, err); ferr != nil {
+			return ferr
+		} else {
+			b = nb2
+		}
+		r.slots[op.Slot] = b
+	}
+	v := op.Aux % numMisuse
+	if !hardened.Enabled {
+		v %= MisuseOverflow
+	}
+	large := len(b.b) > 60000
+	if v == MisuseHeaderDamage && (b.aligned || large) {
+		v = MisuseDoubleFree // no in-band header to damage at a known place
+	}
+	if large && (v == MisuseUnderflow || v == MisuseWriteAfterFree) {
+		v = MisuseDoubleFree // large blocks fault instead (covered by the catalog)
+	}
+	m := &misuse{kind: misuseKinds[v], block: b, lo: b.start() - 4096, hi: b.end() + 4096}
+	a, p := r.a, b.b
+	r.slots[op.Slot] = nil
+	switch v {
+	case MisuseDoubleFree:
+		a.Free(p)
+		a.Free(p)
+	case MisuseInteriorFree:
+		a.Free(unsafe.Slice(at(p, 1+op.Aux%max(len(p), 1)), 1))
+		r.slots[op.Slot] = b // nothing was freed: the block must still be intact
+		m.block = nil
+	case MisuseForeignFree:
+		a.Free(make([]byte, op.Size+1))
+		r.slots[op.Slot] = b
+		m.block = nil
+	case MisuseReallocFreed:
+		a.Free(p)
+		if _, err := a.Realloc(p, op.Size+1); err == nil {
+			return r.fail(i, "Realloc of a freed block succeeded")
+		}
+	case MisuseHeaderDamage:
+		*at(p, -16-frontPad(r.opts)+op.Aux%6) ^= 1 << (op.Aux % 8)
+		a.Free(p)
+	case MisuseOverflow:
+		*at(p, len(p)+op.Aux%8) ^= 0x5a
+		a.Free(p)
+	case MisuseUnderflow:
+		*at(p, -1-op.Aux%8) ^= 0x5a
+		a.Free(p)
+	case MisuseWriteAfterFree:
+		a.Free(p)
+		*at(p, op.Aux%max(len(p), 1)) ^= 0x5a
+		a.Check() // the poison is verified now (and at eviction)
+	}
+	reps := r.takeReports()
+	if len(reps) == 0 {
+		return r.fail(i, "misuse %d (%v) on a %d-byte block went unreported", v, m.kind, len(p))
+	}
+	if reps[0].Kind != m.kind {
+		return &Failure{Op: i, What: "misuse reported as the wrong kind, want " + m.kind.String(), Report: reps[0], Program: r.p}
+	}
+	for _, rep := range reps[1:] {
+		if rep.Kind != m.kind || !m.covers(rep) {
+			return &Failure{Op: i, What: "misuse produced a second, unrelated report", Report: rep, Program: r.p}
+		}
+	}
+	r.misused = m
+	return nil
+}

@@ -1,0 +1,180 @@
+package fuzz
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	fuzzheaders "github.com/AdaLogics/go-fuzz-headers"
+)
+
+// OpKind is one operation of a program.
+type OpKind uint8
+
+const (
+	OpAlloc        OpKind = iota // Slot = Alloc(Size)
+	OpAllocAligned               // Slot = AllocAligned(Size, 1<<Aux)
+	OpRealloc                    // Slot = Realloc(Slot, Size)
+	OpFree                       // Free(Slot)
+	OpWrite                      // fill Slot with a pattern seeded by Aux
+	OpVerify                     // compare every live block with the model
+	OpCheck                      // Allocator.Check() must be clean
+	OpSpawn                      // start a thread that allocates, writes, verifies and frees
+	OpJoin                       // join the thread in Slot
+	OpDetach                     // detach the thread in Slot
+	OpYield                      // runtime.Gosched: let threads interleave
+	OpMisuse                     // inject the misuse Aux into Slot (FuzzMisuse only)
+	numOps
+)
+
+var opNames = [...]string{"Alloc", "AllocAligned", "Realloc", "Free", "Write", "Verify", "Check",
+	"Spawn", "Join", "Detach", "Yield", "Misuse"}
+
+func (k OpKind) String() string {
+	if int(k) < len(opNames) {
+		return opNames[k]
+	}
+	return fmt.Sprintf("OpKind(%d)", k)
+}
+
+// Op is one decoded operation.
+type Op struct {
+	Kind OpKind
+	Slot int // 0 .. NumSlots-1
+	Size int // decoded size (0 .. MaxSize)
+	Aux  int // pattern seed, log2 alignment, misuse variant, thread work
+}
+
+func (o Op) String() string {
+	return fmt.Sprintf("{%v slot=%d size=%d aux=%d}", o.Kind, o.Slot, o.Size, o.Aux)
+}
+
+// Program is a decoded fuzz input: the allocator seed and the ops.
+type Program struct {
+	Seed uint64
+	Ops  []Op
+}
+
+func (p Program) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %#x, %d ops:\n", p.Seed, len(p.Ops))
+	for i, o := range p.Ops {
+		fmt.Fprintf(&b, "  %3d %v\n", i, o)
+	}
+	return b.String()
+}
+
+const (
+	// NumSlots is how many blocks (and threads) a program can hold at once.
+	NumSlots = 16
+	// MaxOps caps a program so no input comes near the fuzzer's hang limit.
+	MaxOps = 256
+	// MaxSize is the largest size a program asks for.
+	MaxSize = 2 << 20
+	opBytes = 8
+)
+
+// Mix says which ops a target generates: each entry is an op, repeated to
+// weight it. The op byte of an input indexes it modulo its length.
+type Mix []OpKind
+
+// The mixes used by the root fuzz targets.
+var (
+	MixAllocFree = Mix{OpAlloc, OpAlloc, OpAlloc, OpFree, OpFree, OpFree, OpWrite, OpWrite, OpVerify, OpRealloc, OpAllocAligned, OpCheck, OpYield}
+	MixRealloc   = Mix{OpRealloc, OpRealloc, OpRealloc, OpRealloc, OpAlloc, OpFree, OpWrite, OpWrite, OpVerify}
+	MixAligned   = Mix{OpAllocAligned, OpAllocAligned, OpAllocAligned, OpFree, OpFree, OpWrite, OpVerify, OpRealloc, OpAlloc}
+	MixThread    = Mix{OpSpawn, OpSpawn, OpJoin, OpJoin, OpDetach, OpYield, OpAlloc, OpFree, OpWrite, OpVerify, OpCheck}
+	MixMisuse    = Mix{OpAlloc, OpAlloc, OpFree, OpWrite, OpRealloc, OpAllocAligned, OpMisuse}
+)
+
+// Decode turns fuzz input into a program. Every prefix of an input is a
+// valid program: running out of data ends it. The primitive reads use
+// go-fuzz-headers' consumer; the op structure is decoded here (its struct
+// generator is not stable enough to keep a corpus meaningful).
+func Decode(data []byte, mix Mix) Program {
+	c := fuzzheaders.NewConsumer(data)
+	var p Program
+	hi, err1 := c.GetUint32()
+	lo, err2 := c.GetUint32()
+	if err1 != nil || err2 != nil {
+		return p
+	}
+	p.Seed = uint64(hi)<<32 | uint64(lo)
+	for len(p.Ops) < MaxOps {
+		kb, err := c.GetByte()
+		if err != nil {
+			break
+		}
+		slot, err1 := c.GetByte()
+		sel, err2 := c.GetByte()
+		raw, err3 := c.GetUint32()
+		aux, err4 := c.GetByte()
+		if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
+			break
+		}
+		p.Ops = append(p.Ops, Op{
+			Kind: mix[int(kb)%len(mix)],
+			Slot: int(slot) % NumSlots,
+			Size: decodeSize(sel, raw),
+			Aux:  int(aux),
+		})
+	}
+	return p
+}
+
+// decodeSize biases sizes toward what finds allocator bugs: zero, tiny,
+// size-class edges, page and class-range boundaries, and large blocks.
+// Selector 0xff means "exactly raw" (what Encode writes).
+func decodeSize(sel byte, raw uint32) int {
+	if sel == 0xff {
+		return int(raw % (MaxSize + 1))
+	}
+	switch sel % 16 {
+	case 0:
+		return 0
+	case 1:
+		return int(raw%16) + 1
+	case 2: // a class edge, or one byte either side of it
+		edges := [...]int{16, 32, 48, 64, 128, 256, 288, 512, 1024, 1152, 4096, 8192, 16384, 32768, 65536, 1 << 20}
+		e := edges[int(raw%uint32(len(edges)))]
+		return e + int((raw>>8)%3) - 1
+	case 3:
+		return int(raw % 256)
+	case 4:
+		return int(raw % 4096)
+	case 5:
+		return int(raw%65536) + 1
+	case 6: // just past the small classes: large blocks
+		return 65536 + int(raw%(64<<10))
+	case 7:
+		if raw%16 == 0 {
+			return int(raw % MaxSize)
+		}
+		return int(raw % 512)
+	default:
+		return int(raw % 128)
+	}
+}
+
+// Encode turns a program back into input bytes that Decode(…, mix)
+// decodes to the same program. Seed corpora are written with it, as Go.
+func Encode(p Program, mix Mix) []byte {
+	out := binary.BigEndian.AppendUint32(nil, uint32(p.Seed>>32))
+	out = binary.BigEndian.AppendUint32(out, uint32(p.Seed))
+	for _, o := range p.Ops {
+		kb := -1
+		for i, k := range mix {
+			if k == o.Kind {
+				kb = i
+				break
+			}
+		}
+		if kb < 0 {
+			panic(fmt.Sprintf("fuzz.Encode: op %v is not in the mix", o.Kind))
+		}
+		out = append(out, byte(kb), byte(o.Slot), 0xff)
+		out = binary.BigEndian.AppendUint32(out, uint32(o.Size))
+		out = append(out, byte(o.Aux))
+	}
+	return out
+}

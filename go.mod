@@ -1,0 +1,8 @@
+module github.com/hardalloc/hardalloc
+
+go 1.26.0
+
+require (
+	github.com/AdaLogics/go-fuzz-headers v0.0.0-20240806141605-e8a1dd7889d6
+	golang.org/x/sys v0.49.0
+)

@@ -1,0 +1,644 @@
+package hardened
+
+import (
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Options configures an Allocator. The zero value is a good default.
+type Options struct {
+	// Limit caps the bytes the allocator maps readable (slabs and large
+	// blocks). Zero or negative means no limit.
+	Limit int64
+	// Seed, when non-zero, derives every random choice (the header secret,
+	// canary and poison keys, quarantine picks), so a run replays exactly.
+	// Zero seeds from crypto/rand.
+	Seed uint64
+	// OnReport receives every detected bug. Nil means: panic with *Error.
+	// The allocator is usable again after OnReport returns; the block
+	// concerned is never reused.
+	OnReport func(*Report)
+	// Redzone is the minimum number of bytes between the header and the
+	// payload, and after the payload, in hardened builds (rounded up to 16;
+	// 0 means 16; negative means none beyond the size-class slack).
+	Redzone int
+	// QuarantineBytes is the hardened builds' budget of freed bytes held
+	// back from reuse. 0 means 4 MiB; negative means no quarantine except
+	// for the class that holds thread launch capsules.
+	QuarantineBytes int64
+	// StackDepth is how many frames hardened builds record for each
+	// allocation and free. 0 means 16; negative means no stacks
+	// (goroutine and sequence number are still recorded).
+	StackDepth int
+	// ProtectMetadata keeps the hardened builds' out-of-band metadata
+	// (allocation/free sites) read-only outside allocator calls, so a stray
+	// write into it faults instead of corrupting it. Costs two mprotect
+	// calls per operation.
+	ProtectMetadata bool
+	// AlwaysQuarantine lists extra request sizes whose size classes are
+	// always quarantined (hardened builds), whatever the budget.
+	AlwaysQuarantine []int
+}
+
+const (
+	classShift  = 30 // each size class owns 1 GiB of address space
+	classRegion = 1 << classShift
+	regionSize  = numClasses << classShift
+	cacheCap    = 64
+)
+
+// An Allocator hands out off-heap memory. It is safe for concurrent use;
+// Close must not race with other calls.
+type Allocator struct {
+	opts   Options
+	report func(*Report)
+	secret uint64
+
+	mem  []byte         // the reservation holding every class region
+	base unsafe.Pointer // &mem[0]
+
+	caches []*cache // per P (or, under -race, a locked pool)
+	spare  *cache   // used when GOMAXPROCS grew beyond len(caches)
+
+	classes [numClasses]central
+	divMul  [numClasses]uint32 // slot index = offset*divMul>>32
+	ccap    [numClasses]uint8  // per-class cache capacity
+
+	large largeHeap
+
+	mapped atomic.Int64 // readable bytes mapped: committed slabs and large blocks
+	closed atomic.Bool
+
+	rngMu sync.Mutex
+	rng   *rand.ChaCha8
+
+	h *hardState // nil unless Enabled
+}
+
+// central holds a class's free slots that are in no per-P cache, and the
+// bump pointer that carves new slabs out of the class region.
+type central struct {
+	mu        sync.Mutex
+	free      []uint32      // class-region offsets of free slots
+	committed atomic.Uint64 // bytes of the class region carved into slabs
+	_         [64]byte
+}
+
+// cache is one P's stock of free slots per class: an array, not an in-band
+// list, so a write after free can never redirect the allocator.
+type cache struct {
+	mu        sync.Mutex // used only under -race and for the spare cache
+	n         [numClasses]uint8
+	free      [numClasses][cacheCap]uint32
+	allocs    [numClasses]int64
+	frees     [numClasses]int64
+	requested int64
+	_         [64]byte
+}
+
+// New maps the address-space reservation for the size classes (PROT_NONE,
+// nothing committed) and returns a ready allocator.
+func New(opts Options) (*Allocator, error) {
+	a := &Allocator{opts: opts, report: opts.OnReport}
+	if a.report == nil {
+		a.report = func(r *Report) { panic(&Error{Report: r}) }
+	}
+	var seed [32]byte
+	if opts.Seed != 0 {
+		sm := opts.Seed
+		for i := 0; i < 4; i++ {
+			sm += 0x9e3779b97f4a7c15
+			z := sm
+			z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+			z = (z ^ z>>27) * 0x94d049bb133111eb
+			binary.LittleEndian.PutUint64(seed[8*i:], z^z>>31)
+		}
+	} else if _, err := crand.Read(seed[:]); err != nil {
+		return nil, err
+	}
+	a.rng = rand.NewChaCha8(seed)
+	a.secret = a.rng.Uint64()
+
+	mem, err := unix.Mmap(-1, 0, regionSize, unix.PROT_NONE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, &OpError{Op: "New", Err: mmapErr(err)}
+	}
+	a.mem = mem
+	a.base = unsafe.Pointer(&mem[0])
+
+	n := max(runtime.GOMAXPROCS(0), runtime.NumCPU())
+	a.caches = make([]*cache, n)
+	for i := range a.caches {
+		a.caches[i] = new(cache)
+	}
+	a.spare = new(cache)
+	for c := range numClasses {
+		stride := classSize[c] + headerSize
+		a.divMul[c] = ^uint32(0)/stride + 1
+		a.ccap[c] = uint8(min(cacheCap, max(4, (128<<10)/stride)))
+		if opts.Limit > 0 {
+			// Slots parked in another P's cache cannot be taken back by a
+			// goroutine that hits the limit on this P, so an exact Limit
+			// means no per-P caching: every operation takes the class lock.
+			a.ccap[c] = 0
+		}
+	}
+	a.large.init()
+	if Enabled {
+		if err := a.initHardened(); err != nil {
+			unix.Munmap(mem)
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func mmapErr(err error) error {
+	if errors.Is(err, unix.ENOMEM) {
+		return errors.Join(ErrOutOfMemory, err)
+	}
+	return err
+}
+
+// sizeClass returns the class of an n-byte payload, n <= maxSmall.
+func sizeClass(n uintptr) int {
+	if n <= 1024 {
+		return int(sizeToClass16[(n+15)>>4])
+	}
+	return int(sizeToClass128[(n-1024+127)>>7])
+}
+
+func classBase(c int) uintptr { return uintptr(c) << classShift }
+
+func (a *Allocator) slotAt(c int, off uint32) unsafe.Pointer {
+	return unsafe.Add(a.base, classBase(c)+uintptr(off))
+}
+
+// Alloc returns n zeroed bytes with len == cap == n. Alloc(0) returns a
+// distinct, freeable, empty slice.
+func (a *Allocator) Alloc(n int) ([]byte, error) {
+	if !Enabled && uint(n) <= maxSmall && !a.closed.Load() {
+		// Fast path: one pinned pop from this P's cache.
+		c := sizeClass(uintptr(n))
+		pc := a.pin()
+		if k := pc.n[c]; k > 0 {
+			k--
+			off := pc.free[c][k]
+			pc.n[c] = k
+			pc.allocs[c]++
+			pc.requested += int64(n)
+			a.unpin(pc)
+			if b := a.finishSmall(c, off, n, 0); b != nil {
+				return b, nil
+			}
+			return a.alloc("Alloc", n, 0)
+		}
+		a.unpin(pc)
+	}
+	return a.alloc("Alloc", n, 0)
+}
+
+// AllocAligned returns n zeroed bytes whose address is a multiple of
+// align, a power of two no larger than MaxAlign.
+func (a *Allocator) AllocAligned(n, align int) ([]byte, error) {
+	if align <= 0 || align&(align-1) != 0 || align > MaxAlign {
+		return nil, &OpError{Op: "AllocAligned", Size: n, Align: align, Err: ErrAlignment}
+	}
+	return a.alloc("AllocAligned", n, align)
+}
+
+// alloc is the general path: any size, any alignment, hardened or not.
+func (a *Allocator) alloc(op string, n, align int) ([]byte, error) {
+	if n < 0 || n > maxAllocSize {
+		return nil, &OpError{Op: op, Size: n, Align: align, Err: ErrInvalidSize}
+	}
+	if a.closed.Load() {
+		return nil, &OpError{Op: op, Size: n, Align: align, Err: ErrClosed}
+	}
+	if align < 16 {
+		align = 16
+	}
+	front, rear := a.pads()
+	// Worst-case room the slot needs: front pad, alignment slack, payload,
+	// rear pad.
+	// At least one byte, so even an empty payload lies strictly inside its
+	// slot and its address maps back to it.
+	need := uintptr(front) + uintptr(align-16) + uintptr(max(n, 1)) + uintptr(rear)
+	if need <= maxSmall && front+align-16 <= maxHdrOffset {
+		c := sizeClass(need)
+		for {
+			off, err := a.popSlot(c, n)
+			if err != nil {
+				if errors.Is(err, errClassFull) {
+					break // fall back to a large block
+				}
+				return nil, &OpError{Op: op, Size: n, Align: align, Err: err}
+			}
+			slot := a.slotAt(c, off)
+			payOff := alignUp(uintptr(slot)+headerSize+uintptr(front), uintptr(align)) - uintptr(slot) - headerSize
+			if b := a.finishSmall(c, off, n, payOff); b != nil {
+				return b, nil
+			}
+			// The slot's header was damaged while it was free: it has been
+			// reported and dropped; take another.
+		}
+	}
+	b, err := a.allocLarge(n, align)
+	if err != nil {
+		return nil, &OpError{Op: op, Size: n, Align: align, Err: err}
+	}
+	return b, nil
+}
+
+// maxAllocSize bounds requests so that size arithmetic cannot overflow.
+const maxAllocSize = 1<<47 - 1
+
+func alignUp(x, a uintptr) uintptr { return (x + a - 1) &^ (a - 1) }
+
+var errClassFull = errors.New("size class region exhausted")
+
+// popSlot takes a free slot of class c, from this P's cache if it has one,
+// else a batch from the class's central list (carving a new slab if needed).
+func (a *Allocator) popSlot(c int, n int) (uint32, error) {
+	pc := a.pin()
+	if k := pc.n[c]; k > 0 {
+		k--
+		off := pc.free[c][k]
+		pc.n[c] = k
+		pc.allocs[c]++
+		pc.requested += int64(n)
+		a.unpin(pc)
+		return off, nil
+	}
+	a.unpin(pc)
+
+	var batch [cacheCap]uint32
+	cl := &a.classes[c]
+	want := max(1, int(a.ccap[c]+1)/2)
+	cl.mu.Lock()
+	if len(cl.free) == 0 {
+		if err := a.grow(c); err != nil {
+			cl.mu.Unlock()
+			return 0, err
+		}
+	}
+	k := min(want, len(cl.free))
+	copy(batch[:k], cl.free[len(cl.free)-k:])
+	cl.free = cl.free[:len(cl.free)-k]
+	cl.mu.Unlock()
+
+	// Keep one, stock this P's cache with the rest.
+	k--
+	off := batch[k]
+	pc = a.pin()
+	pc.allocs[c]++
+	pc.requested += int64(n)
+	room := int(a.ccap[c]) - int(pc.n[c])
+	m := min(room, k)
+	copy(pc.free[c][pc.n[c]:], batch[k-m:k])
+	pc.n[c] += uint8(m)
+	a.unpin(pc)
+	if m < k {
+		cl.mu.Lock()
+		cl.free = append(cl.free, batch[:k-m]...)
+		cl.mu.Unlock()
+	}
+	return off, nil
+}
+
+// pushSlot returns a free slot to this P's cache, spilling half the cache
+// to the central list when it is full.
+func (a *Allocator) pushSlot(c int, off uint32, size int) {
+	pc := a.pin()
+	pc.frees[c]++
+	pc.requested -= int64(size)
+	k := pc.n[c]
+	if a.ccap[c] == 0 {
+		a.unpin(pc)
+		cl := &a.classes[c]
+		cl.mu.Lock()
+		cl.free = append(cl.free, off)
+		cl.mu.Unlock()
+		return
+	}
+	if k < a.ccap[c] {
+		pc.free[c][k] = off
+		pc.n[c] = k + 1
+		a.unpin(pc)
+		return
+	}
+	var batch [cacheCap]uint32
+	half := k / 2
+	m := copy(batch[:], pc.free[c][k-half:k])
+	pc.free[c][k-half] = off
+	pc.n[c] = k - half + 1
+	a.unpin(pc)
+	cl := &a.classes[c]
+	cl.mu.Lock()
+	cl.free = append(cl.free, batch[:m]...)
+	cl.mu.Unlock()
+}
+
+// grow carves the next slab of class c (c's central lock held).
+func (a *Allocator) grow(c int) error {
+	cl := &a.classes[c]
+	slab := uint64(1) << classSlabShift[c]
+	start := cl.committed.Load()
+	if Enabled {
+		start += a.slabGap(c) // a PROT_NONE guard slab between slabs
+	}
+	if start+slab > classRegion {
+		return errClassFull
+	}
+	if err := a.reserve(int64(slab)); err != nil {
+		return err
+	}
+	lo := classBase(c) + uintptr(start)
+	if err := unix.Mprotect(a.mem[lo:lo+uintptr(slab)], unix.PROT_READ|unix.PROT_WRITE); err != nil {
+		a.mapped.Add(-int64(slab))
+		return mmapErr(err)
+	}
+	if Enabled {
+		if err := a.growMeta(c, start, slab); err != nil {
+			return err
+		}
+	}
+	stride := uint64(classSize[c] + headerSize)
+	n := uint64(classSlots[c])
+	// Push high addresses first so the low ones are handed out first.
+	for i := n; i > 0; i-- {
+		cl.free = append(cl.free, uint32(start+(i-1)*stride))
+	}
+	cl.committed.Store(start + slab)
+	return nil
+}
+
+// reserve accounts n more mapped bytes, failing past Options.Limit.
+func (a *Allocator) reserve(n int64) error {
+	for {
+		cur := a.mapped.Load()
+		if a.opts.Limit > 0 && cur+n > a.opts.Limit {
+			return ErrOutOfMemory
+		}
+		if a.mapped.CompareAndSwap(cur, cur+n) {
+			return nil
+		}
+	}
+}
+
+// finishSmall writes the header of a slot just taken from a free list and
+// returns its zeroed payload, or nil if the slot's header shows it was
+// damaged while free (reported; the slot is dropped).
+func (a *Allocator) finishSmall(c int, off uint32, n int, payOff uintptr) []byte {
+	slot := a.slotAt(c, off)
+	// Release builds trust a free slot's header (the free list is out of
+	// band, so a damaged free header cannot redirect anything); hardened
+	// builds verify it, catching overflows into free neighbours.
+	if old := loadHeader(slot); Enabled && old != 0 {
+		h, ok := a.decode(slot, old)
+		if !ok || h.state != stateFree {
+			a.reportHeader("Alloc", slot, c, old)
+			return nil
+		}
+	}
+	*hdrWord(slot) = a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated})
+	p := unsafe.Add(slot, headerSize+payOff)
+	b := unsafe.Slice((*byte)(p), n)
+	if Enabled {
+		return a.armSmall(c, off, slot, b)
+	}
+	clear(b)
+	return b
+}
+
+func (a *Allocator) reportHeader(op string, slot unsafe.Pointer, c int, v uint64) {
+	a.report(&Report{
+		Kind: HeaderCorruption, Op: op, Addr: uintptr(slot), Block: uintptr(slot) + headerSize,
+		Size: -1, Class: c, Header: v,
+		Detail: "the block header failed its keyed checksum or holds an impossible state; the block is withdrawn from use",
+	})
+}
+
+// Free releases b. Free(nil) is a no-op. Freeing anything but a live block
+// from this allocator (again, partially, or from elsewhere) is reported and
+// changes nothing.
+func (a *Allocator) Free(b []byte) {
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	if p == nil {
+		return
+	}
+	a.free("Free", p)
+}
+
+// locate maps a payload pointer inside the class regions to its slot.
+// ok is false when p is in no committed slot.
+func (a *Allocator) locate(off uintptr) (slot unsafe.Pointer, c int, soff uint32, ok bool) {
+	c = int(off >> classShift)
+	coff := off & (classRegion - 1)
+	if uint64(coff) >= a.classes[c].committed.Load() {
+		return nil, c, 0, false
+	}
+	slabMask := uintptr(1)<<classSlabShift[c] - 1
+	in := coff & slabMask
+	idx := uint32(uint64(in) * uint64(a.divMul[c]) >> 32)
+	if idx >= classSlots[c] {
+		return nil, c, 0, false // in the slab's unused tail
+	}
+	soff = uint32(coff-in) + idx*(classSize[c]+headerSize)
+	return a.slotAt(c, soff), c, soff, true
+}
+
+// free validates p and releases its block. It returns false if it reported.
+func (a *Allocator) free(op string, p unsafe.Pointer) bool {
+	if a.closed.Load() {
+		a.report(&Report{Kind: UseAfterClose, Op: op, Addr: uintptr(p), Size: -1, Class: -1,
+			Detail: "the allocator was closed; its memory is gone"})
+		return false
+	}
+	off := uintptr(p) - uintptr(a.base)
+	if off >= regionSize {
+		return a.freeLarge(op, p)
+	}
+	slot, c, soff, ok := a.locate(off)
+	if !ok {
+		a.report(&Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
+			Detail: "the pointer is inside the allocator's address range but in no slot"})
+		return false
+	}
+	for {
+		old := loadHeader(slot)
+		h, ok := a.decode(slot, old)
+		if old == 0 {
+			a.report(&Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
+				Detail: "the pointer is in a slot that was never allocated"})
+			return false
+		}
+		if !ok {
+			a.reportHeader(op, slot, c, old)
+			return false
+		}
+		pay := unsafe.Add(slot, headerSize+h.off)
+		if h.state != stateAllocated {
+			if uintptr(p) < uintptr(pay) || uintptr(p) >= uintptr(pay)+uintptr(max(h.size, 1)) {
+				a.report(a.newReport(InvalidFree, op, p, slot, c, soff, h,
+					"the pointer is not the start of a block (and the block there is already free)"))
+				return false
+			}
+			a.report(a.newReport(DoubleFree, op, p, slot, c, soff, h, "the block is already free"))
+			return false
+		}
+		if pay != p {
+			a.report(a.newReport(InvalidFree, op, p, slot, c, soff, h,
+				"the pointer is not the start of a block (an interior pointer)"))
+			return false
+		}
+		if Enabled {
+			return a.freeSmallHardened(op, slot, c, soff, h, old)
+		}
+		if a.releaseSlot(slot, c, soff, h, old, stateFree) {
+			a.pushSlot(c, soff, h.size)
+			return true
+		}
+		// Lost a race with another Free/Realloc of the same block: look again.
+	}
+}
+
+// releaseSlot moves a slot's header from old (allocated) to state by
+// compare-and-swap; false means another goroutine changed it first.
+func (a *Allocator) releaseSlot(slot unsafe.Pointer, c int, soff uint32, h header, old uint64, state slotState) bool {
+	h.state = state
+	return atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, h))
+}
+
+// newReport builds a report about the small block in slot.
+func (a *Allocator) newReport(k Kind, op string, addr, slot unsafe.Pointer, c int, soff uint32, h header, detail string) *Report {
+	blk := uintptr(slot) + headerSize + h.off
+	r := &Report{Kind: k, Op: op, Addr: uintptr(addr), Block: blk, Size: h.size, Class: c,
+		Offset: int(uintptr(addr) - blk), Detail: detail}
+	if Enabled {
+		a.fillSites(r, c, soff)
+	}
+	return r
+}
+
+// Realloc resizes b to n bytes, keeping min(len(b), n) of its bytes, and
+// returns the new slice (possibly at the same address). Realloc(nil, n)
+// allocates. On error b is still valid and unchanged.
+func (a *Allocator) Realloc(b []byte, n int) ([]byte, error) {
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	if p == nil {
+		return a.alloc("Realloc", n, 0)
+	}
+	if n < 0 || n > maxAllocSize {
+		return nil, &OpError{Op: "Realloc", Size: n, Err: ErrInvalidSize}
+	}
+	if a.closed.Load() {
+		return nil, &OpError{Op: "Realloc", Size: n, Err: ErrClosed}
+	}
+	size, err := a.liveSize("Realloc", p)
+	if err != nil {
+		return nil, err
+	}
+	if nb, ok := a.reallocInPlace(p, size, n); ok {
+		return nb, nil
+	}
+	nb, err := a.alloc("Realloc", n, 0)
+	if err != nil {
+		return nil, err
+	}
+	copy(nb, unsafe.Slice((*byte)(p), min(len(b), size, n)))
+	if !a.free("Realloc", p) {
+		// The old block changed state under us (a concurrent Free): that
+		// was reported; the caller keeps the new block.
+		return nb, nil
+	}
+	return nb, nil
+}
+
+// liveSize validates p as a live block's start and returns its size. On a
+// bad pointer it reports and returns the report as an *Error.
+func (a *Allocator) liveSize(op string, p unsafe.Pointer) (int, error) {
+	var got *Report
+	off := uintptr(p) - uintptr(a.base)
+	if off >= regionSize {
+		return a.largeSize(op, p)
+	}
+	slot, c, soff, ok := a.locate(off)
+	if !ok {
+		got = &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
+			Detail: "the pointer is inside the allocator's address range but in no slot"}
+	} else {
+		old := loadHeader(slot)
+		h, ok := a.decode(slot, old)
+		switch {
+		case old == 0:
+			got = &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
+				Detail: "the pointer is in a slot that was never allocated"}
+		case !ok:
+			got = &Report{Kind: HeaderCorruption, Op: op, Addr: uintptr(slot), Block: uintptr(slot) + headerSize,
+				Size: -1, Class: c, Header: old, Detail: "the block header failed its keyed checksum"}
+		case h.state != stateAllocated:
+			got = a.newReport(UseAfterFree, op, p, slot, c, soff, h, "Realloc of a block that is already free")
+		case unsafe.Add(slot, headerSize+h.off) != p:
+			got = a.newReport(InvalidFree, op, p, slot, c, soff, h, "the pointer is not the start of a block (an interior pointer)")
+		default:
+			return h.size, nil
+		}
+	}
+	a.report(got)
+	return 0, &Error{Report: got}
+}
+
+// reallocInPlace resizes a small block within its slot when the new size
+// still fits with its pads, updating the header by compare-and-swap.
+func (a *Allocator) reallocInPlace(p unsafe.Pointer, size, n int) ([]byte, bool) {
+	off := uintptr(p) - uintptr(a.base)
+	if off >= regionSize || n > maxSmall {
+		return nil, false
+	}
+	slot, c, soff, _ := a.locate(off)
+	old := loadHeader(slot)
+	h, ok := a.decode(slot, old)
+	if !ok || h.state != stateAllocated {
+		return nil, false
+	}
+	_, rear := a.pads()
+	if headerSize+h.off+uintptr(n)+uintptr(rear) > uintptr(classSize[c])+headerSize {
+		return nil, false
+	}
+	// Shrinking far is better served by a smaller class.
+	if c > 0 && uintptr(n)+h.off+uintptr(rear) <= uintptr(classSize[c-1])/2 {
+		return nil, false
+	}
+	nh := h
+	nh.size = n
+	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, nh)) {
+		return nil, false
+	}
+	b := unsafe.Slice((*byte)(p), n)
+	if n > size {
+		clear(b[size:])
+	}
+	pc := a.pin()
+	pc.requested += int64(n - size)
+	a.unpin(pc)
+	if Enabled {
+		a.rearmSmall(c, soff, slot, b)
+	}
+	return b, true
+}
+
+// CapsuleSize is the size of package thread's launch capsule. Hardened
+// builds always quarantine the size class that holds it, whatever the
+// quarantine budget: it is the class whose use-after-free this project was
+// born from (a late mutex write into a freed thread launch capsule).
+const CapsuleSize = 48

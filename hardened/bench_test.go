@@ -1,0 +1,90 @@
+package hardened_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/hardalloc/hardalloc/hardened"
+)
+
+var benchSizes = []int{16, 64, 256, 4096, 65536}
+
+func newBench(b *testing.B) *hardened.Allocator {
+	b.Helper()
+	a, err := hardened.New(hardened.Options{Seed: 1, StackDepth: benchStackDepth})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { a.Close() })
+	return a
+}
+
+// benchStackDepth is overridden by the HARDALLOC_BENCH_STACKS environment
+// variable in hardened builds (see bench_env_test.go).
+var benchStackDepth = -1
+
+// BenchmarkAllocFree measures one Alloc+Free pair per op.
+func BenchmarkAllocFree(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			a := newBench(b)
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				p, err := a.Alloc(n)
+				if err != nil {
+					b.Fatal(err)
+				}
+				a.Free(p)
+			}
+		})
+	}
+}
+
+// BenchmarkAllocFreeParallel is the same pair from GOMAXPROCS goroutines.
+func BenchmarkAllocFreeParallel(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			a := newBench(b)
+			b.SetBytes(int64(n))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					p, err := a.Alloc(n)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					a.Free(p)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkMixed keeps a live set of 4096 blocks of random sizes
+// (log-uniform, 16 B to 32 KiB) and replaces one at random per op. It
+// reports mapped/live, the memory overhead of the allocator.
+func BenchmarkMixed(b *testing.B) {
+	a := newBench(b)
+	const live = 4096
+	rng := rand.New(rand.NewPCG(1, 2))
+	size := func() int { return 16 << rng.IntN(12) * (8 + rng.IntN(8)) / 8 }
+	set := make([][]byte, live)
+	for i := range set {
+		set[i], _ = a.Alloc(size())
+	}
+	for b.Loop() {
+		i := rng.IntN(live)
+		a.Free(set[i])
+		p, err := a.Alloc(size())
+		if err != nil {
+			b.Fatal(err)
+		}
+		set[i] = p
+	}
+	st := a.Stats()
+	b.ReportMetric(float64(st.Mapped)/float64(st.Requested), "mapped/live")
+	for _, p := range set {
+		a.Free(p)
+	}
+}

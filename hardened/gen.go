@@ -1,0 +1,3 @@
+package hardened
+
+//go:generate go run mkclasses.go

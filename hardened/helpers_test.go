@@ -1,0 +1,85 @@
+package hardened_test
+
+import (
+	"sync"
+	"testing"
+	"unsafe"
+
+	"github.com/hardalloc/hardalloc/hardened"
+)
+
+// collector records reports instead of panicking.
+type collector struct {
+	mu      sync.Mutex
+	reports []*hardened.Report
+}
+
+func (c *collector) add(r *hardened.Report) {
+	c.mu.Lock()
+	c.reports = append(c.reports, r)
+	c.mu.Unlock()
+}
+
+func (c *collector) take() []*hardened.Report {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.reports
+	c.reports = nil
+	return r
+}
+
+// newAlloc returns an allocator whose reports are collected, and at
+// cleanup asserts that nothing unexpected was reported and nothing leaked.
+func newAlloc(t testing.TB, opts hardened.Options) (*hardened.Allocator, *collector) {
+	t.Helper()
+	c := new(collector)
+	opts.OnReport = c.add
+	if opts.Seed == 0 {
+		opts.Seed = 42
+	}
+	a, err := hardened.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := a.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		for _, r := range c.take() {
+			t.Errorf("unexpected report:\n%s", r)
+		}
+	})
+	return a, c
+}
+
+func addr(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
+
+// raw views n bytes at b's start plus off, ignoring bounds: the tool for
+// simulating memory bugs.
+func raw(b []byte, off, n int) []byte {
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), off)), n)
+}
+
+func fill(b []byte, seed byte) {
+	for i := range b {
+		b[i] = seed + byte(i*7)
+	}
+}
+
+func verify(t testing.TB, b []byte, seed byte, n int) {
+	t.Helper()
+	for i := range n {
+		if b[i] != seed+byte(i*7) {
+			t.Fatalf("byte %d of %d: got %#x want %#x", i, n, b[i], seed+byte(i*7))
+		}
+	}
+}
+
+func isZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}

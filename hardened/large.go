@@ -1,0 +1,178 @@
+package hardened
+
+import (
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Large blocks (more than maxSmall bytes, or alignments a slot cannot
+// give) each get their own mapping: a PROT_NONE guard page, the payload
+// pages, and a PROT_NONE guard after them, so a linear overflow or
+// underflow faults at once. Their metadata is out of band, in largeHeap:
+// nothing in the mapping itself can be corrupted into a bad free.
+type largeHeap struct {
+	mu   sync.Mutex
+	live map[uintptr]*largeBlock // by payload address
+	// recent remembers freed payload addresses (a ring) so that a second
+	// Free is reported as a DoubleFree rather than an InvalidFree.
+	recent    [256]*largeBlock
+	recentPos int
+	// quarantined holds freed mappings kept PROT_NONE (hardened builds).
+	quarantined []*largeBlock
+	qbytes      int64
+}
+
+type largeBlock struct {
+	mem   []byte         // the whole mapping, guards included
+	p     unsafe.Pointer // payload start
+	size  int            // requested size
+	span  uintptr        // readable bytes (payload rounded to pages)
+	freed bool
+	alloc Site
+	free  Site
+}
+
+func (l *largeHeap) init() { l.live = make(map[uintptr]*largeBlock) }
+
+var pageSize = uintptr(unix.Getpagesize())
+
+func (a *Allocator) allocLarge(n, align int) ([]byte, error) {
+	span := alignUp(uintptr(max(n, 1)), pageSize)
+	if Enabled {
+		// Room for a byte-precise rear redzone in the page slack.
+		_, rear := a.pads()
+		span = alignUp(uintptr(max(n, 1)+rear), pageSize)
+	}
+	al := max(uintptr(align), pageSize)
+	// guard + alignment slack + payload + guard
+	total := pageSize + (al - pageSize) + span + pageSize
+	if err := a.reserve(int64(span)); err != nil {
+		return nil, err
+	}
+	mem, err := unix.Mmap(-1, 0, int(total), unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		a.mapped.Add(-int64(span))
+		return nil, mmapErr(err)
+	}
+	base := uintptr(unsafe.Pointer(&mem[0]))
+	start := alignUp(base+pageSize, al) - base
+	if err := unix.Mprotect(mem[start:start+span], unix.PROT_READ|unix.PROT_WRITE); err != nil {
+		unix.Munmap(mem)
+		a.mapped.Add(-int64(span))
+		return nil, mmapErr(err)
+	}
+	lb := &largeBlock{mem: mem, p: unsafe.Pointer(&mem[start]), size: n, span: span}
+	if Enabled {
+		a.armLarge(lb)
+	}
+	a.large.mu.Lock()
+	a.large.live[uintptr(lb.p)] = lb
+	a.large.mu.Unlock()
+	pc := a.pin()
+	pc.requested += int64(n)
+	a.unpin(pc)
+	return unsafe.Slice((*byte)(lb.p), n), nil
+}
+
+// findLarge returns the live or recently freed large block whose mapping
+// contains addr (l.mu held).
+func (l *largeHeap) find(addr uintptr) *largeBlock {
+	if lb := l.live[addr]; lb != nil {
+		return lb
+	}
+	for _, lb := range l.live {
+		if lb.contains(addr) {
+			return lb
+		}
+	}
+	for _, lb := range l.quarantined {
+		if lb.contains(addr) {
+			return lb
+		}
+	}
+	for _, lb := range l.recent {
+		if lb != nil && lb.contains(addr) {
+			return lb
+		}
+	}
+	return nil
+}
+
+func (lb *largeBlock) contains(addr uintptr) bool {
+	base := uintptr(unsafe.Pointer(&lb.mem[0]))
+	return addr >= base && addr < base+uintptr(len(lb.mem))
+}
+
+func (a *Allocator) largeReport(k Kind, op string, p unsafe.Pointer, lb *largeBlock, detail string) *Report {
+	r := &Report{Kind: k, Op: op, Addr: uintptr(p), Size: -1, Class: -1, Detail: detail}
+	if lb != nil {
+		r.Block = uintptr(lb.p)
+		r.Size = lb.size
+		r.Offset = int(uintptr(p) - uintptr(lb.p))
+		r.Alloc, r.Free = lb.alloc, lb.free
+	}
+	return r
+}
+
+// freeLarge releases the large block starting at p, or reports why not.
+func (a *Allocator) freeLarge(op string, p unsafe.Pointer) bool {
+	l := &a.large
+	l.mu.Lock()
+	lb := l.live[uintptr(p)]
+	if lb == nil {
+		other := l.find(uintptr(p))
+		l.mu.Unlock()
+		switch {
+		case other == nil:
+			a.report(a.largeReport(InvalidFree, op, p, nil, "the pointer was not returned by this allocator"))
+		case other.freed && other.p == p:
+			a.report(a.largeReport(DoubleFree, op, p, other, "the large block is already free"))
+		default:
+			a.report(a.largeReport(InvalidFree, op, p, other, "the pointer is not the start of a block (an interior pointer)"))
+		}
+		return false
+	}
+	delete(l.live, uintptr(p))
+	lb.freed = true
+	if Enabled {
+		a.freeLargeHardened(op, lb) // verifies, then quarantines with l.mu held
+		l.mu.Unlock()
+	} else {
+		l.recent[l.recentPos] = lb
+		l.recentPos = (l.recentPos + 1) % len(l.recent)
+		l.mu.Unlock()
+		unix.Munmap(lb.mem) // lb stays in recent only for its address range
+	}
+	a.mapped.Add(-int64(lb.span))
+	pc := a.pin()
+	pc.requested -= int64(lb.size)
+	a.unpin(pc)
+	return true
+}
+
+// largeSize validates p as a live large block for Realloc.
+func (a *Allocator) largeSize(op string, p unsafe.Pointer) (int, error) {
+	l := &a.large
+	l.mu.Lock()
+	lb := l.live[uintptr(p)]
+	var r *Report
+	if lb == nil {
+		other := l.find(uintptr(p))
+		switch {
+		case other == nil:
+			r = a.largeReport(InvalidFree, op, p, nil, "the pointer was not returned by this allocator")
+		case other.freed && other.p == p:
+			r = a.largeReport(UseAfterFree, op, p, other, "Realloc of a large block that is already free")
+		default:
+			r = a.largeReport(InvalidFree, op, p, other, "the pointer is not the start of a block (an interior pointer)")
+		}
+	}
+	l.mu.Unlock()
+	if r != nil {
+		a.report(r)
+		return 0, &Error{Report: r}
+	}
+	return lb.size, nil
+}

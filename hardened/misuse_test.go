@@ -1,0 +1,270 @@
+package hardened_test
+
+import (
+	"errors"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hardalloc/hardalloc/hardened"
+)
+
+// allocSite allocates on behalf of the catalog so that reports can be
+// checked to name it as the allocation site (hardened builds).
+//
+//go:noinline
+func allocSite(t testing.TB, a *hardened.Allocator, n int) []byte {
+	b, err := a.Alloc(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// headerOffset is where a small block's header starts relative to its
+// payload, for Options{Redzone: 16}.
+func headerOffset() int {
+	if hardened.Enabled {
+		return -32
+	}
+	return -16
+}
+
+type misuse struct {
+	name string
+	// kind is the report expected; release says whether release builds
+	// detect it too (the always-on checks).
+	kind    hardened.Kind
+	release bool
+	// size is the size of the block the report must name (-1: none).
+	size int
+	// steps performs a scenario; with bug false it must be correct use.
+	steps func(t *testing.T, a *hardened.Allocator, bug bool)
+}
+
+// catalog is the misuse catalog: every bug class the allocator promises to
+// detect. misuse_hardened_test.go appends the rows that need -tags hardened.
+var catalog = []misuse{
+	{"double free small", hardened.DoubleFree, true, 40, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 40)
+		a.Free(b)
+		if bug {
+			a.Free(b)
+		}
+	}},
+	{"double free large", hardened.DoubleFree, true, 100_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 100_000)
+		a.Free(b)
+		if bug {
+			a.Free(b)
+		}
+	}},
+	{"delayed double free", hardened.DoubleFree, true, 48, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 48)
+		c := allocSite(t, a, 48)
+		a.Free(b)
+		a.Free(c)
+		if bug {
+			a.Free(b)
+		}
+	}},
+	{"double free from two goroutines", hardened.DoubleFree, true, 64, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 64)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		frees := 1
+		if bug {
+			frees = 2
+		}
+		for range frees {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				a.Free(b)
+			}()
+		}
+		close(start)
+		wg.Wait()
+	}},
+	{"interior free small", hardened.InvalidFree, true, 32, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 32)
+		fill(b, 1)
+		if bug {
+			a.Free(b[8:])
+		}
+		verify(t, b, 1, 32) // nothing lost
+		a.Free(b)
+	}},
+	{"unaligned free small", hardened.InvalidFree, true, 32, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 32)
+		if bug {
+			a.Free(b[3:])
+		}
+		a.Free(b)
+	}},
+	{"interior free large", hardened.InvalidFree, true, 200_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 200_000)
+		fill(b, 2)
+		if bug {
+			a.Free(b[8192:])
+		}
+		verify(t, b, 2, len(b))
+		a.Free(b)
+	}},
+	{"unaligned free large", hardened.InvalidFree, true, 200_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 200_000)
+		if bug {
+			a.Free(b[5:])
+		}
+		a.Free(b)
+	}},
+	{"free of a Go-heap slice", hardened.InvalidFree, true, -1, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		g := make([]byte, 64)
+		if bug {
+			a.Free(g)
+		}
+	}},
+	{"free of a foreign mmap", hardened.InvalidFree, true, -1, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		m, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Munmap(m)
+		if bug {
+			a.Free(m)
+		}
+	}},
+	{"free of a PROT_NONE foreign mmap", hardened.InvalidFree, true, -1, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		m, err := unix.Mmap(-1, 0, 4096, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Munmap(m)
+		if bug {
+			a.Free(m) // must not touch the memory: it would fault
+		}
+	}},
+	{"free of a never-allocated slot", hardened.InvalidFree, true, -1, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b1 := allocSite(t, a, 16)
+		b2 := allocSite(t, a, 16)
+		stride := int(addr(b2) - addr(b1))
+		if bug {
+			a.Free(raw(b2, stride, 16)) // the slot after b2: in a committed slab, never handed out
+		}
+		a.Free(b1)
+		a.Free(b2)
+	}},
+	{"realloc of a freed block", hardened.UseAfterFree, true, 24, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 24)
+		a.Free(b)
+		if bug {
+			if _, err := a.Realloc(b, 100); !errors.Is(err, hardened.UseAfterFree) {
+				t.Errorf("Realloc of freed block: %v", err)
+			}
+		}
+	}},
+	{"header damage", hardened.HeaderCorruption, true, -1, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 56)
+		if bug {
+			raw(b, headerOffset()+1, 1)[0] ^= 0x40
+		}
+		a.Free(b)
+	}},
+	{"header swapped with a neighbour's", hardened.HeaderCorruption, true, -1, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 56)
+		c := allocSite(t, a, 56)
+		if bug {
+			copy(raw(b, headerOffset(), 8), raw(c, headerOffset(), 8))
+		}
+		a.Free(b)
+		a.Free(c)
+	}},
+	{"leak at Close", hardened.Leak, true, 77, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 77)
+		if !bug {
+			a.Free(b)
+		}
+	}},
+}
+
+// TestMisuseCatalog runs every row twice: with the bug, expecting exactly
+// one report of the row's kind naming the block; without, expecting none.
+func TestMisuseCatalog(t *testing.T) {
+	for _, m := range catalog {
+		t.Run(m.name, func(t *testing.T) {
+			if !hardened.Enabled && !m.release {
+				t.Skip("needs -tags hardened")
+			}
+			for _, bug := range []bool{false, true} {
+				c := new(collector)
+				a, err := hardened.New(hardened.Options{Seed: 11, OnReport: c.add, Redzone: 16})
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.steps(t, a, bug)
+				if err := a.Check(); err != nil && !bug {
+					t.Errorf("Check after correct use: %v", err)
+				}
+				cerr := a.Close()
+				reports := c.take()
+				if !bug {
+					if len(reports) != 0 || cerr != nil {
+						t.Fatalf("correct use reported (%v):\n%s", cerr, reports[0])
+					}
+					continue
+				}
+				if len(reports) == 0 {
+					t.Fatalf("bug not detected (Close: %v)", cerr)
+				}
+				r := reports[0]
+				if r.Kind != m.kind {
+					t.Fatalf("got %v, want %v:\n%s", r.Kind, m.kind, r)
+				}
+				if m.size >= 0 && r.Size != m.size {
+					t.Fatalf("report names a %d-byte block, want %d:\n%s", r.Size, m.size, r)
+				}
+				if m.kind != hardened.HeaderCorruption && len(reports) > 1 {
+					t.Fatalf("%d reports, want 1; second:\n%s", len(reports), reports[1])
+				}
+				if hardened.Enabled && m.size >= 0 {
+					if f := r.Alloc.TopFunction(); !strings.HasSuffix(f, ".allocSite") {
+						t.Fatalf("allocation site %q, want allocSite:\n%s", f, r)
+					}
+				}
+				if s := r.String(); !strings.Contains(s, m.kind.String()) || !strings.Contains(s, "SUMMARY") {
+					t.Fatalf("report text lacks kind or summary:\n%s", s)
+				}
+			}
+		})
+	}
+}
+
+// TestRejectedBlockNeverReused: after a corrupted header is reported, the
+// slot is withdrawn: no later allocation gets it.
+func TestRejectedBlockNeverReused(t *testing.T) {
+	c := new(collector)
+	a, err := hardened.New(hardened.Options{Seed: 5, OnReport: c.add, Redzone: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, _ := a.Alloc(40)
+	bad := addr(b)
+	raw(b, headerOffset(), 1)[0] ^= 1
+	a.Free(b)
+	a.Free(b)
+	if r := c.take(); len(r) != 2 || r[0].Kind != hardened.HeaderCorruption {
+		t.Fatalf("reports: %v", r)
+	}
+	for range 5000 {
+		x, _ := a.Alloc(40)
+		if addr(x) == bad {
+			t.Fatal("a slot whose free was rejected was handed out again")
+		}
+	}
+	runtime.KeepAlive(b)
+}

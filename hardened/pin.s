@@ -1,0 +1,1 @@
+// Empty: lets pin_norace.go declare the body-less linknamed functions.

@@ -1,0 +1,168 @@
+package hardened
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+)
+
+// Kind classifies a report.
+type Kind int
+
+// The kinds of bug the allocator reports. Release builds detect
+// DoubleFree, InvalidFree, HeaderCorruption and Leak; the others need the
+// hardening layer (-tags hardened).
+const (
+	DoubleFree       Kind = iota + 1 // Free or Realloc of a block already freed
+	InvalidFree                      // Free of a pointer the allocator did not return (foreign, interior, never allocated)
+	Overflow                         // a write past the end of a block (rear redzone or guard page)
+	Underflow                        // a write before the start of a block (front redzone or guard page)
+	WriteAfterFree                   // a freed block's poison was changed while it sat in quarantine
+	UseAfterFree                     // an access to, or Realloc of, a freed block
+	HeaderCorruption                 // a block header failed its keyed checksum
+	Leak                             // a block still live at Close
+	MetadataWrite                    // a write to protected allocator metadata
+	UseAfterClose                    // an operation on a closed allocator
+)
+
+var kindNames = [...]string{
+	DoubleFree:       "double-free",
+	InvalidFree:      "invalid-free",
+	Overflow:         "heap-buffer-overflow",
+	Underflow:        "heap-buffer-underflow",
+	WriteAfterFree:   "write-after-free",
+	UseAfterFree:     "heap-use-after-free",
+	HeaderCorruption: "header-corruption",
+	Leak:             "memory-leak",
+	MetadataWrite:    "metadata-write",
+	UseAfterClose:    "use-after-close",
+}
+
+func (k Kind) String() string {
+	if k > 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Error makes a Kind usable as an errors.Is target.
+func (k Kind) Error() string { return k.String() }
+
+// Site says where a block was allocated or freed. Goroutine, Seq and Stack
+// are recorded only by hardened builds; a release build leaves Site zero.
+type Site struct {
+	Goroutine uint64    // goroutine id, 0 if unknown
+	Seq       uint64    // allocator-wide sequence number of the operation
+	Stack     []uintptr // program counters, innermost first
+}
+
+// Known reports whether anything was recorded.
+func (s Site) Known() bool { return s.Seq != 0 }
+
+// Frames symbolizes the stack (done only when a report is printed).
+func (s Site) Frames() []runtime.Frame {
+	if len(s.Stack) == 0 {
+		return nil
+	}
+	var out []runtime.Frame
+	fr := runtime.CallersFrames(s.Stack)
+	for {
+		f, more := fr.Next()
+		out = append(out, f)
+		if !more {
+			break
+		}
+	}
+	return out
+}
+
+// TopFunction is the innermost function outside this package, or "".
+func (s Site) TopFunction() string {
+	for _, f := range s.Frames() {
+		if !strings.HasPrefix(f.Function, pkgPath+".") {
+			return f.Function
+		}
+	}
+	return ""
+}
+
+const pkgPath = "github.com/hardalloc/hardalloc/hardened"
+
+// Report is everything known about one detected bug.
+type Report struct {
+	Kind   Kind
+	Op     string  // the operation that found it: Free, Realloc, Alloc, Check, Close, fault
+	Addr   uintptr // the address involved: the pointer passed, the first bad byte, or the faulting address
+	Block  uintptr // start of the block's payload, 0 if no block is known
+	Size   int     // the block's size in bytes, -1 if unknown
+	Class  int     // size class, -1 for a large block or none
+	Offset int     // Addr - Block
+	Header uint64  // the raw header word, for HeaderCorruption
+	Want   []byte  // for redzone and poison damage: the expected bytes from Addr on
+	Got    []byte  // and the bytes found there
+	Alloc  Site    // where the block was last allocated
+	Free   Site    // where it was first freed (if it was)
+	Detail string  // anything else worth saying
+}
+
+// Summary is a one-line description suitable for deduplicating crashes:
+// the kind, the operation, and the top frame of the allocation site.
+func (r *Report) Summary() string {
+	s := r.Kind.String() + " in " + r.Op
+	if f := r.Alloc.TopFunction(); f != "" {
+		s += " of block allocated in " + f
+	} else if r.Block != 0 {
+		s += fmt.Sprintf(" of %d-byte block", r.Size)
+	}
+	return s
+}
+
+// String formats the report like an AddressSanitizer report.
+func (r *Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "==hardalloc== ERROR: %s on address %#x (%s)\n", r.Kind, r.Addr, r.Op)
+	if r.Detail != "" {
+		fmt.Fprintf(&b, "  %s\n", r.Detail)
+	}
+	if r.Block != 0 {
+		where := ""
+		switch {
+		case r.Size < 0:
+			where = fmt.Sprintf("located in a block at %#x of unknown size", r.Block)
+		case r.Offset < 0:
+			where = fmt.Sprintf("%d bytes before the start of a %d-byte block at %#x", -r.Offset, r.Size, r.Block)
+		case r.Offset >= r.Size && r.Offset > 0:
+			where = fmt.Sprintf("%d bytes after the end of a %d-byte block at %#x", r.Offset-r.Size, r.Size, r.Block)
+		default:
+			where = fmt.Sprintf("%d bytes inside a %d-byte block at %#x", r.Offset, r.Size, r.Block)
+		}
+		fmt.Fprintf(&b, "  %s", where)
+		if r.Class >= 0 {
+			fmt.Fprintf(&b, " (size class %d)", r.Class)
+		} else {
+			b.WriteString(" (large block)")
+		}
+		b.WriteString("\n")
+	}
+	if r.Kind == HeaderCorruption {
+		fmt.Fprintf(&b, "  header word %#016x\n", r.Header)
+	}
+	if len(r.Got) > 0 {
+		fmt.Fprintf(&b, "  bytes at %#x: found % x\n", r.Addr, r.Got)
+		fmt.Fprintf(&b, "  %*s expected % x\n", len(fmt.Sprintf("bytes at %#x:", r.Addr)), "", r.Want)
+	}
+	writeSite(&b, "freed", r.Free)
+	writeSite(&b, "allocated", r.Alloc)
+	fmt.Fprintf(&b, "SUMMARY: hardalloc: %s\n", r.Summary())
+	return b.String()
+}
+
+func writeSite(b *strings.Builder, verb string, s Site) {
+	if !s.Known() {
+		return
+	}
+	fmt.Fprintf(b, "%s by goroutine %d (seq %d) at:\n", verb, s.Goroutine, s.Seq)
+	for i, f := range s.Frames() {
+		fmt.Fprintf(b, "    #%d %s\n        %s:%d\n", i, f.Function, f.File, f.Line)
+	}
+}

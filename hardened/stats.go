@@ -1,0 +1,174 @@
+package hardened
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Stats is a snapshot of the allocator's accounting. Under concurrent use
+// the counters are each exact but not taken at one instant.
+type Stats struct {
+	Requested  int64 // bytes requested by live blocks
+	Mapped     int64 // readable bytes mapped: committed slabs and large blocks
+	LiveBlocks int64 // blocks allocated and not yet freed (small and large)
+	LargeLive  int64 // of which large
+	// Quarantined is the number of freed blocks held back from reuse
+	// (hardened builds), and QuarantinedBytes their slot bytes.
+	Quarantined      int64
+	QuarantinedBytes int64
+	Classes          []ClassStats // one per size class
+}
+
+// ClassStats counts one size class.
+type ClassStats struct {
+	Size   int   // payload capacity of the class
+	Allocs int64 // total allocations
+	Frees  int64 // total frees
+	Live   int64 // Allocs - Frees
+	Slabs  int64 // slabs carved
+}
+
+// Stats returns current counters.
+func (a *Allocator) Stats() Stats {
+	s := Stats{Mapped: a.mapped.Load(), Classes: make([]ClassStats, numClasses)}
+	for c := range numClasses {
+		s.Classes[c].Size = int(classSize[c])
+		s.Classes[c].Slabs = int64(a.classes[c].committed.Load() >> classSlabShift[c])
+	}
+	for _, pc := range append(a.caches[:len(a.caches):len(a.caches)], a.spare) {
+		pc.lockForRead()
+		for c := range numClasses {
+			s.Classes[c].Allocs += pc.allocs[c]
+			s.Classes[c].Frees += pc.frees[c]
+		}
+		s.Requested += pc.requested
+		pc.unlockForRead()
+	}
+	for c := range s.Classes {
+		cs := &s.Classes[c]
+		cs.Live = cs.Allocs - cs.Frees
+		s.LiveBlocks += cs.Live
+	}
+	a.large.mu.Lock()
+	s.LargeLive = int64(len(a.large.live))
+	a.large.mu.Unlock()
+	s.LiveBlocks += s.LargeLive
+	if Enabled {
+		s.Quarantined, s.QuarantinedBytes = a.quarantineStats()
+	}
+	return s
+}
+
+// walk calls fn for every slot ever allocated in every committed slab.
+func (a *Allocator) walk(fn func(slot unsafe.Pointer, c int, soff uint32)) {
+	for c := range numClasses {
+		committed := a.classes[c].committed.Load()
+		slab := uint64(1) << classSlabShift[c]
+		stride := uint64(classSize[c] + headerSize)
+		for s := uint64(0); s < committed; s += slab {
+			if Enabled && !a.slabCommitted(c, s) {
+				continue // a guard slab
+			}
+			for i := uint64(0); i < uint64(classSlots[c]); i++ {
+				soff := uint32(s + i*stride)
+				slot := a.slotAt(c, soff)
+				if loadHeader(slot) != 0 {
+					fn(slot, c, soff)
+				}
+			}
+		}
+	}
+}
+
+// Check verifies every block now: each header's checksum and, in hardened
+// builds, the canaries of live blocks and the poison of quarantined ones.
+// Every problem is reported through OnReport and returned, joined.
+func (a *Allocator) Check() error {
+	if a.closed.Load() {
+		return &OpError{Op: "Check", Err: ErrClosed}
+	}
+	return a.check("Check", false)
+}
+
+func (a *Allocator) check(op string, leaks bool) error {
+	var errs []error
+	emit := func(r *Report) {
+		if r.Kind != Leak || a.opts.OnReport != nil {
+			a.report(r)
+		}
+		errs = append(errs, &Error{Report: r})
+	}
+	if Enabled {
+		a.metaOpen()
+		defer a.metaClose()
+	}
+	a.walk(func(slot unsafe.Pointer, c int, soff uint32) {
+		old := loadHeader(slot)
+		h, ok := a.decode(slot, old)
+		if !ok {
+			emit(&Report{Kind: HeaderCorruption, Op: op, Addr: uintptr(slot), Block: uintptr(slot) + headerSize,
+				Size: -1, Class: c, Header: old, Detail: "the block header failed its keyed checksum"})
+			return
+		}
+		if Enabled {
+			if r := a.verifySmall(op, slot, c, soff, h); r != nil {
+				emit(r)
+				return
+			}
+		}
+		if leaks && h.state == stateAllocated {
+			emit(a.newReport(Leak, op, unsafe.Add(slot, headerSize+h.off), slot, c, soff, h,
+				fmt.Sprintf("%d bytes still allocated at Close", h.size)))
+		}
+	})
+	a.large.mu.Lock()
+	var large []*largeBlock
+	for _, lb := range a.large.live {
+		large = append(large, lb)
+	}
+	a.large.mu.Unlock()
+	for _, lb := range large {
+		if Enabled {
+			if r := a.verifyLarge(op, lb); r != nil {
+				emit(r)
+				continue
+			}
+		}
+		if leaks {
+			emit(a.largeReport(Leak, op, lb.p, lb, fmt.Sprintf("%d bytes still allocated at Close (large block)", lb.size)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close verifies the heap, reports every block still live as a Leak with
+// its size (and, hardened, its allocation site), and unmaps everything.
+// Leaks go to OnReport only when one was set (the default handler would
+// panic); they are always returned, joined, as *Error values. Any later
+// call fails with ErrClosed or reports UseAfterClose.
+func (a *Allocator) Close() error {
+	if a.closed.Swap(true) {
+		return &OpError{Op: "Close", Err: ErrClosed}
+	}
+	err := a.check("Close", true)
+	if Enabled {
+		a.closeHardened()
+	}
+	a.large.mu.Lock()
+	for _, lb := range a.large.live {
+		unix.Munmap(lb.mem)
+	}
+	for _, lb := range a.large.quarantined {
+		unix.Munmap(lb.mem)
+	}
+	a.large.live, a.large.quarantined = nil, nil
+	a.large.mu.Unlock()
+	if uerr := unix.Munmap(a.mem); uerr != nil {
+		err = errors.Join(err, uerr)
+	}
+	a.mapped.Store(0)
+	return err
+}

@@ -1,0 +1,40 @@
+//go:build faultinject
+
+package thread
+
+import "sync/atomic"
+
+// Fault selects a reintroduced launch-capsule bug (faultinject builds
+// only), to prove the hardening layer and the fuzzers catch the bug class
+// this project was born from.
+type Fault int
+
+type fault = Fault
+
+const (
+	// FaultNone: correct behaviour.
+	FaultNone Fault = iota
+	// FaultWorkerFrees: the worker frees the capsule when fn returns, while
+	// the owner still joins or detaches through it (use after free by the
+	// owner).
+	FaultWorkerFrees
+	// FaultDoubleFree: the worker and the owner both free the capsule.
+	FaultDoubleFree
+	// FaultLateUnlock: the worker drops the last reference before it
+	// releases the capsule's lock: a late write into freed memory (the
+	// seed's futex case).
+	FaultLateUnlock
+)
+
+const (
+	faultWorkerFrees = FaultWorkerFrees
+	faultDoubleFree  = FaultDoubleFree
+	faultLateUnlock  = FaultLateUnlock
+)
+
+var current atomic.Int32
+
+// SetFault selects the injected bug for threads that end from now on.
+func SetFault(f Fault) { current.Store(int32(f)) }
+
+func inject(f Fault) bool { return Fault(current.Load()) == f }

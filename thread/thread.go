@@ -1,0 +1,342 @@
+// Package thread runs a function on its own goroutine with an explicit
+// lifecycle (Start, then exactly one Join or Detach), keeping its launch
+// capsule in allocator memory.
+//
+// # The launch capsule
+//
+// Start allocates a capsule of hardened.CapsuleSize bytes from the given
+// Allocator, off the Go heap. It holds only plain words, because the
+// garbage collector does not scan it:
+//
+//	lock   a lock word (CAS to take it, a store to release it): the seed's
+//	       futex-on-allocator-memory, now a write the allocator can see
+//	refs   the reference count, starting at 2: the owner and the worker
+//	state  worker-finished, owner-joined, owner-detached, panic-reported
+//	handle a key into a Go-side table holding fn and its result
+//	magic  a constant checked on every access
+//
+// # Lifetime
+//
+// The capsule is freed exactly once, by whichever side drops the last
+// reference, and each side drops its reference only after its last touch of
+// the capsule: the worker after it has published fn's result and released
+// the lock; the owner after Join has read the result, or after Detach has
+// marked the capsule. This is the seed notes' permanent fix (a reference-
+// counted holder shared by creator and trampoline). Hardened builds keep
+// the capsule's size class in quarantine, so a reintroduced early free
+// shows up as a WriteAfterFree, DoubleFree or UseAfterFree naming this
+// package's functions (see faultinject.go).
+//
+// # Errors
+//
+// Join returns fn's error, or a *PanicError if fn panicked. A second Join,
+// Join after Detach, Detach after Join, and calls on a nil or zero Thread
+// return errors wrapping ErrJoined, ErrDetached or ErrInvalid; none of them
+// touch the capsule. A detached thread's panic goes to the OnPanic option,
+// or is printed to standard error with its stack: reported, never lost.
+package thread
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/hardalloc/hardalloc/hardened"
+)
+
+var (
+	// ErrJoined: the thread was already joined.
+	ErrJoined = errors.New("thread: already joined")
+	// ErrDetached: the thread was detached.
+	ErrDetached = errors.New("thread: detached")
+	// ErrInvalid: a nil or zero Thread.
+	ErrInvalid = errors.New("thread: invalid thread")
+)
+
+// PanicError is fn's panic, recovered on the worker.
+type PanicError struct {
+	Name  string // the thread's name, if any
+	Value any    // the value passed to panic
+	Stack []byte // the worker's stack at the panic
+}
+
+func (e *PanicError) Error() string {
+	if e.Name != "" {
+		return fmt.Sprintf("thread %s panicked: %v", e.Name, e.Value)
+	}
+	return fmt.Sprintf("thread panicked: %v", e.Value)
+}
+
+// Unwrap returns the panic value if it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// Option configures Start.
+type Option func(*options)
+
+type options struct {
+	name    string
+	locked  bool
+	onPanic func(*PanicError)
+	onExit  func()
+}
+
+// Name names the thread in diagnostics and panics.
+func Name(name string) Option { return func(o *options) { o.name = name } }
+
+// LockOSThread runs fn wired to one OS thread (runtime.LockOSThread), for
+// code that needs thread identity.
+func LockOSThread() Option { return func(o *options) { o.locked = true } }
+
+// OnPanic receives the panic of a detached thread (a joined thread's panic
+// is returned by Join instead). Without it the panic is printed to stderr.
+func OnPanic(f func(*PanicError)) Option { return func(o *options) { o.onPanic = f } }
+
+// OnExit is called on the worker after it has dropped its last reference
+// to the capsule: after it, the worker touches no allocator memory. Useful
+// to wait for detached threads before closing the allocator.
+func OnExit(f func()) Option { return func(o *options) { o.onExit = f } }
+
+// capsule is the launch capsule's layout in allocator memory.
+type capsule struct {
+	lock   uint32
+	refs   int32
+	state  uint32
+	_      uint32
+	handle uint64
+	magic  uint64
+}
+
+const (
+	capsuleMagic = 0x7468726561646361 // "threadca"
+
+	stWorkerDone = 1 << iota
+	stJoined
+	stDetached
+	stPanicReported
+)
+
+func init() {
+	if unsafe.Sizeof(capsule{}) > hardened.CapsuleSize {
+		panic("thread: capsule larger than hardened.CapsuleSize")
+	}
+}
+
+// entry is the Go-side half of a thread: what cannot live off-heap.
+type entry struct {
+	fn   func() error
+	opts options
+	done chan struct{} // closed when fn's result is published
+	err  error
+	perr *PanicError
+}
+
+var table struct {
+	sync.Mutex
+	next    uint64
+	entries map[uint64]*entry
+}
+
+func register(e *entry) uint64 {
+	table.Lock()
+	defer table.Unlock()
+	if table.entries == nil {
+		table.entries = make(map[uint64]*entry)
+	}
+	table.next++
+	table.entries[table.next] = e
+	return table.next
+}
+
+func unregister(h uint64) {
+	table.Lock()
+	delete(table.entries, h)
+	table.Unlock()
+}
+
+// Thread is the owner's handle.
+type Thread struct {
+	mu    sync.Mutex
+	a     *hardened.Allocator
+	mem   []byte // the capsule
+	e     *entry
+	h     uint64
+	ended error // ErrJoined or ErrDetached once the owner released
+}
+
+// Start runs fn on a new goroutine. The capsule is allocated from a; a
+// closed allocator or one over its Limit makes Start fail with a's error.
+func Start(a *hardened.Allocator, fn func() error, opts ...Option) (*Thread, error) {
+	if a == nil || fn == nil {
+		return nil, fmt.Errorf("thread: Start: %w", ErrInvalid)
+	}
+	mem, err := allocCapsule(a)
+	if err != nil {
+		return nil, fmt.Errorf("thread: Start: %w", err)
+	}
+	e := &entry{fn: fn, done: make(chan struct{})}
+	for _, o := range opts {
+		o(&e.opts)
+	}
+	h := register(e)
+	c := (*capsule)(unsafe.Pointer(&mem[0]))
+	c.refs = 2
+	c.handle = h
+	c.magic = capsuleMagic
+	t := &Thread{a: a, mem: mem, e: e, h: h}
+	go worker(a, mem, e, h)
+	return t, nil
+}
+
+//go:noinline
+func allocCapsule(a *hardened.Allocator) ([]byte, error) {
+	return a.Alloc(hardened.CapsuleSize)
+}
+
+func capsuleOf(mem []byte) *capsule { return (*capsule)(unsafe.Pointer(unsafe.SliceData(mem))) }
+
+func (c *capsule) acquire() {
+	for !atomic.CompareAndSwapUint32(&c.lock, 0, 1) {
+		runtime.Gosched()
+	}
+}
+
+func (c *capsule) release() { atomic.StoreUint32(&c.lock, 0) }
+
+// worker is the trampoline: run fn, publish its result, drop the worker's
+// reference.
+func worker(a *hardened.Allocator, mem []byte, e *entry, h uint64) {
+	if e.opts.locked {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
+	e.err, e.perr = call(e.fn, e.opts.name)
+	close(e.done)
+
+	c := capsuleOf(mem)
+	c.acquire()
+	c.state |= stWorkerDone
+	report := c.state&stDetached != 0 && e.perr != nil && c.state&stPanicReported == 0
+	if report {
+		c.state |= stPanicReported
+	}
+	if inject(faultLateUnlock) {
+		dropRef(a, mem, h) // BUG (injected): the last release happens before the unlock
+		c.release()        // the seed's late futex write, into freed memory
+	} else {
+		c.release()
+	}
+	if report {
+		reportPanic(e)
+	}
+	if inject(faultWorkerFrees) || inject(faultDoubleFree) {
+		a.Free(mem) // BUG (injected): the worker frees the capsule on finish
+	} else if !inject(faultLateUnlock) {
+		dropRef(a, mem, h)
+	}
+	if e.opts.onExit != nil {
+		e.opts.onExit()
+	}
+}
+
+func call(fn func() error, name string) (err error, perr *PanicError) {
+	defer func() {
+		if v := recover(); v != nil {
+			perr = &PanicError{Name: name, Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return fn(), nil
+}
+
+func reportPanic(e *entry) {
+	if e.opts.onPanic != nil {
+		e.opts.onPanic(e.perr)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "%v (detached)\n%s\n", e.perr, e.perr.Stack)
+}
+
+// dropRef releases one reference; the last one frees the capsule.
+//
+//go:noinline
+func dropRef(a *hardened.Allocator, mem []byte, h uint64) {
+	c := capsuleOf(mem)
+	if atomic.AddInt32(&c.refs, -1) == 0 {
+		unregister(h)
+		a.Free(mem)
+	}
+}
+
+// begin marks the owner's one Join or Detach, or says why it can't be.
+func (t *Thread) begin(op string, end error) error {
+	if t == nil || t.a == nil {
+		return fmt.Errorf("thread: %s: %w", op, ErrInvalid)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended != nil {
+		return fmt.Errorf("thread: %s: %w", op, t.ended)
+	}
+	t.ended = end
+	return nil
+}
+
+// Join waits for fn to return and returns its error, or a *PanicError.
+func (t *Thread) Join() error {
+	if err := t.begin("Join", ErrJoined); err != nil {
+		return err
+	}
+	<-t.e.done
+	c := capsuleOf(t.mem)
+	c.acquire()
+	c.state |= stJoined
+	c.release()
+	t.ownerDone()
+	if t.e.perr != nil {
+		return t.e.perr
+	}
+	return t.e.err
+}
+
+// Detach lets the thread run on and free its capsule when it ends. A panic
+// of fn is then reported through OnPanic (or stderr).
+func (t *Thread) Detach() error {
+	if err := t.begin("Detach", ErrDetached); err != nil {
+		return err
+	}
+	c := capsuleOf(t.mem)
+	c.acquire()
+	c.state |= stDetached
+	report := c.state&stWorkerDone != 0 && c.state&stPanicReported == 0
+	if report {
+		c.state |= stPanicReported
+	}
+	c.release()
+	if report {
+		<-t.e.done // published before stWorkerDone was set
+		if t.e.perr != nil {
+			reportPanic(t.e)
+		}
+	}
+	t.ownerDone()
+	return nil
+}
+
+// ownerDone drops the owner's reference (or, with a fault injected, frees).
+func (t *Thread) ownerDone() {
+	if inject(faultDoubleFree) {
+		t.a.Free(t.mem) // BUG (injected): the owner frees too
+		return
+	}
+	if inject(faultWorkerFrees) {
+		return // BUG (injected): the worker already freed; the owner only touched it
+	}
+	dropRef(t.a, t.mem, t.h)
+}
