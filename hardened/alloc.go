@@ -77,8 +77,7 @@ type Allocator struct {
 	mapped atomic.Int64 // readable bytes mapped: committed slabs and large blocks
 	closed atomic.Bool
 
-	rngMu sync.Mutex
-	rng   *rand.ChaCha8
+	rng *rand.ChaCha8 // used only while New runs
 
 	h *hardState // nil unless Enabled
 }
@@ -227,6 +226,9 @@ func (a *Allocator) alloc(op string, n, align int) ([]byte, error) {
 	if align < 16 {
 		align = 16
 	}
+	if Enabled && n == 0 && align == 16 {
+		return a.allocZero(), nil
+	}
 	front, rear := a.pads()
 	// Worst-case room the slot needs: front pad, alignment slack, payload,
 	// rear pad.
@@ -286,7 +288,19 @@ func (a *Allocator) popSlot(c int, n int) (uint32, error) {
 	want := max(1, int(a.ccap[c]+1)/2)
 	cl.mu.Lock()
 	if len(cl.free) == 0 {
-		if err := a.grow(c); err != nil {
+		err := a.grow(c)
+		if err != nil && Enabled && errors.Is(err, ErrOutOfMemory) {
+			// Over the limit with freed blocks waiting in quarantine:
+			// release them all (verifying their poison) and try again.
+			cl.mu.Unlock()
+			a.drainQuarantine()
+			cl.mu.Lock()
+			err = nil
+			if len(cl.free) == 0 {
+				err = a.grow(c)
+			}
+		}
+		if err != nil {
 			cl.mu.Unlock()
 			return 0, err
 		}
@@ -319,8 +333,10 @@ func (a *Allocator) popSlot(c int, n int) (uint32, error) {
 // to the central list when it is full.
 func (a *Allocator) pushSlot(c int, off uint32, size int) {
 	pc := a.pin()
-	pc.frees[c]++
-	pc.requested -= int64(size)
+	if size >= 0 { // size -1: already counted as freed (hardened quarantine)
+		pc.frees[c]++
+		pc.requested -= int64(size)
+	}
 	k := pc.n[c]
 	if a.ccap[c] == 0 {
 		a.unpin(pc)
@@ -346,6 +362,14 @@ func (a *Allocator) pushSlot(c int, off uint32, size int) {
 	cl.mu.Lock()
 	cl.free = append(cl.free, batch[:m]...)
 	cl.mu.Unlock()
+}
+
+// pushSlotStats counts a free without recycling the slot.
+func (a *Allocator) pushSlotStats(c int, size int) {
+	pc := a.pin()
+	pc.frees[c]++
+	pc.requested -= int64(size)
+	a.unpin(pc)
 }
 
 // grow carves the next slab of class c (c's central lock held).
@@ -405,17 +429,22 @@ func (a *Allocator) finishSmall(c int, off uint32, n int, payOff uintptr) []byte
 	// builds verify it, catching overflows into free neighbours.
 	if old := loadHeader(slot); Enabled && old != 0 {
 		h, ok := a.decode(slot, old)
+		if ok && h.state == stateWithdrawn {
+			return nil // reported when it was withdrawn
+		}
 		if !ok || h.state != stateFree {
 			a.reportHeader("Alloc", slot, c, old)
 			return nil
 		}
 	}
+	if Enabled {
+		// Canaries go in before the header says "allocated", so a
+		// concurrent Check never sees a half-armed block.
+		return a.armSmall(c, off, slot, n, payOff)
+	}
 	*hdrWord(slot) = a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated})
 	p := unsafe.Add(slot, headerSize+payOff)
 	b := unsafe.Slice((*byte)(p), n)
-	if Enabled {
-		return a.armSmall(c, off, slot, b)
-	}
 	clear(b)
 	return b
 }
@@ -466,6 +495,9 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 	}
 	off := uintptr(p) - uintptr(a.base)
 	if off >= regionSize {
+		if Enabled && a.h.zero.contains(uintptr(p)) {
+			return a.freeZero(op, p)
+		}
 		return a.freeLarge(op, p)
 	}
 	slot, c, soff, ok := a.locate(off)
@@ -487,6 +519,22 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 			return false
 		}
 		pay := unsafe.Add(slot, headerSize+h.off)
+		if h.state == stateDamaged && pay == p {
+			// Check already reported this block's damage; this Free ends
+			// its life. It is withdrawn, never reused.
+			hd := h
+			hd.state = stateWithdrawn
+			if atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, hd)) {
+				a.pushSlotStats(c, h.size)
+				return true
+			}
+			continue
+		}
+		if h.state == stateWithdrawn {
+			a.report(a.newReport(InvalidFree, op, p, slot, c, soff, h,
+				"the block was withdrawn from use after an earlier report"))
+			return false
+		}
 		if h.state != stateAllocated {
 			if uintptr(p) < uintptr(pay) || uintptr(p) >= uintptr(pay)+uintptr(max(h.size, 1)) {
 				a.report(a.newReport(InvalidFree, op, p, slot, c, soff, h,
@@ -570,6 +618,9 @@ func (a *Allocator) liveSize(op string, p unsafe.Pointer) (int, error) {
 	var got *Report
 	off := uintptr(p) - uintptr(a.base)
 	if off >= regionSize {
+		if Enabled && a.h.zero.contains(uintptr(p)) {
+			return 0, nil // validated again by the Free that follows
+		}
 		return a.largeSize(op, p)
 	}
 	slot, c, soff, ok := a.locate(off)
@@ -602,21 +653,22 @@ func (a *Allocator) liveSize(op string, p unsafe.Pointer) (int, error) {
 // still fits with its pads, updating the header by compare-and-swap.
 func (a *Allocator) reallocInPlace(p unsafe.Pointer, size, n int) ([]byte, bool) {
 	off := uintptr(p) - uintptr(a.base)
-	if off >= regionSize || n > maxSmall {
+	if Enabled || off >= regionSize || n > maxSmall {
+		// Hardened builds always move: a moved block catches stale
+		// pointers, and canaries never change place under a Check.
 		return nil, false
 	}
-	slot, c, soff, _ := a.locate(off)
+	slot, c, _, _ := a.locate(off)
 	old := loadHeader(slot)
 	h, ok := a.decode(slot, old)
 	if !ok || h.state != stateAllocated {
 		return nil, false
 	}
-	_, rear := a.pads()
-	if headerSize+h.off+uintptr(n)+uintptr(rear) > uintptr(classSize[c])+headerSize {
+	if headerSize+h.off+uintptr(n) > uintptr(classSize[c])+headerSize {
 		return nil, false
 	}
 	// Shrinking far is better served by a smaller class.
-	if c > 0 && uintptr(n)+h.off+uintptr(rear) <= uintptr(classSize[c-1])/2 {
+	if c > 0 && uintptr(n)+h.off <= uintptr(classSize[c-1])/2 {
 		return nil, false
 	}
 	nh := h
@@ -631,9 +683,6 @@ func (a *Allocator) reallocInPlace(p unsafe.Pointer, size, n int) ([]byte, bool)
 	pc := a.pin()
 	pc.requested += int64(n - size)
 	a.unpin(pc)
-	if Enabled {
-		a.rearmSmall(c, soff, slot, b)
-	}
 	return b, true
 }
 

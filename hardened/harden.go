@@ -1,23 +1,119 @@
 package hardened
 
-import "unsafe"
+import (
+	"math/bits"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hardalloc/hardalloc/quarantine"
+	"github.com/hardalloc/hardalloc/redzone"
+)
+
+// This file is the hardening layer. Every entry point is called behind
+// `if Enabled`, so a release build compiles all of it away.
+//
+// Small slot layout in hardened builds:
+//
+//	| header 16 | front redzone (+ alignment slack) | payload n | rear redzone ... slot end |
+//
+// Both redzones hold the block's keyed canary; the rear one runs to the
+// end of the slot, so an overflow of one byte past n is caught. On Free
+// the canaries are verified, the first free site is recorded, the whole
+// slot body is filled with keyed poison and the slot enters the
+// quarantine; when it leaves, the poison is verified (WriteAfterFree).
+// Allocation and free sites live out of band, in a metadata region that
+// Options.ProtectMetadata keeps read-only outside allocator calls.
 
 // hardState is the hardening layer's state; nil in release builds.
 type hardState struct {
 	front, rear int // redzone bytes before and (at least) after the payload
+	canaryKey   uint64
+	poisonKey   uint64
+	seq         atomic.Uint64
+	depth       int // stack frames to record; 0 = none
+	depot       depot
+
+	meta      []byte // site records, one per slot, per class
+	metaStart [numClasses]uintptr
+	guard     metaGuard
+
+	q           *quarantine.Quarantine
+	largeBudget int64 // address-space budget of the large-block quarantine
+
+	zero zeroRegion
 }
 
+// siteRec is one slot's diagnostics, out of band.
+type siteRec struct {
+	allocSeq, allocG uint64
+	freeSeq, freeG   uint64
+	allocStack       uint32
+	freeStack        uint32
+	_                [8]byte
+}
+
+const (
+	recSize   = unsafe.Sizeof(siteRec{})
+	stackSlop = 6 // frames inside this package above the caller
+)
+
 func (a *Allocator) initHardened() error {
-	h := &hardState{front: 16, rear: 16}
-	switch r := a.opts.Redzone; {
-	case r < 0:
-		h.front, h.rear = 0, 0
-	case r > 0:
-		h.front = min((r+15)&^15, 4096)
-		h.rear = h.front
+	h := &hardState{
+		front:     redzone.Round(a.opts.Redzone),
+		canaryKey: a.rng.Uint64(),
+		poisonKey: a.rng.Uint64(),
+		depth:     16,
+	}
+	h.rear = h.front
+	switch {
+	case a.opts.StackDepth < 0:
+		h.depth = 0
+	case a.opts.StackDepth > 0:
+		h.depth = min(a.opts.StackDepth, 64)
+	}
+	var total uintptr
+	for c := range numClasses {
+		h.metaStart[c] = total
+		slots := uintptr(classRegion>>classSlabShift[c]) * uintptr(classSlots[c])
+		total += alignUp(slots*recSize, pageSize)
+	}
+	prot := unix.PROT_READ | unix.PROT_WRITE
+	if a.opts.ProtectMetadata {
+		prot = unix.PROT_READ
+	}
+	meta, err := unix.Mmap(-1, 0, int(total), prot, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return &OpError{Op: "New", Err: mmapErr(err)}
+	}
+	h.meta = meta
+	h.guard.init(meta, a.opts.ProtectMetadata)
+	budget := a.opts.QuarantineBytes
+	if budget == 0 {
+		budget = 4 << 20
+	}
+	h.q = quarantine.New(numClasses, budget, a.rng.Uint64())
+	h.q.SetAlways(sizeClass(uintptr(h.front + CapsuleSize + h.rear)))
+	for _, n := range a.opts.AlwaysQuarantine {
+		if n >= 0 && n+h.front+h.rear <= maxSmall {
+			h.q.SetAlways(sizeClass(uintptr(n + h.front + h.rear)))
+		}
+	}
+	h.largeBudget = max(budget*4, 64<<20)
+	if err := h.zero.init(); err != nil {
+		unix.Munmap(meta)
+		return &OpError{Op: "New", Err: mmapErr(err)}
 	}
 	a.h = h
 	return nil
+}
+
+func (a *Allocator) closeHardened() {
+	unix.Munmap(a.h.meta)
+	unix.Munmap(a.h.zero.mem)
 }
 
 // pads returns the front and minimum rear redzone sizes (0, 0 in release
@@ -29,29 +125,601 @@ func (a *Allocator) pads() (front, rear int) {
 	return a.h.front, a.h.rear
 }
 
-func (a *Allocator) slabGap(c int) uint64                     { return 0 }
-func (a *Allocator) slabCommitted(c int, s uint64) bool       { return true }
+// slabGap and slabCommitted leave room for guard slabs between slabs;
+// hardened builds rely on byte-precise canaries within slabs instead.
+func (a *Allocator) slabGap(c int) uint64               { return 0 }
+func (a *Allocator) slabCommitted(c int, s uint64) bool { return true }
+
+// growMeta: site records are in a NORESERVE mapping, backed on first touch.
 func (a *Allocator) growMeta(c int, start, slab uint64) error { return nil }
-func (a *Allocator) armSmall(c int, off uint32, slot unsafe.Pointer, b []byte) []byte {
+
+func (a *Allocator) rec(c int, soff uint32) *siteRec {
+	slab := uintptr(soff) >> classSlabShift[c]
+	in := uintptr(soff) & (uintptr(1)<<classSlabShift[c] - 1)
+	idx := uintptr(uint32(uint64(in) * uint64(a.divMul[c]) >> 32))
+	i := slab*uintptr(classSlots[c]) + idx
+	return (*siteRec)(unsafe.Add(unsafe.Pointer(&a.h.meta[0]), a.h.metaStart[c]+i*recSize))
+}
+
+// site captures the current goroutine, a sequence number and the stack.
+func (a *Allocator) site() (g, seq uint64, stack uint32) {
+	h := a.h
+	seq = h.seq.Add(1)
+	g = goid()
+	if h.depth > 0 {
+		var pcs [64 + stackSlop]uintptr
+		n := runtime.Callers(3, pcs[:h.depth+stackSlop])
+		stack = h.depot.intern(pcs[:n])
+	}
+	return
+}
+
+func (a *Allocator) siteOf(g, seq uint64, stack uint32) Site {
+	return Site{Goroutine: g, Seq: seq, Stack: a.h.depot.get(stack, a.h.depth)}
+}
+
+func (a *Allocator) fillSites(r *Report, c int, soff uint32) {
+	rec := a.rec(c, soff)
+	if rec.allocSeq != 0 {
+		r.Alloc = a.siteOf(rec.allocG, rec.allocSeq, rec.allocStack)
+	}
+	if rec.freeSeq != 0 {
+		r.Free = a.siteOf(rec.freeG, rec.freeSeq, rec.freeStack)
+	}
+}
+
+func slice(p unsafe.Pointer, n uintptr) []byte { return unsafe.Slice((*byte)(p), n) }
+
+// armSmall zeroes the payload, fills both redzones with the canary,
+// records the allocation site, then publishes the header.
+func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, payOff uintptr) []byte {
+	h := a.h
+	body := unsafe.Add(slot, headerSize)
+	end := uintptr(classSize[c])
+	w := redzone.Canary(h.canaryKey, uintptr(slot))
+	redzone.Fill(slice(body, payOff), uintptr(body), w)
+	p := unsafe.Add(body, payOff)
+	b := slice(p, uintptr(n))
 	clear(b)
+	rear := unsafe.Add(p, n)
+	redzone.FillRear(slice(rear, end-payOff-uintptr(n)), uintptr(rear), w)
+
+	g, seq, st := a.site()
+	closeMeta := h.guard.open()
+	rec := a.rec(c, soff)
+	*rec = siteRec{allocSeq: seq, allocG: g, allocStack: st}
+	closeMeta()
+
+	atomic.StoreUint64(hdrWord(slot), a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
 	return b
 }
-func (a *Allocator) rearmSmall(c int, off uint32, slot unsafe.Pointer, b []byte) {}
-func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, soff uint32, h header, old uint64) bool {
-	for !a.releaseSlot(slot, c, soff, h, old, stateFree) {
-		return a.free(op, unsafe.Add(slot, headerSize+h.off))
+
+// verifyCanaries checks both redzones of an allocated small block.
+func (a *Allocator) verifyCanaries(op string, slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
+	body := unsafe.Add(slot, headerSize)
+	w := redzone.Canary(a.h.canaryKey, uintptr(slot))
+	pay := unsafe.Add(body, hd.off)
+	if i := redzone.Verify(slice(body, hd.off), uintptr(body), w); i >= 0 {
+		bad := unsafe.Add(body, i)
+		return a.damage(Underflow, op, bad, slot, c, soff, hd, w, int(hd.off)-i,
+			"the front redzone was overwritten")
 	}
-	a.pushSlot(c, soff, h.size)
-	return true
-}
-func (a *Allocator) fillSites(r *Report, c int, soff uint32)     {}
-func (a *Allocator) armLarge(lb *largeBlock)                     {}
-func (a *Allocator) freeLargeHardened(op string, lb *largeBlock) {}
-func (a *Allocator) quarantineStats() (int64, int64)             { return 0, 0 }
-func (a *Allocator) metaOpen()                                   {}
-func (a *Allocator) metaClose()                                  {}
-func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint32, h header) *Report {
+	rear := unsafe.Add(pay, hd.size)
+	n := uintptr(classSize[c]) - hd.off - uintptr(hd.size)
+	if i := redzone.VerifyRear(slice(rear, n), uintptr(rear), w); i >= 0 {
+		bad := unsafe.Add(rear, i)
+		r := a.newReport(Overflow, op, bad, slot, c, soff, hd, "the rear redzone was overwritten")
+		m := min(16, int(n)-i)
+		r.Got = append([]byte(nil), slice(bad, uintptr(m))...)
+		r.Want = redzone.ExpectedRear(w, uintptr(rear), uintptr(bad), m)
+		return r
+	}
 	return nil
 }
-func (a *Allocator) verifyLarge(op string, lb *largeBlock) *Report { return nil }
-func (a *Allocator) closeHardened()                                {}
+
+// damage builds a report about pattern damage at bad, with up to 16 bytes
+// found and expected (avail bytes of pattern remain from bad).
+func (a *Allocator) damage(k Kind, op string, bad, slot unsafe.Pointer, c int, soff uint32, hd header, w uint64, avail int, detail string) *Report {
+	r := a.newReport(k, op, bad, slot, c, soff, hd, detail)
+	n := min(16, avail)
+	r.Got = append([]byte(nil), slice(bad, uintptr(n))...)
+	r.Want = redzone.Expected(w, uintptr(bad), n)
+	return r
+}
+
+// withdraw marks a reported slot so it is never reused nor reported again.
+func (a *Allocator) withdraw(slot unsafe.Pointer, hd header, old uint64) {
+	hd.state = stateWithdrawn
+	atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, hd))
+}
+
+// freeSmallHardened: verify, record, poison, quarantine.
+func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) bool {
+	h := a.h
+	busy := hd
+	busy.state = stateBusy
+	busyWord := a.encode(slot, busy)
+	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, busyWord) {
+		return a.free(op, unsafe.Add(slot, headerSize+hd.off)) // raced: look again
+	}
+	if r := a.verifyCanaries(op, slot, c, soff, hd); r != nil {
+		a.withdraw(slot, busy, busyWord)
+		a.report(r)
+		return false
+	}
+	g, seq, st := a.site()
+	closeMeta := h.guard.open()
+	rec := a.rec(c, soff)
+	rec.freeSeq, rec.freeG, rec.freeStack = seq, g, st
+	closeMeta()
+
+	body := unsafe.Add(slot, headerSize)
+	redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), redzone.Poison(h.poisonKey, uintptr(slot)))
+	q := hd
+	q.state = stateQuarantined
+	atomic.StoreUint64(hdrWord(slot), a.encode(slot, q))
+
+	pc := a.pin()
+	pc.frees[c]++
+	pc.requested -= int64(hd.size)
+	a.unpin(pc)
+	for _, e := range h.q.Push(quarantine.Item{Class: c, ID: uint64(soff), Bytes: int64(classSize[c] + headerSize)}) {
+		a.evict(e.Class, uint32(e.ID))
+	}
+	return true
+}
+
+// evict takes a slot out of quarantine: verify its poison, then recycle it.
+func (a *Allocator) evict(c int, soff uint32) {
+	slot := a.slotAt(c, soff)
+	old := loadHeader(slot)
+	hd, ok := a.decode(slot, old)
+	if !ok || hd.state != stateQuarantined {
+		if !ok {
+			a.reportHeader("quarantine", slot, c, old)
+		}
+		return // withdrawn after a report (e.g. by Check): never reused
+	}
+	busy := hd
+	busy.state = stateBusy
+	busyWord := a.encode(slot, busy)
+	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, busyWord) {
+		return
+	}
+	if r := a.verifyPoison("quarantine", slot, c, soff, hd); r != nil {
+		a.withdraw(slot, busy, busyWord)
+		a.report(r)
+		return
+	}
+	hd.state = stateFree
+	atomic.StoreUint64(hdrWord(slot), a.encode(slot, hd))
+	a.pushSlot(c, soff, -1)
+}
+
+// drainQuarantine releases every quarantined small block.
+func (a *Allocator) drainQuarantine() {
+	for _, e := range a.h.q.Drain() {
+		a.evict(e.Class, uint32(e.ID))
+	}
+}
+
+func (a *Allocator) verifyPoison(op string, slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
+	body := unsafe.Add(slot, headerSize)
+	w := redzone.Poison(a.h.poisonKey, uintptr(slot))
+	n := uintptr(classSize[c])
+	if i := redzone.Verify(slice(body, n), uintptr(body), w); i >= 0 {
+		bad := unsafe.Add(body, i)
+		r := a.damage(WriteAfterFree, op, bad, slot, c, soff, hd, w, int(n)-i,
+			"a freed block's poison was overwritten while it sat in quarantine")
+		return r
+	}
+	return nil
+}
+
+// verifySmall is Check's and Close's look at one slot.
+func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
+	switch hd.state {
+	case stateAllocated:
+		old := a.encode(slot, hd)
+		if r := a.verifyCanaries(op, slot, c, soff, hd); r != nil {
+			hd.state = stateDamaged // reported once; its Free just retires it
+			atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, hd))
+			return r
+		}
+	case stateQuarantined:
+		old := a.encode(slot, hd)
+		if r := a.verifyPoison(op, slot, c, soff, hd); r != nil {
+			a.withdraw(slot, hd, old) // its eviction must not report it again
+			return r
+		}
+	}
+	return nil
+}
+
+func (a *Allocator) quarantineStats() (int64, int64) {
+	n, b := a.h.q.Len()
+	a.large.mu.Lock()
+	defer a.large.mu.Unlock()
+	return int64(n) + int64(len(a.large.quarantined)), b + a.large.qbytes
+}
+
+// --- large blocks ---
+
+func (a *Allocator) armLarge(lb *largeBlock) {
+	g, seq, st := a.site()
+	lb.alloc = a.siteOf(g, seq, st)
+	rear := unsafe.Add(lb.p, lb.size)
+	redzone.FillRear(slice(rear, lb.span-uintptr(lb.size)), uintptr(rear), redzone.Canary(a.h.canaryKey, uintptr(lb.p)))
+}
+
+func (a *Allocator) verifyLarge(op string, lb *largeBlock) *Report {
+	w := redzone.Canary(a.h.canaryKey, uintptr(lb.p))
+	rear := unsafe.Add(lb.p, lb.size)
+	n := lb.span - uintptr(lb.size)
+	if i := redzone.VerifyRear(slice(rear, n), uintptr(rear), w); i >= 0 {
+		bad := unsafe.Add(rear, i)
+		r := a.largeReport(Overflow, op, bad, lb, "the rear redzone (page slack) of a large block was overwritten")
+		m := min(16, int(n)-i)
+		r.Got = append([]byte(nil), slice(bad, uintptr(m))...)
+		r.Want = redzone.ExpectedRear(w, uintptr(rear), uintptr(bad), m)
+		return r
+	}
+	return nil
+}
+
+// freeLargeHardened (lb already out of the live table, a.large.mu not
+// held): verify the slack canary, make the pages inaccessible and give
+// their memory back, and hold the address range in a bounded quarantine so
+// late accesses fault. A damaged block is reported and kept as it is.
+func (a *Allocator) freeLargeHardened(op string, lb *largeBlock) bool {
+	if r := a.verifyLarge(op, lb); r != nil {
+		a.report(r)
+		return false
+	}
+	g, seq, st := a.site()
+	lb.free = a.siteOf(g, seq, st)
+	payload := lb.mem[uintptr(lb.p)-uintptr(unsafe.Pointer(&lb.mem[0])):][:lb.span]
+	unix.Madvise(payload, unix.MADV_DONTNEED)
+	unix.Mprotect(payload, unix.PROT_NONE)
+	l := &a.large
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.quarantined = append(l.quarantined, lb)
+	l.qbytes += int64(len(lb.mem))
+	for len(l.quarantined) > 256 || l.qbytes > a.h.largeBudget {
+		old := l.quarantined[0]
+		l.quarantined = l.quarantined[1:]
+		l.qbytes -= int64(len(old.mem))
+		unix.Munmap(old.mem)
+		l.recent[l.recentPos] = old
+		l.recentPos = (l.recentPos + 1) % len(l.recent)
+	}
+	return true
+}
+
+// --- zero-size blocks ---
+
+// zeroRegion gives every hardened Alloc(0) a distinct address in a
+// PROT_NONE reservation, so any access through it faults (as in
+// hardened_malloc). Freed addresses are recycled oldest first once the
+// region is used up.
+type zeroRegion struct {
+	mu    sync.Mutex
+	mem   []byte
+	next  uintptr
+	live  map[uintptr]*zeroBlock
+	freed []uintptr
+}
+
+type zeroBlock struct {
+	freed       bool
+	alloc, free Site
+}
+
+const zeroRegionSize = 64 << 20
+
+func (z *zeroRegion) init() error {
+	mem, err := unix.Mmap(-1, 0, zeroRegionSize, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return err
+	}
+	z.mem, z.live = mem, make(map[uintptr]*zeroBlock)
+	return nil
+}
+
+func (z *zeroRegion) contains(p uintptr) bool {
+	base := uintptr(unsafe.Pointer(&z.mem[0]))
+	return p-base < zeroRegionSize
+}
+
+func (a *Allocator) allocZero() []byte {
+	z := &a.h.zero
+	g, seq, st := a.site()
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	var off uintptr
+	if z.next < zeroRegionSize {
+		off = z.next
+		z.next += 16
+	} else {
+		off = z.freed[0] // 4M frees happened: recycle the oldest
+		z.freed = z.freed[1:]
+	}
+	z.live[off] = &zeroBlock{alloc: a.siteOf(g, seq, st)}
+	pc := a.pin()
+	pc.allocs[0]++
+	a.unpin(pc)
+	return unsafe.Slice((*byte)(unsafe.Pointer(&z.mem[off])), 0)
+}
+
+func (a *Allocator) freeZero(op string, p unsafe.Pointer) bool {
+	z := &a.h.zero
+	off := uintptr(p) - uintptr(unsafe.Pointer(&z.mem[0]))
+	g, seq, st := a.site()
+	z.mu.Lock()
+	zb := z.live[off]
+	var r *Report
+	switch {
+	case zb == nil:
+		r = &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: -1,
+			Detail: "the pointer is in the zero-size region but was never returned"}
+	case zb.freed:
+		r = &Report{Kind: DoubleFree, Op: op, Addr: uintptr(p), Block: uintptr(p), Class: -1,
+			Alloc: zb.alloc, Free: zb.free, Detail: "the 0-byte block is already free"}
+	default:
+		zb.freed = true
+		zb.free = a.siteOf(g, seq, st)
+		z.freed = append(z.freed, off)
+	}
+	z.mu.Unlock()
+	if r != nil {
+		a.report(r)
+		return false
+	}
+	pc := a.pin()
+	pc.frees[0]++
+	a.unpin(pc)
+	return true
+}
+
+// zeroLeaks reports every 0-byte block still live.
+func (a *Allocator) zeroLeaks(op string) []*Report {
+	z := &a.h.zero
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	base := uintptr(unsafe.Pointer(&z.mem[0]))
+	var out []*Report
+	for off, zb := range z.live {
+		if !zb.freed {
+			out = append(out, &Report{Kind: Leak, Op: op, Addr: base + off, Block: base + off, Class: -1,
+				Alloc: zb.alloc, Detail: "a 0-byte block still allocated at Close"})
+		}
+	}
+	return out
+}
+
+// --- metadata guard ---
+
+// metaGuard is the seed notes' scoped metadata guard: with
+// ProtectMetadata the site records are PROT_READ, and every write to them
+// happens between open() and the closer it returns. Opens nest and may
+// come from many goroutines at once: the first opener makes the pages
+// writable, the last closer makes them read-only again.
+type metaGuard struct {
+	on      bool
+	mu      sync.Mutex
+	depth   int
+	mem     []byte
+	closeFn func()
+}
+
+func nop() {}
+
+func (g *metaGuard) init(mem []byte, on bool) {
+	g.on, g.mem = on, mem
+	g.closeFn = nop
+	if on {
+		g.closeFn = g.close
+	}
+}
+
+// open makes the metadata writable until the returned closer is called.
+func (g *metaGuard) open() (closer func()) {
+	if !g.on {
+		return nop
+	}
+	g.mu.Lock()
+	if g.depth == 0 {
+		unix.Mprotect(g.mem, unix.PROT_READ|unix.PROT_WRITE)
+	}
+	g.depth++
+	g.mu.Unlock()
+	return g.closeFn
+}
+
+func (g *metaGuard) close() {
+	g.mu.Lock()
+	g.depth--
+	if g.depth == 0 {
+		unix.Mprotect(g.mem, unix.PROT_READ)
+	}
+	g.mu.Unlock()
+}
+
+func (a *Allocator) metaOpen() {
+	if Enabled {
+		a.h.guard.open()
+	}
+}
+
+func (a *Allocator) metaClose() {
+	if Enabled && a.h.guard.on {
+		a.h.guard.close()
+	}
+}
+
+// --- stack depot ---
+
+// depot interns stacks: each distinct stack is stored once and named by a
+// uint32 id, so per-slot records stay small and memory stays bounded by
+// the number of distinct call sites.
+type depot struct {
+	ids    sync.Map // hash -> id
+	mu     sync.Mutex
+	stacks [][]uintptr // id-1 -> stack
+}
+
+func (d *depot) intern(pcs []uintptr) uint32 {
+	h := uint64(len(pcs))
+	for _, pc := range pcs {
+		h = bits.RotateLeft64(h^uint64(pc), 27) * 0x9e3779b97f4a7c15
+	}
+	if id, ok := d.ids.Load(h); ok {
+		return id.(uint32)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if id, ok := d.ids.Load(h); ok {
+		return id.(uint32)
+	}
+	d.stacks = append(d.stacks, append([]uintptr(nil), pcs...))
+	id := uint32(len(d.stacks))
+	d.ids.Store(h, id)
+	return id
+}
+
+// get returns stack id without the allocator's own frames, at most depth.
+func (d *depot) get(id uint32, depth int) []uintptr {
+	if id == 0 {
+		return nil
+	}
+	d.mu.Lock()
+	pcs := d.stacks[id-1]
+	d.mu.Unlock()
+	fr := runtime.CallersFrames(pcs)
+	skip := 0
+	for {
+		f, more := fr.Next()
+		if !isOwnFrame(f.Function) || !more {
+			break
+		}
+		skip++
+	}
+	pcs = pcs[skip:]
+	return pcs[:min(len(pcs), depth)]
+}
+
+func isOwnFrame(fn string) bool {
+	return len(fn) > len(pkgPath) && fn[:len(pkgPath)+1] == pkgPath+"."
+}
+
+// --- faults ---
+
+// Explain says what the allocator knows about addr: which block it is in
+// or next to, and what that means for an access there. It is how a fault
+// becomes a report (see CatchFault). It returns nil for an address the
+// allocator knows nothing wrong about.
+func (a *Allocator) Explain(addr uintptr) *Report {
+	if a.closed.Load() {
+		return nil
+	}
+	if Enabled {
+		h := a.h
+		mb := uintptr(unsafe.Pointer(&h.meta[0]))
+		if addr-mb < uintptr(len(h.meta)) {
+			return &Report{Kind: MetadataWrite, Op: "fault", Addr: addr, Size: -1, Class: -1,
+				Detail: "an access to the allocator's protected metadata (allocation and free sites)"}
+		}
+		if h.zero.contains(addr) {
+			return a.explainZero(addr)
+		}
+	}
+	off := addr - uintptr(a.base)
+	if off < regionSize {
+		return a.explainSmall(addr, off)
+	}
+	a.large.mu.Lock()
+	lb := a.large.find(addr)
+	a.large.mu.Unlock()
+	if lb == nil {
+		return nil
+	}
+	p := unsafe.Add(lb.p, addr-uintptr(lb.p))
+	switch {
+	case lb.freed:
+		return a.largeReport(UseAfterFree, "fault", p, lb, "an access to a freed large block")
+	case addr < uintptr(lb.p):
+		return a.largeReport(Underflow, "fault", p, lb, "an access to the guard page before a large block")
+	case addr >= uintptr(lb.p)+uintptr(lb.size):
+		return a.largeReport(Overflow, "fault", p, lb, "an access past the end of a large block")
+	}
+	return nil
+}
+
+func (a *Allocator) explainSmall(addr, off uintptr) *Report {
+	slot, c, soff, ok := a.locate(off)
+	p := unsafe.Add(a.base, off)
+	if !ok {
+		return &Report{Kind: Overflow, Op: "fault", Addr: addr, Size: -1, Class: int(off >> classShift),
+			Detail: "an access to reserved allocator address space that holds no block"}
+	}
+	old := loadHeader(slot)
+	hd, ok := a.decode(slot, old)
+	if !ok || old == 0 {
+		return nil
+	}
+	pay := uintptr(slot) + headerSize + hd.off
+	switch {
+	case hd.state == stateQuarantined || hd.state == stateFree:
+		return a.newReport(UseAfterFree, "fault", p, slot, c, soff, hd, "an access to a freed block")
+	case addr < pay:
+		return a.newReport(Underflow, "fault", p, slot, c, soff, hd, "an access before the start of a block")
+	case addr >= pay+uintptr(hd.size):
+		return a.newReport(Overflow, "fault", p, slot, c, soff, hd, "an access past the end of a block")
+	}
+	return nil
+}
+
+func (a *Allocator) explainZero(addr uintptr) *Report {
+	z := &a.h.zero
+	base := uintptr(unsafe.Pointer(&z.mem[0]))
+	off := (addr - base) &^ 15
+	z.mu.Lock()
+	zb := z.live[off]
+	z.mu.Unlock()
+	r := &Report{Kind: Overflow, Op: "fault", Addr: addr, Block: base + off, Size: 0, Class: -1,
+		Offset: int(addr - base - off), Detail: "an access through a 0-byte block (Alloc(0) returns inaccessible memory)"}
+	if zb != nil {
+		r.Alloc, r.Free = zb.alloc, zb.free
+		if zb.freed {
+			r.Kind = UseAfterFree
+		}
+	}
+	return r
+}
+
+// CatchFault runs fn with runtime/debug.SetPanicOnFault on the calling
+// goroutine (it is per goroutine: faults in goroutines fn starts are not
+// caught). If fn faults at an address Explain can account for, the report
+// goes to OnReport and is returned; any other panic propagates unchanged.
+// Hardened builds make most bad accesses to large blocks, freed large
+// blocks, 0-byte blocks and protected metadata fault.
+func (a *Allocator) CatchFault(fn func()) (r *Report) {
+	old := setPanicOnFault(true)
+	defer setPanicOnFault(old)
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		if f, ok := v.(interface{ Addr() uintptr }); ok {
+			if r = a.Explain(f.Addr()); r != nil {
+				a.report(r)
+				return
+			}
+		}
+		panic(v)
+	}()
+	fn()
+	return nil
+}

@@ -15,8 +15,8 @@ import (
 //	bits  0..16  size: the requested size in bytes (<= maxSmall)
 //	bits 17..32  offset of the payload after the header, in 16-byte units
 //	bits 33..39  size class
-//	bits 40..41  state
-//	bit  42      set in every header the allocator writes (0 = never used)
+//	bits 40..42  state
+//	bit  43      set in every header the allocator writes (0 = never used)
 //	bits 48..63  checksum
 const (
 	headerSize = 16
@@ -26,7 +26,7 @@ const (
 	hdrOffBits   = 16
 	hdrClsShift  = 33
 	hdrStShift   = 40
-	hdrUsedBit   = 1 << 42
+	hdrUsedBit   = 1 << 43
 	hdrSumShift  = 48
 	hdrSumMask   = 0xffff << hdrSumShift
 	maxHdrOffset = (1<<hdrOffBits - 1) * 16
@@ -38,6 +38,9 @@ const (
 	stateFree        slotState = 0
 	stateAllocated   slotState = 1
 	stateQuarantined slotState = 2
+	stateWithdrawn   slotState = 3 // reported; never reused (hardened)
+	stateBusy        slotState = 4 // being poisoned or verified (hardened)
+	stateDamaged     slotState = 5 // live, its redzone damage reported by Check (hardened)
 )
 
 type header struct {
@@ -66,7 +69,7 @@ func (a *Allocator) decode(slot unsafe.Pointer, v uint64) (h header, ok bool) {
 		size:  int(v & (1<<hdrSizeBits - 1)),
 		off:   uintptr(v>>hdrOffShift&(1<<hdrOffBits-1)) * 16,
 		class: int(v >> hdrClsShift & 0x7f),
-		state: slotState(v >> hdrStShift & 3),
+		state: slotState(v >> hdrStShift & 7),
 	}
 	return h, v&hdrUsedBit != 0 && v>>hdrSumShift == a.checksum(slot, v)
 }

@@ -137,8 +137,10 @@ func (a *Allocator) freeLarge(op string, p unsafe.Pointer) bool {
 	delete(l.live, uintptr(p))
 	lb.freed = true
 	if Enabled {
-		a.freeLargeHardened(op, lb) // verifies, then quarantines with l.mu held
 		l.mu.Unlock()
+		if !a.freeLargeHardened(op, lb) {
+			return false
+		}
 	} else {
 		l.recent[l.recentPos] = lb
 		l.recentPos = (l.recentPos + 1) % len(l.recent)

@@ -124,6 +124,11 @@ func (a *Allocator) check(op string, leaks bool) error {
 				fmt.Sprintf("%d bytes still allocated at Close", h.size)))
 		}
 	})
+	if Enabled && leaks {
+		for _, r := range a.zeroLeaks(op) {
+			emit(r)
+		}
+	}
 	a.large.mu.Lock()
 	var large []*largeBlock
 	for _, lb := range a.large.live {

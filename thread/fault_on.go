@@ -9,8 +9,6 @@ import "sync/atomic"
 // this project was born from.
 type Fault int
 
-type fault = Fault
-
 const (
 	// FaultNone: correct behaviour.
 	FaultNone Fault = iota

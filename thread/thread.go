@@ -202,8 +202,15 @@ func allocCapsule(a *hardened.Allocator) ([]byte, error) {
 
 func capsuleOf(mem []byte) *capsule { return (*capsule)(unsafe.Pointer(unsafe.SliceData(mem))) }
 
+// acquire takes the capsule's lock. If the magic word is gone the capsule
+// was freed under us (only possible with an injected bug): go on
+// unlocked, as the original C++ did, and let the allocator report the
+// write instead of spinning forever on poison.
 func (c *capsule) acquire() {
 	for !atomic.CompareAndSwapUint32(&c.lock, 0, 1) {
+		if atomic.LoadUint64(&c.magic) != capsuleMagic {
+			return
+		}
 		runtime.Gosched()
 	}
 }
@@ -217,7 +224,7 @@ func worker(a *hardened.Allocator, mem []byte, e *entry, h uint64) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 	}
-	e.err, e.perr = call(e.fn, e.opts.name)
+	e.perr, e.err = call(e.fn, e.opts.name)
 	close(e.done)
 
 	c := capsuleOf(mem)
@@ -246,13 +253,13 @@ func worker(a *hardened.Allocator, mem []byte, e *entry, h uint64) {
 	}
 }
 
-func call(fn func() error, name string) (err error, perr *PanicError) {
+func call(fn func() error, name string) (perr *PanicError, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			perr = &PanicError{Name: name, Value: v, Stack: debug.Stack()}
 		}
 	}()
-	return fn(), nil
+	return nil, fn()
 }
 
 func reportPanic(e *entry) {

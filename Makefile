@@ -1,0 +1,35 @@
+# hardalloc: `make fuzz` is the main job, `make test` the whole test suite.
+GO       ?= go
+FUZZTIME ?= 20s
+TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
+TAGS     ?= hardened
+
+.PHONY: test fuzz seeded lint vet staticcheck corpus bench nightly
+
+# Every check CI runs: formatting, vet, staticcheck, and the tests (seed
+# corpora included) with and without the race detector and -tags hardened.
+test: lint
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race ./...
+	$(GO) test -count=1 -tags hardened ./...
+	$(GO) test -count=1 -race -tags hardened ./...
+	$(GO) test -count=1 -tags hardened,faultinject ./thread/ ./fuzz/
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+	$(GO) vet ./...
+	$(GO) vet -tags hardened ./...
+	$(GO) vet -tags hardened,faultinject ./...
+	staticcheck ./...
+	staticcheck -tags hardened ./...
+
+# The bounded fuzz campaign: every target, hardening on, FUZZTIME each.
+fuzz:
+	FUZZTIME=$(FUZZTIME) TAGS=$(TAGS) scripts/fuzz.sh $(TARGETS)
+
+# Regenerate the seed corpora from readable Go programs.
+corpus:
+	$(GO) generate ./fuzz
+
+bench:
+	$(GO) test -run '^$$' -bench . -count 6 ./hardened

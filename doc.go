@@ -1,0 +1,86 @@
+// Package hardalloc is a fuzzing-first hardened allocator for Go: off-heap
+// memory (mmap) handed out as []byte with explicit Alloc, Realloc and Free,
+// cheap always-on integrity checks, and a debug hardening layer built to
+// find memory-lifetime bugs. This root package holds only the native fuzz
+// targets; the allocator is package hardened.
+//
+// # Layers
+//
+// The allocator is a hierarchy, like Go's runtime (mcache → mcentral →
+// mheap → OS):
+//
+//  1. Per-P caches (hardened/alloc.go: cache). Each P has, per size class,
+//     an array of free slot offsets. Alloc and Free pin the goroutine to
+//     its P (runtime.procPin) and push or pop without a lock or atomic.
+//     The free list is out of band: a write after free cannot redirect it.
+//     Race builds use the same code with a lock per cache.
+//
+//  2. Per-class central lists (central). When a cache is empty it takes
+//     half a cache of offsets from its class's central list, under that
+//     class's lock; when full, it gives half back. With Options.Limit set
+//     there are no per-P caches, so the limit is exact.
+//
+//  3. Class regions and slabs. New reserves 1 GiB of address space per
+//     size class (80 classes, PROT_NONE, nothing committed). A class grows
+//     by committing its next slab (mprotect, 16 KiB to 1 MiB, sized by
+//     mkclasses.go so tail waste stays under 1/16). A pointer's class,
+//     slab and slot follow from its address alone, so Free validates any
+//     pointer without reading memory it does not own.
+//
+//  4. Large blocks (hardened/large.go). Requests above 64 KiB, and
+//     alignments a slot cannot give, get their own mapping with a
+//     PROT_NONE guard page on each side, tracked out of band and unmapped
+//     on Free.
+//
+// # The Alloc path
+//
+// Alloc(n) maps n to a class (lookup tables, as in Go's sizeclasses.go),
+// pops a slot offset from the P's cache, writes the slot's 16-byte header
+// and zeroes the n-byte payload. len == cap == n, so reslicing can never
+// reach the slot's slack. Alloc(0) is a distinct, freeable empty slice.
+//
+// # The Free path and the always-on checks
+//
+// Free(b) takes b's address and (1) checks it lies in the class regions
+// or the large-block table, else InvalidFree (a Go-heap slice, a foreign
+// mapping - never read); (2) finds its slot by arithmetic and checks the
+// slot is committed, else InvalidFree; (3) loads the header and verifies
+// its checksum, keyed by a per-allocator secret and the slot address
+// (Scudo's chunk header), else HeaderCorruption; (4) checks the state is
+// allocated, else DoubleFree; (5) checks b starts exactly at the payload,
+// else InvalidFree (an interior pointer); (6) compare-and-swaps the
+// header to free, so of two racing Frees exactly one wins; (7) pushes the
+// offset to the P's cache. A block whose Free was rejected is never
+// reused. Reports go to Options.OnReport; the default panics with *Error.
+//
+// # Hardened builds (-tags hardened)
+//
+// hardened.Enabled is a constant, as in internal/race, so a release build
+// compiles every hardening branch away. With the tag:
+//
+//   - redzones (package redzone) of Options.Redzone bytes pad the payload
+//     away from the header and after it, and the rest of the slot is rear
+//     redzone too, so overflow detection is byte-precise; canaries are
+//     keyed by the secret and block address, checked on Free, Realloc,
+//     Check and Close (Overflow, Underflow, with the first bad byte);
+//   - freed slots are filled with keyed poison and wait in a size-class
+//     quarantine (package quarantine) under a byte budget; the class of
+//     thread's launch capsule is always quarantined; poison is verified
+//     when a slot leaves (WriteAfterFree);
+//   - each slot's last allocation and first free site (goroutine, sequence
+//     number, stack in a deduplicating depot) are kept out of band, in a
+//     metadata region that Options.ProtectMetadata keeps read-only except
+//     inside a scoped guard;
+//   - large blocks are PROT_NONE on Free and held in a bounded quarantine,
+//     Alloc(0) returns an address in a PROT_NONE region, and
+//     Allocator.CatchFault with Explain turns the resulting faults into
+//     reports (UseAfterFree, Overflow, Underflow, MetadataWrite).
+//
+// # Threads and fuzzing
+//
+// Package thread starts goroutines whose launch capsule is allocated from
+// the allocator and freed only when both owner and worker are done with
+// it: the bug this project was born from (see ../shared/seeds). Package
+// fuzz decodes fuzz inputs into op programs checked against a shadow
+// model; the targets in fuzz_test.go run it under `go test -fuzz`.
+package hardalloc

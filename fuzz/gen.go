@@ -1,0 +1,3 @@
+package fuzz
+
+//go:generate go run gencorpus.go

@@ -1,0 +1,119 @@
+//go:build hardened
+
+package hardened_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hardalloc/hardalloc/hardened"
+)
+
+// Alloc is zeroed even when the slot it reuses was poisoned.
+func TestPoisonedSlotsComeBackZeroed(t *testing.T) {
+	a, _ := newAlloc(t, hardened.Options{QuarantineBytes: 1 << 10})
+	for range 2000 {
+		b, _ := a.Alloc(96)
+		if !isZero(b) {
+			t.Fatal("Alloc returned poisoned or stale bytes")
+		}
+		fill(b, 1)
+		a.Free(b)
+	}
+}
+
+func TestDoubleFreeNamesFirstFree(t *testing.T) {
+	a, c := newAlloc(t, hardened.Options{})
+	b := allocSite(t, a, 40)
+	freeSite(a, b)
+	a.Free(b)
+	r := c.take()
+	if len(r) != 1 || r[0].Kind != hardened.DoubleFree {
+		t.Fatalf("reports %v", r)
+	}
+	if f := r[0].Free.TopFunction(); !strings.HasSuffix(f, ".freeSite") {
+		t.Fatalf("first free site %q, want freeSite:\n%s", f, r[0])
+	}
+	if r[0].Alloc.Goroutine == 0 || r[0].Free.Seq <= r[0].Alloc.Seq {
+		t.Fatalf("sites lack goroutine or ordered sequence numbers:\n%s", r[0])
+	}
+	s := r[0].String()
+	for _, want := range []string{"double-free", "freed by goroutine", "allocated by goroutine", "freeSite", "allocSite", "40-byte block"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("report lacks %q:\n%s", want, s)
+		}
+	}
+}
+
+//go:noinline
+func freeSite(a *hardened.Allocator, b []byte) { a.Free(b) }
+
+func TestOverflowReportShowsBytes(t *testing.T) {
+	a, c := newAlloc(t, hardened.Options{})
+	b := allocSite(t, a, 32)
+	copy(raw(b, 32, 3), "XYZ")
+	a.Free(b)
+	r := c.take()
+	if len(r) != 1 || r[0].Kind != hardened.Overflow || r[0].Offset != 32 {
+		t.Fatalf("reports %v", r)
+	}
+	if string(r[0].Got[:3]) != "XYZ" || len(r[0].Want) != len(r[0].Got) {
+		t.Fatalf("got/want bytes %q %q", r[0].Got, r[0].Want)
+	}
+	if !strings.Contains(r[0].String(), "0 bytes after the end of a 32-byte block") {
+		t.Fatalf("report:\n%s", r[0])
+	}
+}
+
+func TestCapsuleClassAlwaysQuarantined(t *testing.T) {
+	// With no quarantine budget, a capsule-sized block still waits.
+	a, _ := newAlloc(t, hardened.Options{QuarantineBytes: -1})
+	b, _ := a.Alloc(hardened.CapsuleSize)
+	a.Free(b)
+	if s := a.Stats(); s.Quarantined != 1 {
+		t.Fatalf("capsule-sized block not quarantined: %+v", s.Quarantined)
+	}
+	x, _ := a.Alloc(200)
+	a.Free(x)
+	if s := a.Stats(); s.Quarantined != 1 {
+		t.Fatalf("other classes should not be held with budget -1: %d", s.Quarantined)
+	}
+}
+
+func TestQuarantineBudget(t *testing.T) {
+	const budget = 64 << 10
+	a, _ := newAlloc(t, hardened.Options{QuarantineBytes: budget})
+	for i := range 5000 {
+		b, _ := a.Alloc(100 + i%900)
+		a.Free(b)
+		if s := a.Stats(); s.QuarantinedBytes > budget {
+			t.Fatalf("quarantine holds %d bytes, budget %d", s.QuarantinedBytes, budget)
+		}
+	}
+}
+
+func TestCatchFaultPassesOtherPanics(t *testing.T) {
+	a, _ := newAlloc(t, hardened.Options{})
+	defer func() {
+		if v := recover(); v != "boom" {
+			t.Fatalf("recovered %v", v)
+		}
+	}()
+	a.CatchFault(func() { panic("boom") })
+}
+
+func TestStackDepthOff(t *testing.T) {
+	a, c := newAlloc(t, hardened.Options{StackDepth: -1})
+	b, _ := a.Alloc(10)
+	a.Free(b)
+	a.Free(b)
+	r := c.take()
+	if len(r) != 1 || len(r[0].Alloc.Stack) != 0 || r[0].Alloc.Seq == 0 || r[0].Alloc.Goroutine == 0 {
+		t.Fatalf("with stacks off, want seq and goroutine only: %+v", r)
+	}
+	var e *hardened.Error
+	if errors.As(&hardened.Error{Report: r[0]}, &e) && !errors.Is(e, hardened.DoubleFree) {
+		t.Fatal("errors.Is by kind")
+	}
+}

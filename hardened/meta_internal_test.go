@@ -1,0 +1,30 @@
+//go:build hardened
+
+package hardened
+
+import "testing"
+
+// A stray write into protected metadata faults and is reported.
+func TestProtectMetadata(t *testing.T) {
+	var got []*Report
+	a, err := New(Options{Seed: 1, ProtectMetadata: true, OnReport: func(r *Report) { got = append(got, r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, _ := a.Alloc(64) // writes metadata through the guard: must not fault
+	a.Free(b)
+	r := a.CatchFault(func() { a.h.meta[100] = 1 })
+	if r == nil || r.Kind != MetadataWrite || len(got) != 1 {
+		t.Fatalf("stray metadata write: %v", r)
+	}
+	// Nested opens keep it writable until the last close.
+	c1 := a.h.guard.open()
+	c2 := a.h.guard.open()
+	c2()
+	a.h.meta[200] = 1
+	c1()
+	if r := a.CatchFault(func() { a.h.meta[300] = 1 }); r == nil {
+		t.Fatal("metadata writable after the last close")
+	}
+}

@@ -1,0 +1,129 @@
+//go:build hardened
+
+package hardened_test
+
+import (
+	"testing"
+
+	"github.com/hardalloc/hardalloc/hardened"
+)
+
+var sink byte
+
+// The catalog rows only the hardening layer detects.
+func init() {
+	catalog = append(catalog,
+		misuse{"overflow by 1 small", hardened.Overflow, false, 40, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 40)
+			if bug {
+				raw(b, 40, 1)[0] = 0
+			}
+			a.Free(b)
+		}},
+		misuse{"overflow by 8 small", hardened.Overflow, false, 40, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 40)
+			if bug {
+				copy(raw(b, 40, 8), "overflow")
+			}
+			a.Free(b)
+		}},
+		misuse{"overflow inside size-class slack", hardened.Overflow, false, 33, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 33) // the class holds more: the slack is canary too
+			if bug {
+				raw(b, 60, 1)[0] ^= 0xff
+			}
+			a.Free(b)
+		}},
+		misuse{"overflow found by Check", hardened.Overflow, false, 100, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 100)
+			if bug {
+				raw(b, 101, 1)[0] ^= 0xff
+				a.Check()
+				return // the block is left live (a leak is not the point here)
+			}
+			a.Free(b)
+		}},
+		misuse{"overflow by 1 large (page slack)", hardened.Overflow, false, 100_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 100_000)
+			if bug {
+				raw(b, 100_000, 1)[0] ^= 0xff
+			}
+			a.Free(b)
+		}},
+		misuse{"overflow into a large block's guard page (faults)", hardened.Overflow, false, 100_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 100_000)
+			if bug {
+				guard := (100_000 + 16 + 4095) &^ 4095
+				a.CatchFault(func() { raw(b, guard, 1)[0] = 1 })
+			}
+			a.Free(b)
+		}},
+		misuse{"underflow by 1 small", hardened.Underflow, false, 64, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 64)
+			if bug {
+				raw(b, -1, 1)[0] ^= 0xff
+			}
+			a.Free(b)
+		}},
+		misuse{"underflow large (guard page faults)", hardened.Underflow, false, 70_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 70_000)
+			if bug {
+				a.CatchFault(func() { sink = raw(b, -1, 1)[0] })
+			}
+			a.Free(b)
+		}},
+		misuse{"write after free small, found at reuse", hardened.WriteAfterFree, false, 48, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 48)
+			a.Free(b)
+			if bug {
+				raw(b, 3, 1)[0] ^= 1
+			}
+			for range 100_000 { // other alloc/free pairs push it out of quarantine
+				x, _ := a.Alloc(48)
+				a.Free(x)
+			}
+		}},
+		misuse{"write after free small, found by Check", hardened.WriteAfterFree, false, 200, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 200)
+			a.Free(b)
+			if bug {
+				raw(b, 199, 1)[0] ^= 1
+			}
+			a.Check()
+		}},
+		misuse{"write after free large (faults)", hardened.UseAfterFree, false, 300_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 300_000)
+			a.Free(b)
+			if bug {
+				a.CatchFault(func() { raw(b, 5, 1)[0] = 1 })
+			}
+		}},
+		misuse{"read after free large (faults)", hardened.UseAfterFree, false, 300_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 300_000)
+			a.Free(b)
+			if bug {
+				a.CatchFault(func() { sink = raw(b, 5000, 1)[0] })
+			}
+		}},
+		misuse{"access through Alloc(0) faults", hardened.Overflow, false, 0, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 0)
+			if bug {
+				a.CatchFault(func() { sink = raw(b, 0, 1)[0] })
+			}
+			a.Free(b)
+		}},
+		misuse{"leak of Alloc(0) at Close", hardened.Leak, false, 0, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 0)
+			if !bug {
+				a.Free(b)
+			}
+		}},
+		misuse{"double free of Alloc(0)", hardened.DoubleFree, false, 0, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 0)
+			a.Free(b)
+			if bug {
+				a.Free(b)
+			}
+		}},
+	)
+}

@@ -1,0 +1,185 @@
+// Package quarantine holds freed blocks back from reuse, so that a write
+// after free lands in poisoned memory that is checked later, and a double
+// free finds the block still marked freed.
+//
+// Each size class has a small random array: a freed block takes a random
+// place in it and the block it displaces moves to a FIFO queue shared by
+// all classes (hardened_malloc's random array plus queue: reuse order is
+// unpredictable, but every block waits). The queue is bounded by a byte
+// budget: Push evicts the oldest queued blocks, then random-array entries,
+// until the total is within budget again, so the budget is never exceeded
+// once Push returns. Classes marked Always keep a FIFO of their own with
+// a fixed depth, outside the budget: they are quarantined even when the
+// budget is zero.
+//
+// A Quarantine is safe for concurrent use. It stores opaque items; what
+// they mean is the caller's business. The package is a leaf.
+package quarantine
+
+import (
+	"math/rand/v2"
+	"sync"
+)
+
+// Item is a quarantined block.
+type Item struct {
+	Class int
+	ID    uint64 // the caller's handle for the block
+	Bytes int64
+}
+
+// RandomSlots is the size of each class's random array.
+const RandomSlots = 16
+
+// AlwaysDepth is how many blocks an Always class holds.
+const AlwaysDepth = 256
+
+// Quarantine is a size-class quarantine with a byte budget.
+type Quarantine struct {
+	mu     sync.Mutex
+	budget int64
+	bytes  int64
+	count  int
+	rng    *rand.Rand
+	random [][RandomSlots]*Item
+	queue  fifo
+	always []*fifo // nil unless the class is Always
+}
+
+// New returns a quarantine for classes size classes with a budget in
+// bytes (0 or less: nothing but the Always classes is held). seed drives
+// the random placement, so runs replay.
+func New(classes int, budget int64, seed uint64) *Quarantine {
+	return &Quarantine{
+		budget: max(budget, 0),
+		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		random: make([][RandomSlots]*Item, classes),
+		always: make([]*fifo, classes),
+	}
+}
+
+// SetAlways makes class c always quarantined, outside the budget.
+func (q *Quarantine) SetAlways(c int) {
+	q.mu.Lock()
+	if q.always[c] == nil {
+		q.always[c] = new(fifo)
+	}
+	q.mu.Unlock()
+}
+
+// Push quarantines it and returns the items evicted to make room, oldest
+// first (possibly it itself, if the budget cannot hold it).
+func (q *Quarantine) Push(it Item) (evicted []Item) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.count++
+	if f := q.always[it.Class]; f != nil {
+		f.push(&it)
+		if f.len() > AlwaysDepth {
+			evicted = append(evicted, *f.pop())
+			q.count--
+		}
+		return evicted
+	}
+	q.bytes += it.Bytes
+	arr := &q.random[it.Class]
+	i := q.rng.IntN(RandomSlots)
+	if old := arr[i]; old != nil {
+		q.queue.push(old)
+	}
+	arr[i] = &it
+	for q.bytes > q.budget {
+		var out *Item
+		if q.queue.len() > 0 {
+			out = q.queue.pop()
+		} else {
+			out = q.takeRandom(it.Class)
+		}
+		q.bytes -= out.Bytes
+		q.count--
+		evicted = append(evicted, *out)
+	}
+	return evicted
+}
+
+// takeRandom removes some random-array entry, preferring class c.
+func (q *Quarantine) takeRandom(c int) *Item {
+	for _, cl := range append([]int{c}, q.classOrder()...) {
+		arr := &q.random[cl]
+		for i := range arr {
+			if it := arr[i]; it != nil {
+				arr[i] = nil
+				return it
+			}
+		}
+	}
+	panic("quarantine: over budget with nothing held")
+}
+
+func (q *Quarantine) classOrder() []int {
+	out := make([]int, len(q.random))
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// Drain removes and returns everything held.
+func (q *Quarantine) Drain() []Item {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []Item
+	for q.queue.len() > 0 {
+		out = append(out, *q.queue.pop())
+	}
+	for c := range q.random {
+		for i, it := range q.random[c] {
+			if it != nil {
+				out = append(out, *it)
+				q.random[c][i] = nil
+			}
+		}
+		if f := q.always[c]; f != nil {
+			for f.len() > 0 {
+				out = append(out, *f.pop())
+			}
+		}
+	}
+	q.bytes, q.count = 0, 0
+	return out
+}
+
+// Len returns the number of items and the budgeted bytes held.
+func (q *Quarantine) Len() (items int, bytes int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.count, q.bytes
+}
+
+// fifo is a growable ring of items.
+type fifo struct {
+	buf        []*Item
+	head, size int
+}
+
+func (f *fifo) len() int { return f.size }
+
+func (f *fifo) push(it *Item) {
+	if f.size == len(f.buf) {
+		nb := make([]*Item, max(16, 2*len(f.buf)))
+		for i := range f.size {
+			nb[i] = f.buf[(f.head+i)%len(f.buf)]
+		}
+		f.buf, f.head = nb, 0
+	}
+	f.buf[(f.head+f.size)%len(f.buf)] = it
+	f.size++
+}
+
+func (f *fifo) pop() *Item {
+	it := f.buf[f.head]
+	f.buf[f.head] = nil
+	f.head = (f.head + 1) % len(f.buf)
+	f.size--
+	return it
+}

@@ -1,0 +1,160 @@
+// Package redzone holds the layout math and the keyed byte patterns of
+// hardalloc's hardening layer: canaries for the redzones around a payload
+// and poison for freed memory.
+//
+// A pattern is an 8-byte word derived from a secret key and a block's
+// address; byte i of a region holds byte (addr+i)%8 of the word, so the
+// pattern is position-dependent (a copy of one block's redzone over
+// another's is detected) and unpredictable without the key. Canary words
+// have no zero byte, so writing a NUL terminator one byte too far is
+// caught; Stopper gives the variant with a zero byte at every 8-aligned
+// address, used from the ninth redzone byte on, which stops string-style
+// overreads. Fill and Verify work a word at a time.
+//
+// The package is a leaf: it knows nothing of the allocator.
+package redzone
+
+import (
+	"encoding/binary"
+	"unsafe"
+)
+
+// Round returns the redzone size for a requested size: 16 for 0, none for a
+// negative request, otherwise rounded up to 16 bytes (payload alignment)
+// and capped at Max.
+func Round(req int) int {
+	switch {
+	case req < 0:
+		return 0
+	case req == 0:
+		return 16
+	}
+	return min((req+15)&^15, Max)
+}
+
+// Max is the largest redzone.
+const Max = 4096
+
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// Canary returns the canary word for the block at addr: keyed, with no
+// zero byte (a zeroing bug must not look like a canary).
+func Canary(key uint64, addr uintptr) uint64 {
+	w := mix(key ^ uint64(addr)*0x9e3779b97f4a7c15)
+	for i := 0; i < 64; i += 8 {
+		if w>>i&0xff == 0 {
+			w |= 0x5a << i
+		}
+	}
+	return w
+}
+
+// Stopper returns canary w with its byte at every 8-aligned address zero.
+func Stopper(w uint64) uint64 { return w &^ 0xff }
+
+// StopAfter is how many rear-redzone bytes use the plain canary before the
+// stopper pattern begins.
+const StopAfter = 8
+
+// FillRear fills a rear redzone: StopAfter bytes of w, then Stopper(w).
+func FillRear(b []byte, base uintptr, w uint64) {
+	k := min(len(b), StopAfter)
+	Fill(b[:k], base, w)
+	Fill(b[k:], base+uintptr(k), Stopper(w))
+}
+
+// VerifyRear checks a redzone filled by FillRear; it returns the index of
+// the first bad byte or -1.
+func VerifyRear(b []byte, base uintptr, w uint64) int {
+	k := min(len(b), StopAfter)
+	if i := Verify(b[:k], base, w); i >= 0 {
+		return i
+	}
+	if i := Verify(b[k:], base+uintptr(k), Stopper(w)); i >= 0 {
+		return k + i
+	}
+	return -1
+}
+
+// ExpectedRear is Expected for a rear redzone starting at start.
+func ExpectedRear(w uint64, start, addr uintptr, n int) []byte {
+	out := make([]byte, n)
+	for i := range out {
+		x := addr + uintptr(i)
+		if x-start < StopAfter {
+			out[i] = At(w, x)
+		} else {
+			out[i] = At(Stopper(w), x)
+		}
+	}
+	return out
+}
+
+// Poison returns the poison word for a freed block at addr: keyed, with
+// no zero byte, so neither zeroing nor a stale canary looks like poison.
+func Poison(key uint64, addr uintptr) uint64 {
+	w := mix(^key ^ uint64(addr)*0xc2b2ae3d27d4eb4f)
+	for i := 0; i < 64; i += 8 {
+		if w>>i&0xff == 0 {
+			w |= 0xa5 << i
+		}
+	}
+	return w
+}
+
+// At returns the expected byte at address addr for pattern word w.
+func At(w uint64, addr uintptr) byte { return byte(w >> (8 * (addr & 7))) }
+
+// Fill writes pattern w over b, whose first byte is at address base.
+func Fill(b []byte, base uintptr, w uint64) {
+	i := 0
+	for ; i < len(b) && (base+uintptr(i))&7 != 0; i++ {
+		b[i] = At(w, base+uintptr(i))
+	}
+	for ; i+8 <= len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], w)
+	}
+	for ; i < len(b); i++ {
+		b[i] = At(w, base+uintptr(i))
+	}
+}
+
+// Verify returns the index of the first byte of b (at address base) that
+// differs from pattern w, or -1.
+func Verify(b []byte, base uintptr, w uint64) int {
+	i := 0
+	for ; i < len(b) && (base+uintptr(i))&7 != 0; i++ {
+		if b[i] != At(w, base+uintptr(i)) {
+			return i
+		}
+	}
+	for ; i+8 <= len(b); i += 8 {
+		if binary.LittleEndian.Uint64(b[i:]) != w {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] != At(w, base+uintptr(i)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Expected returns the n pattern bytes starting at address addr.
+func Expected(w uint64, addr uintptr, n int) []byte {
+	out := make([]byte, n)
+	for i := range out {
+		out[i] = At(w, addr+uintptr(i))
+	}
+	return out
+}
+
+// Addr is the address of b's first byte.
+func Addr(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }

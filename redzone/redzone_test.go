@@ -1,0 +1,83 @@
+package redzone
+
+import (
+	"testing"
+)
+
+func TestRound(t *testing.T) {
+	for _, tt := range []struct{ in, want int }{{-1, 0}, {0, 16}, {1, 16}, {16, 16}, {17, 32}, {1 << 20, Max}} {
+		if got := Round(tt.in); got != tt.want {
+			t.Errorf("Round(%d) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestFillVerify(t *testing.T) {
+	buf := make([]byte, 200)
+	base := Addr(buf)
+	for _, key := range []uint64{0, 1, 0xdeadbeef} {
+		for lo := 0; lo < 9; lo++ {
+			for hi := lo; hi < 60; hi += 7 {
+				w := Canary(key, base)
+				b := buf[lo:hi]
+				Fill(b, base+uintptr(lo), w)
+				if i := Verify(b, base+uintptr(lo), w); i != -1 {
+					t.Fatalf("fresh fill reports byte %d", i)
+				}
+				for j := range b {
+					b[j] ^= 1
+					if i := Verify(b, base+uintptr(lo), w); i != j {
+						t.Fatalf("flip at %d found at %d", j, i)
+					}
+					b[j] ^= 1
+				}
+			}
+		}
+	}
+}
+
+func TestPatternsKeyedAndShaped(t *testing.T) {
+	c1, c2 := Canary(1, 0x1000), Canary(2, 0x1000)
+	if c1 == c2 || Canary(1, 0x1000) != c1 || Canary(1, 0x2000) == c1 {
+		t.Fatal("canary not keyed by key and address")
+	}
+	if Stopper(c1)&0xff != 0 || Stopper(c1)>>8 != c1>>8 {
+		t.Fatal("stopper lacks its zero byte")
+	}
+	for k := uint64(0); k < 1000; k++ {
+		p := Poison(k, uintptr(k*16))
+		for i := 0; i < 64; i += 8 {
+			if p>>i&0xff == 0 {
+				t.Fatalf("poison %#x has a zero byte", p)
+			}
+		}
+		c := Canary(k, uintptr(k*16))
+		for i := 0; i < 64; i += 8 {
+			if c>>i&0xff == 0 {
+				t.Fatalf("canary %#x has a zero byte", c)
+			}
+		}
+	}
+}
+
+func TestRearNulOneTooFarCaught(t *testing.T) {
+	buf := make([]byte, 64)
+	for lo := 0; lo < 8; lo++ {
+		b := buf[lo : lo+40]
+		base := Addr(b)
+		w := Canary(7, base)
+		FillRear(b, base, w)
+		if VerifyRear(b, base, w) != -1 {
+			t.Fatal("fresh rear redzone reported")
+		}
+		b[0] = 0 // the off-by-one NUL
+		if VerifyRear(b, base, w) != 0 {
+			t.Fatalf("NUL one past the end not caught (offset %d)", lo)
+		}
+		got := ExpectedRear(w, base, base, 40)
+		FillRear(b, base, w)
+		if string(got) != string(b) {
+			t.Fatal("ExpectedRear disagrees with FillRear")
+		}
+	}
+}
