@@ -50,6 +50,9 @@ func (o Op) String() string {
 }
 
 // Program is a decoded fuzz input: the allocator seed and the ops.
+// Decode derives Seed from a hash of the whole input, so ops start at the
+// first byte (short inputs already do something) and any change to an
+// input changes the run; Encode does not encode it.
 type Program struct {
 	Seed uint64
 	Ops  []Op
@@ -93,13 +96,10 @@ var (
 // generator is not stable enough to keep a corpus meaningful).
 func Decode(data []byte, mix Mix) Program {
 	c := fuzzheaders.NewConsumer(data)
-	var p Program
-	hi, err1 := c.GetUint32()
-	lo, err2 := c.GetUint32()
-	if err1 != nil || err2 != nil {
-		return p
+	p := Program{Seed: 0xcbf29ce484222325}
+	for _, b := range data {
+		p.Seed = (p.Seed ^ uint64(b)) * 0x100000001b3
 	}
-	p.Seed = uint64(hi)<<32 | uint64(lo)
 	for len(p.Ops) < MaxOps {
 		kb, err := c.GetByte()
 		if err != nil {
@@ -157,10 +157,9 @@ func decodeSize(sel byte, raw uint32) int {
 }
 
 // Encode turns a program back into input bytes that Decode(…, mix)
-// decodes to the same program. Seed corpora are written with it, as Go.
+// decodes to the same ops. Seed corpora are written with it, as Go.
 func Encode(p Program, mix Mix) []byte {
-	out := binary.BigEndian.AppendUint32(nil, uint32(p.Seed>>32))
-	out = binary.BigEndian.AppendUint32(out, uint32(p.Seed))
+	var out []byte
 	for _, o := range p.Ops {
 		kb := -1
 		for i, k := range mix {

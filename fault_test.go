@@ -1,0 +1,18 @@
+//go:build faultinject
+
+package hardalloc_test
+
+import (
+	"os"
+	"strconv"
+
+	"github.com/hardalloc/hardalloc/thread"
+)
+
+// HARDALLOC_FAULT selects a reintroduced launch-capsule bug for the fuzz
+// targets (scripts/seeded.sh): 1 worker frees, 2 double free, 3 late unlock.
+func init() {
+	if n, err := strconv.Atoi(os.Getenv("HARDALLOC_FAULT")); err == nil {
+		thread.SetFault(thread.Fault(n))
+	}
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Seeded-bug campaign: each reintroduced bug (faultinject) against the
+# target expected to find it, from an EMPTY corpus and a fresh fuzz cache,
+# with a time cap. Prints the time to detect; exits non-zero if any bug
+# survives its cap.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+CAP=${CAP:-120s}
+TAGS=${TAGS:-hardened,faultinject}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git ls-files | grep -v '^testdata/fuzz/' | tar -cf - -T - | tar -xf - -C "$work"
+cd "$work"
+fail=0
+echo "| seeded bug | target | tags | time to detect | report |"
+echo "|---|---|---|---|---|"
+for spec in "1:worker frees capsule:FuzzThreadLifecycle" "2:capsule double free:FuzzThreadLifecycle" "3:late unlock after release:FuzzThreadLifecycle"; do
+	IFS=: read -r fault name target <<<"$spec"
+	rm -rf testdata/fuzz "$work/cache"
+	start=$(date +%s%N)
+	out=$(HARDALLOC_FAULT=$fault go test -tags "$TAGS" -run '^$' -fuzz "^${target}\$" -fuzztime "$CAP" -parallel 2 -test.fuzzcachedir="$work/cache" . 2>&1)
+	ms=$(( ($(date +%s%N) - start) / 1000000 ))
+	kind=$(grep -oE 'ERROR: [a-z-]+' <<<"$out" | head -1 | cut -d' ' -f2)
+	if grep -q -- '--- FAIL' <<<"$out"; then
+		printf '| %s | %s | %s | %d.%03d s | %s |\n' "$name" "$target" "$TAGS" $((ms/1000)) $((ms%1000)) "${kind:-model failure}"
+	else
+		printf '| %s | %s | %s | not found in %s | - |\n' "$name" "$target" "$TAGS" "$CAP"
+		fail=1
+	fi
+done
+exit $fail
