@@ -20,7 +20,7 @@ for spec in "1:worker frees capsule:FuzzThreadLifecycle" "2:capsule double free:
 	start=$(date +%s%N)
 	out=$(HARDALLOC_FAULT=$fault go test -tags "$TAGS" -run '^$' -fuzz "^${target}\$" -fuzztime "$CAP" -parallel 2 -test.fuzzcachedir="$work/cache" . 2>&1)
 	ms=$(( ($(date +%s%N) - start) / 1000000 ))
-	kind=$(grep -oE 'ERROR: [a-z-]+' <<<"$out" | head -1 | cut -d' ' -f2)
+	kind=$(grep -oE '(ERROR|hardalloc): [a-z]+(-[a-z]+)+' <<<"$out" | head -1 | cut -d' ' -f2)
 	if grep -q -- '--- FAIL' <<<"$out"; then
 		printf '| %s | %s | %s | %d.%03d s | %s |\n' "$name" "$target" "$TAGS" $((ms/1000)) $((ms%1000)) "${kind:-model failure}"
 	else
