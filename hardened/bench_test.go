@@ -88,3 +88,22 @@ func BenchmarkMixed(b *testing.B) {
 		a.Free(p)
 	}
 }
+
+// BenchmarkQuarantineSize is the 64-byte pair for several quarantine
+// budgets: in hardened builds each free evicts a block freed budget/80
+// frees earlier, whose poison is verified in memory long gone from cache.
+func BenchmarkQuarantineSize(b *testing.B) {
+	for _, q := range []int64{-1, 64 << 10, 1 << 20, 4 << 20} {
+		b.Run(fmt.Sprint(q), func(b *testing.B) {
+			a, err := hardened.New(hardened.Options{Seed: 1, StackDepth: -1, QuarantineBytes: q})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer a.Close()
+			for b.Loop() {
+				p, _ := a.Alloc(64)
+				a.Free(p)
+			}
+		})
+	}
+}

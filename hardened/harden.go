@@ -2,7 +2,6 @@ package hardened
 
 import (
 	"math/bits"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -148,14 +147,14 @@ func (a *Allocator) site() (g, seq uint64, stack uint32) {
 	g = goid()
 	if h.depth > 0 {
 		var pcs [64 + stackSlop]uintptr
-		n := runtime.Callers(3, pcs[:h.depth+stackSlop])
+		n := callers(0, pcs[:h.depth+stackSlop]) // own frames are dropped by depot.get
 		stack = h.depot.intern(pcs[:n])
 	}
 	return
 }
 
 func (a *Allocator) siteOf(g, seq uint64, stack uint32) Site {
-	return Site{Goroutine: g, Seq: seq, Stack: a.h.depot.get(stack, a.h.depth)}
+	return Site{Goroutine: g, Seq: seq, Stack: a.h.depot.get(stack), depth: a.h.depth}
 }
 
 func (a *Allocator) fillSites(r *Report, c int, soff uint32) {
@@ -263,7 +262,8 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	pc.frees[c]++
 	pc.requested -= int64(hd.size)
 	a.unpin(pc)
-	for _, e := range h.q.Push(quarantine.Item{Class: c, ID: uint64(soff), Bytes: int64(classSize[c] + headerSize)}) {
+	var buf [4]quarantine.Item
+	for _, e := range h.q.Push(quarantine.Item{Class: c, ID: uint64(soff), Bytes: int64(classSize[c] + headerSize)}, buf[:]) {
 		a.evict(e.Class, uint32(e.ID))
 	}
 	return true
@@ -564,9 +564,15 @@ func (a *Allocator) metaClose() {
 // uint32 id, so per-slot records stay small and memory stays bounded by
 // the number of distinct call sites.
 type depot struct {
-	ids    sync.Map // hash -> id
+	shards [64]depotShard
 	mu     sync.Mutex
 	stacks [][]uintptr // id-1 -> stack
+}
+
+type depotShard struct {
+	mu  sync.RWMutex
+	ids map[uint64]uint32 // stack hash -> id
+	_   [32]byte
 }
 
 func (d *depot) intern(pcs []uintptr) uint32 {
@@ -574,43 +580,39 @@ func (d *depot) intern(pcs []uintptr) uint32 {
 	for _, pc := range pcs {
 		h = bits.RotateLeft64(h^uint64(pc), 27) * 0x9e3779b97f4a7c15
 	}
-	if id, ok := d.ids.Load(h); ok {
-		return id.(uint32)
+	sh := &d.shards[h>>58]
+	sh.mu.RLock()
+	id, ok := sh.ids[h]
+	sh.mu.RUnlock()
+	if ok {
+		return id
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if id, ok := sh.ids[h]; ok {
+		return id
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if id, ok := d.ids.Load(h); ok {
-		return id.(uint32)
-	}
 	d.stacks = append(d.stacks, append([]uintptr(nil), pcs...))
-	id := uint32(len(d.stacks))
-	d.ids.Store(h, id)
+	id = uint32(len(d.stacks))
+	d.mu.Unlock()
+	if sh.ids == nil {
+		sh.ids = make(map[uint64]uint32)
+	}
+	sh.ids[h] = id
 	return id
 }
 
-// get returns stack id without the allocator's own frames, at most depth.
-func (d *depot) get(id uint32, depth int) []uintptr {
+// get returns stack id: physical return addresses from the frame-pointer
+// walk, the allocator's own frames included (Site.Frames drops them after
+// inline expansion, which needs the whole slice).
+func (d *depot) get(id uint32) []uintptr {
 	if id == 0 {
 		return nil
 	}
 	d.mu.Lock()
-	pcs := d.stacks[id-1]
-	d.mu.Unlock()
-	fr := runtime.CallersFrames(pcs)
-	skip := 0
-	for {
-		f, more := fr.Next()
-		if !isOwnFrame(f.Function) || !more {
-			break
-		}
-		skip++
-	}
-	pcs = pcs[skip:]
-	return pcs[:min(len(pcs), depth)]
-}
-
-func isOwnFrame(fn string) bool {
-	return len(fn) > len(pkgPath) && fn[:len(pkgPath)+1] == pkgPath+"."
+	defer d.mu.Unlock()
+	return d.stacks[id-1]
 }
 
 // --- faults ---

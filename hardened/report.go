@@ -53,13 +53,15 @@ func (k Kind) Error() string { return k.String() }
 type Site struct {
 	Goroutine uint64    // goroutine id, 0 if unknown
 	Seq       uint64    // allocator-wide sequence number of the operation
-	Stack     []uintptr // program counters, innermost first
+	Stack     []uintptr // return addresses, innermost first (may include the allocator's own frames)
+	depth     int       // frames to show
 }
 
 // Known reports whether anything was recorded.
 func (s Site) Known() bool { return s.Seq != 0 }
 
-// Frames symbolizes the stack (done only when a report is printed).
+// Frames symbolizes the stack (done only when a report is printed),
+// without the allocator's own frames.
 func (s Site) Frames() []runtime.Frame {
 	if len(s.Stack) == 0 {
 		return nil
@@ -68,13 +70,20 @@ func (s Site) Frames() []runtime.Frame {
 	fr := runtime.CallersFrames(s.Stack)
 	for {
 		f, more := fr.Next()
-		out = append(out, f)
-		if !more {
+		own := len(out) == 0 && strings.HasPrefix(f.Function, pkgPath+".")
+		if !own && !isWrapper(f.Function) {
+			out = append(out, f)
+		}
+		if !more || (s.depth > 0 && len(out) == s.depth) {
 			break
 		}
 	}
 	return out
 }
+
+// isWrapper reports compiler-generated go-statement wrappers, which
+// runtime.Callers elides and frame-pointer unwinding does not.
+func isWrapper(fn string) bool { return strings.Contains(fn, ".gowrap") }
 
 // TopFunction is the innermost function outside this package, or "".
 func (s Site) TopFunction() string {

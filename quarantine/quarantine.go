@@ -41,7 +41,8 @@ type Quarantine struct {
 	bytes  int64
 	count  int
 	rng    *rand.Rand
-	random [][RandomSlots]*Item
+	random [][RandomSlots]Item // ID 0 with Bytes 0 marks an empty place
+	used   [][RandomSlots]bool
 	queue  fifo
 	always []*fifo // nil unless the class is Always
 }
@@ -53,7 +54,8 @@ func New(classes int, budget int64, seed uint64) *Quarantine {
 	return &Quarantine{
 		budget: max(budget, 0),
 		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		random: make([][RandomSlots]*Item, classes),
+		random: make([][RandomSlots]Item, classes),
+		used:   make([][RandomSlots]bool, classes),
 		always: make([]*fifo, classes),
 	}
 }
@@ -68,28 +70,29 @@ func (q *Quarantine) SetAlways(c int) {
 }
 
 // Push quarantines it and returns the items evicted to make room, oldest
-// first (possibly it itself, if the budget cannot hold it).
-func (q *Quarantine) Push(it Item) (evicted []Item) {
+// first (possibly it itself, if the budget cannot hold it), appended to
+// buf: pass a small stack array's slice to avoid allocating.
+func (q *Quarantine) Push(it Item, buf []Item) (evicted []Item) {
+	evicted = buf[:0]
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.count++
 	if f := q.always[it.Class]; f != nil {
-		f.push(&it)
+		f.push(it)
 		if f.len() > AlwaysDepth {
-			evicted = append(evicted, *f.pop())
+			evicted = append(evicted, f.pop())
 			q.count--
 		}
 		return evicted
 	}
 	q.bytes += it.Bytes
-	arr := &q.random[it.Class]
 	i := q.rng.IntN(RandomSlots)
-	if old := arr[i]; old != nil {
-		q.queue.push(old)
+	if q.used[it.Class][i] {
+		q.queue.push(q.random[it.Class][i])
 	}
-	arr[i] = &it
+	q.random[it.Class][i], q.used[it.Class][i] = it, true
 	for q.bytes > q.budget {
-		var out *Item
+		var out Item
 		if q.queue.len() > 0 {
 			out = q.queue.pop()
 		} else {
@@ -97,31 +100,23 @@ func (q *Quarantine) Push(it Item) (evicted []Item) {
 		}
 		q.bytes -= out.Bytes
 		q.count--
-		evicted = append(evicted, *out)
+		evicted = append(evicted, out)
 	}
 	return evicted
 }
 
 // takeRandom removes some random-array entry, preferring class c.
-func (q *Quarantine) takeRandom(c int) *Item {
-	for _, cl := range append([]int{c}, q.classOrder()...) {
-		arr := &q.random[cl]
-		for i := range arr {
-			if it := arr[i]; it != nil {
-				arr[i] = nil
-				return it
+func (q *Quarantine) takeRandom(c int) Item {
+	for k := range len(q.random) {
+		cl := (c + k) % len(q.random)
+		for i, u := range q.used[cl] {
+			if u {
+				q.used[cl][i] = false
+				return q.random[cl][i]
 			}
 		}
 	}
 	panic("quarantine: over budget with nothing held")
-}
-
-func (q *Quarantine) classOrder() []int {
-	out := make([]int, len(q.random))
-	for i := range out {
-		out[i] = i
-	}
-	return out
 }
 
 // Drain removes and returns everything held.
@@ -130,18 +125,18 @@ func (q *Quarantine) Drain() []Item {
 	defer q.mu.Unlock()
 	var out []Item
 	for q.queue.len() > 0 {
-		out = append(out, *q.queue.pop())
+		out = append(out, q.queue.pop())
 	}
 	for c := range q.random {
-		for i, it := range q.random[c] {
-			if it != nil {
-				out = append(out, *it)
-				q.random[c][i] = nil
+		for i, u := range q.used[c] {
+			if u {
+				out = append(out, q.random[c][i])
+				q.used[c][i] = false
 			}
 		}
 		if f := q.always[c]; f != nil {
 			for f.len() > 0 {
-				out = append(out, *f.pop())
+				out = append(out, f.pop())
 			}
 		}
 	}
@@ -158,15 +153,15 @@ func (q *Quarantine) Len() (items int, bytes int64) {
 
 // fifo is a growable ring of items.
 type fifo struct {
-	buf        []*Item
+	buf        []Item
 	head, size int
 }
 
 func (f *fifo) len() int { return f.size }
 
-func (f *fifo) push(it *Item) {
+func (f *fifo) push(it Item) {
 	if f.size == len(f.buf) {
-		nb := make([]*Item, max(16, 2*len(f.buf)))
+		nb := make([]Item, max(16, 2*len(f.buf)))
 		for i := range f.size {
 			nb[i] = f.buf[(f.head+i)%len(f.buf)]
 		}
@@ -176,9 +171,8 @@ func (f *fifo) push(it *Item) {
 	f.size++
 }
 
-func (f *fifo) pop() *Item {
+func (f *fifo) pop() Item {
 	it := f.buf[f.head]
-	f.buf[f.head] = nil
 	f.head = (f.head + 1) % len(f.buf)
 	f.size--
 	return it

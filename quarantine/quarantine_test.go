@@ -8,7 +8,7 @@ func TestBudgetNeverExceeded(t *testing.T) {
 	for i := range uint64(5000) {
 		it := Item{Class: int(i % 4), ID: i, Bytes: int64(10 + i%97)}
 		held[i] = true
-		for _, e := range q.Push(it) {
+		for _, e := range q.Push(it, nil) {
 			if !held[e.ID] {
 				t.Fatalf("evicted %d twice or never pushed", e.ID)
 			}
@@ -33,7 +33,7 @@ func TestItemsWait(t *testing.T) {
 	// With room for ~100 items, an item is never evicted by the next push.
 	q := New(1, 100*8, 2)
 	for i := range uint64(1000) {
-		for _, e := range q.Push(Item{ID: i, Bytes: 8}) {
+		for _, e := range q.Push(Item{ID: i, Bytes: 8}, nil) {
 			if i-e.ID < RandomSlots/2 {
 				t.Fatalf("item %d evicted after only %d pushes", e.ID, i-e.ID)
 			}
@@ -44,15 +44,15 @@ func TestItemsWait(t *testing.T) {
 func TestAlwaysClassOutsideBudget(t *testing.T) {
 	q := New(2, 0, 3)
 	q.SetAlways(1)
-	if ev := q.Push(Item{Class: 0, ID: 1, Bytes: 8}); len(ev) != 1 || ev[0].ID != 1 {
+	if ev := q.Push(Item{Class: 0, ID: 1, Bytes: 8}, nil); len(ev) != 1 || ev[0].ID != 1 {
 		t.Fatalf("zero budget should release class 0 at once: %v", ev)
 	}
 	for i := range uint64(AlwaysDepth) {
-		if ev := q.Push(Item{Class: 1, ID: 100 + i, Bytes: 8}); len(ev) != 0 {
+		if ev := q.Push(Item{Class: 1, ID: 100 + i, Bytes: 8}, nil); len(ev) != 0 {
 			t.Fatalf("always class evicted early: %v", ev)
 		}
 	}
-	if ev := q.Push(Item{Class: 1, ID: 9999, Bytes: 8}); len(ev) != 1 || ev[0].ID != 100 {
+	if ev := q.Push(Item{Class: 1, ID: 9999, Bytes: 8}, nil); len(ev) != 1 || ev[0].ID != 100 {
 		t.Fatalf("always class should evict its oldest: %v", ev)
 	}
 }
@@ -62,7 +62,7 @@ func TestDeterministic(t *testing.T) {
 		q := New(2, 64, 9)
 		var out []uint64
 		for i := range uint64(200) {
-			for _, e := range q.Push(Item{Class: int(i % 2), ID: i, Bytes: 8}) {
+			for _, e := range q.Push(Item{Class: int(i % 2), ID: i, Bytes: 8}, nil) {
 				out = append(out, e.ID)
 			}
 		}
@@ -73,5 +73,13 @@ func TestDeterministic(t *testing.T) {
 		if a[i] != b[i] {
 			t.Fatal("same seed, different eviction order")
 		}
+	}
+}
+
+func BenchmarkPush(b *testing.B) {
+	q := New(8, 1<<20, 1)
+	var buf [4]Item
+	for i := uint64(0); b.Loop(); i++ {
+		q.Push(Item{Class: int(i % 8), ID: i, Bytes: 96}, buf[:])
 	}
 }
