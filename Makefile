@@ -4,7 +4,7 @@ FUZZTIME ?= 20s
 TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
 TAGS     ?= hardened
 
-.PHONY: test fuzz seeded lint vet staticcheck corpus bench nightly
+.PHONY: test fuzz seeded lint corpus bench nightly-smoke
 
 # Every check CI runs: formatting, vet, staticcheck, and the tests (seed
 # corpora included) with and without the race detector and -tags hardened.
@@ -14,6 +14,7 @@ test: lint
 	$(GO) test -count=1 -tags hardened ./...
 	$(GO) test -count=1 -race -tags hardened ./...
 	$(GO) test -count=1 -tags hardened,faultinject ./thread/ ./fuzz/
+	$(MAKE) nightly-smoke
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
@@ -22,10 +23,20 @@ lint:
 	$(GO) vet -tags hardened,faultinject ./...
 	staticcheck ./...
 	staticcheck -tags hardened ./...
+	actionlint .github/workflows/*.yml
+
+# A short run of the nightly script, so it cannot rot unnoticed.
+nightly-smoke:
+	BUDGET=3s TARGETS=FuzzAllocFree MODES="release hardened+race" CORPUS=$$(mktemp -d) \
+		CRASHERS=$$(mktemp -d) SUMMARY=$$(mktemp -d)/summary.md scripts/nightly-fuzz.sh
 
 # The bounded fuzz campaign: every target, hardening on, FUZZTIME each.
 fuzz:
 	FUZZTIME=$(FUZZTIME) TAGS=$(TAGS) scripts/fuzz.sh $(TARGETS)
+
+# Every seeded bug against its target from an empty corpus: time to detect.
+seeded:
+	CAP=$(or $(CAP),120s) scripts/seeded.sh
 
 # Regenerate the seed corpora from readable Go programs.
 corpus:

@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/hardalloc/hardalloc/fuzz"
-	"github.com/hardalloc/hardalloc/hardened"
 )
 
 // The native fuzz targets. Each decodes its input into an op program
@@ -16,7 +15,7 @@ import (
 func fuzzTarget(f *testing.F, mix fuzz.Mix) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := fuzz.Decode(data, mix)
-		if err := fuzz.Run(p, hardened.Options{}); err != nil {
+		if err := fuzz.Run(p, fuzz.Options(p)); err != nil {
 			t.Fatalf("%v\n%s", err, p)
 		}
 	})

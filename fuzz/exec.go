@@ -1,11 +1,13 @@
 package fuzz
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/hardalloc/hardalloc/hardened"
@@ -28,6 +30,19 @@ func (f *Failure) Error() string {
 		s += "\n" + f.Report.String()
 	}
 	return s
+}
+
+// Options derives an allocator configuration from the program's seed, so
+// the fuzzer explores configurations too: quarantine budgets from none to
+// the default (a short program never fills a 4 MiB quarantine, which would
+// hide every reuse bug), and several redzone sizes.
+func Options(p Program) hardened.Options {
+	s := p.Seed
+	return hardened.Options{
+		QuarantineBytes: [...]int64{-1, 2 << 10, 64 << 10, 0}[s%4],
+		Redzone:         [...]int{0, 16, 48, -1}[(s>>2)%4],
+		StackDepth:      [...]int{0, 4, -1, 0}[(s>>4)%4],
+	}
 }
 
 // block is the model of one live block.
@@ -65,21 +80,21 @@ type runner struct {
 // model predicts. A misuse op (FuzzMisuse) must produce exactly the
 // expected report.
 func Run(p Program, opts hardened.Options) (err error) {
-	r := &runner{p: p, opts: opts, workErrs: make(chan error, 64)}
 	opts.Seed = p.Seed | 1
-	opts.OnReport = func(rep *hardened.Report) {
-		r.mu.Lock()
-		r.reports = append(r.reports, rep)
-		r.mu.Unlock()
-	}
-	r.a, err = hardened.New(opts)
+	r := &runner{p: p, opts: opts, workErrs: make(chan error, 64)}
+	pa, err := getAllocator(opts)
 	if err != nil {
 		return err
 	}
-	closed := false
+	r.a = pa.a
+	pa.cur.Store(r)
+	reuse := false
 	defer func() {
-		if !closed {
-			r.a.Close()
+		pa.cur.Store(nil)
+		if reuse {
+			putAllocator(opts, pa)
+		} else {
+			pa.a.Close()
 		}
 	}()
 	for i, op := range p.Ops {
@@ -96,8 +111,85 @@ func Run(p Program, opts hardened.Options) (err error) {
 	if err := r.finish(); err != nil {
 		return err
 	}
-	closed = true
-	return r.close()
+	if err := r.close(); err != nil {
+		return err
+	}
+	reuse = true // every thread is done and the allocator was verified
+	return nil
+}
+
+// A pool of allocators per configuration: creating one per exec would pay
+// for fresh pages every time (about 10 us a page on a VM), which made
+// fuzzing ~50 times slower. Allocator.Reset verifies, forgets every block
+// and re-keys; its report path is redirected to the current runner.
+type pooled struct {
+	a   *hardened.Allocator
+	cur atomic.Pointer[runner]
+}
+
+type poolKey struct {
+	quarantine int64
+	redzone    int
+	stacks     int
+	protect    bool
+	limit      int64
+}
+
+var pool struct {
+	sync.Mutex
+	free map[poolKey][]*pooled
+}
+
+func keyOf(o hardened.Options) poolKey {
+	return poolKey{o.QuarantineBytes, o.Redzone, o.StackDepth, o.ProtectMetadata, o.Limit}
+}
+
+func getAllocator(opts hardened.Options) (*pooled, error) {
+	k := keyOf(opts)
+	pool.Lock()
+	var pa *pooled
+	if l := pool.free[k]; len(l) > 0 {
+		pa = l[len(l)-1]
+		pool.free[k] = l[:len(l)-1]
+	}
+	pool.Unlock()
+	if pa != nil {
+		if err := pa.a.Reset(opts.Seed); err != nil {
+			pa.a.Close()
+			return nil, fmt.Errorf("fuzz: pooled allocator not clean: %w", err)
+		}
+		return pa, nil
+	}
+	pa = new(pooled)
+	opts.OnReport = func(rep *hardened.Report) {
+		if r := pa.cur.Load(); r != nil {
+			r.mu.Lock()
+			r.reports = append(r.reports, rep)
+			r.mu.Unlock()
+			return
+		}
+		panic(&hardened.Error{Report: rep})
+	}
+	a, err := hardened.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	pa.a = a
+	return pa, nil
+}
+
+func putAllocator(opts hardened.Options, pa *pooled) {
+	k := keyOf(opts)
+	pool.Lock()
+	defer pool.Unlock()
+	if pool.free == nil {
+		pool.free = make(map[poolKey][]*pooled)
+	}
+	if len(pool.free[k]) < 2 {
+		pool.free[k] = append(pool.free[k], pa)
+		return
+	}
+	pa.a.Close()
 }
 
 func (r *runner) fail(i int, format string, args ...any) error {
@@ -163,10 +255,19 @@ func (r *runner) live() []*block {
 	return out
 }
 
+var zeros [4096]byte
+
+// isZero returns the index of the first non-zero byte of b, or -1.
+// Comparisons go through bytes.Equal (vectorized), a page at a time.
 func isZero(b []byte) int {
-	for i, x := range b {
-		if x != 0 {
-			return i
+	for off := 0; off < len(b); off += len(zeros) {
+		chunk := b[off:min(len(b), off+len(zeros))]
+		if !bytes.Equal(chunk, zeros[:len(chunk)]) {
+			for i, x := range chunk {
+				if x != 0 {
+					return off + i
+				}
+			}
 		}
 	}
 	return -1
@@ -312,6 +413,9 @@ func threadWork(a *hardened.Allocator, rounds, size int) error {
 }
 
 func firstDiff(got, want []byte) int {
+	if bytes.Equal(got, want) {
+		return -1
+	}
 	for j := range got {
 		if got[j] != want[j] {
 			return j
@@ -352,7 +456,7 @@ func (r *runner) close() error {
 		}
 		want = append(want, len(b.b))
 	}
-	r.a.Close()
+	r.a.Reset(r.p.Seed + 1) // verifies like Close: leaks and damage are reported
 	var got []int
 	for _, rep := range r.takeReports() {
 		if r.misused != nil && rep.Kind != hardened.Leak && r.misused.covers(rep) {

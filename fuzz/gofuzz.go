@@ -9,8 +9,6 @@ package fuzz
 
 import (
 	defs "github.com/dvyukov/go-fuzz/go-fuzz-defs"
-
-	"github.com/hardalloc/hardalloc/hardened"
 )
 
 func run(data []byte, mix Mix) int {
@@ -21,7 +19,7 @@ func run(data []byte, mix Mix) int {
 	if len(p.Ops) == 0 {
 		return -1 // not a program: do not add to the corpus
 	}
-	if err := Run(p, hardened.Options{}); err != nil {
+	if err := Run(p, Options(p)); err != nil {
 		panic(err)
 	}
 	return 1

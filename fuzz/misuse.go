@@ -52,6 +52,8 @@ func frontPad(o hardened.Options) int {
 	return (o.Redzone + 15) &^ 15
 }
 
+func zeroSized(b *block) bool { return hardened.Enabled && len(b.b) == 0 }
+
 func (r *runner) misuse(i int, op Op) error {
 	if r.misused != nil {
 		return nil
@@ -70,6 +72,14 @@ func (r *runner) misuse(i int, op Op) error {
 	if !hardened.Enabled {
 		v %= MisuseOverflow
 	}
+	if v == MisuseWriteAfterFree && r.opts.QuarantineBytes != 0 && !zeroSized(b) {
+		// Poison is checked while a block sits in quarantine; only the
+		// default budget certainly holds it for the rest of a program.
+		v = MisuseDoubleFree
+	}
+	if frontPad(r.opts) == 0 && (v == MisuseOverflow || v == MisuseUnderflow) {
+		v = MisuseDoubleFree // no redzones configured: nothing to detect it with
+	}
 	large := len(b.b) > 60000
 	if v == MisuseHeaderDamage && (b.aligned || large) {
 		v = MisuseDoubleFree // no in-band header to damage at a known place
@@ -79,6 +89,25 @@ func (r *runner) misuse(i int, op Op) error {
 	}
 	m := &misuse{kind: misuseKinds[v], block: b, lo: b.start() - 4096, hi: b.end() + 4096}
 	a, p := r.a, b.b
+	zero := hardened.Enabled && len(p) == 0 // lives in PROT_NONE memory: writes fault
+	if zero && v == MisuseHeaderDamage {
+		v = MisuseOverflow // a 0-byte block has no in-band header
+	}
+	switch {
+	case zero && (v == MisuseOverflow || v == MisuseUnderflow):
+		m.kind = hardened.Overflow // the fault is explained as an access through a 0-byte block
+	case zero && v == MisuseWriteAfterFree:
+		m.kind = hardened.UseAfterFree
+	}
+	poke := func(off int) {
+		// Writes that fault (hardened builds) become reports through
+		// CatchFault, as the fuzz targets promise.
+		if zero {
+			a.CatchFault(func() { *at(p, off) ^= 0x5a })
+		} else {
+			*at(p, off) ^= 0x5a
+		}
+	}
 	r.slots[op.Slot] = nil
 	switch v {
 	case MisuseDoubleFree:
@@ -101,14 +130,18 @@ func (r *runner) misuse(i int, op Op) error {
 		*at(p, -16-frontPad(r.opts)+op.Aux%6) ^= 1 << (op.Aux % 8)
 		a.Free(p)
 	case MisuseOverflow:
-		*at(p, len(p)+op.Aux%8) ^= 0x5a
+		poke(len(p) + op.Aux%8)
 		a.Free(p)
 	case MisuseUnderflow:
-		*at(p, -1-op.Aux%8) ^= 0x5a
+		if zero {
+			poke(0) // below a 0-byte block is another 0-byte block's slot
+		} else {
+			poke(-1 - op.Aux%8)
+		}
 		a.Free(p)
 	case MisuseWriteAfterFree:
 		a.Free(p)
-		*at(p, op.Aux%max(len(p), 1)) ^= 0x5a
+		poke(op.Aux % max(len(p), 1))
 		a.Check() // the poison is verified now (and at eviction)
 	}
 	reps := r.takeReports()

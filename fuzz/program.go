@@ -73,7 +73,7 @@ const (
 	// MaxOps caps a program so no input comes near the fuzzer's hang limit.
 	MaxOps = 256
 	// MaxSize is the largest size a program asks for.
-	MaxSize = 2 << 20
+	MaxSize = 1 << 20
 	opBytes = 8
 )
 
@@ -144,11 +144,11 @@ func decodeSize(sel byte, raw uint32) int {
 		return int(raw % 4096)
 	case 5:
 		return int(raw%65536) + 1
-	case 6: // just past the small classes: large blocks
-		return 65536 + int(raw%(64<<10))
-	case 7:
-		if raw%16 == 0 {
-			return int(raw % MaxSize)
+	case 6: // just past the small classes: large blocks of a few pages
+		return 65536 + int(raw%(16<<10))
+	case 7: // rarely, anything up to MaxSize (every page of it is checked)
+		if raw%64 == 0 {
+			return int(raw>>8) % (MaxSize + 1)
 		}
 		return int(raw % 512)
 	default:

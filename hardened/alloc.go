@@ -2,7 +2,6 @@ package hardened
 
 import (
 	crand "crypto/rand"
-	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"runtime"
@@ -112,14 +111,7 @@ func New(opts Options) (*Allocator, error) {
 	}
 	var seed [32]byte
 	if opts.Seed != 0 {
-		sm := opts.Seed
-		for i := 0; i < 4; i++ {
-			sm += 0x9e3779b97f4a7c15
-			z := sm
-			z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-			z = (z ^ z>>27) * 0x94d049bb133111eb
-			binary.LittleEndian.PutUint64(seed[8*i:], z^z>>31)
-		}
+		seed = seedBytes(opts.Seed)
 	} else if _, err := crand.Read(seed[:]); err != nil {
 		return nil, err
 	}
@@ -338,6 +330,11 @@ func (a *Allocator) pushSlot(c int, off uint32, size int) {
 		pc.requested -= int64(size)
 	}
 	k := pc.n[c]
+	if bug(bugDoublePush) && (off>>4)%16 == 0 && k+1 < a.ccap[c] {
+		pc.free[c][k] = off // seeded bug: the slot is handed out twice
+		k++
+		pc.n[c] = k
+	}
 	if a.ccap[c] == 0 {
 		a.unpin(pc)
 		cl := &a.classes[c]
@@ -445,7 +442,9 @@ func (a *Allocator) finishSmall(c int, off uint32, n int, payOff uintptr) []byte
 	*hdrWord(slot) = a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated})
 	p := unsafe.Add(slot, headerSize+payOff)
 	b := unsafe.Slice((*byte)(p), n)
-	clear(b)
+	if !bug(bugNoZero) {
+		clear(b)
+	}
 	return b
 }
 
@@ -603,7 +602,11 @@ func (a *Allocator) Realloc(b []byte, n int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	copy(nb, unsafe.Slice((*byte)(p), min(len(b), size, n)))
+	keep := min(len(b), size, n)
+	if bug(bugReallocShort) && keep > 0 {
+		keep-- // seeded bug
+	}
+	copy(nb, unsafe.Slice((*byte)(p), keep))
 	if !a.free("Realloc", p) {
 		// The old block changed state under us (a concurrent Free): that
 		// was reported; the caller keeps the new block.
@@ -619,7 +622,7 @@ func (a *Allocator) liveSize(op string, p unsafe.Pointer) (int, error) {
 	off := uintptr(p) - uintptr(a.base)
 	if off >= regionSize {
 		if Enabled && a.h.zero.contains(uintptr(p)) {
-			return 0, nil // validated again by the Free that follows
+			return a.zeroSize(op, p)
 		}
 		return a.largeSize(op, p)
 	}

@@ -179,7 +179,9 @@ func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, pay
 	redzone.Fill(slice(body, payOff), uintptr(body), w)
 	p := unsafe.Add(body, payOff)
 	b := slice(p, uintptr(n))
-	clear(b)
+	if !bug(bugNoZero) {
+		clear(b)
+	}
 	rear := unsafe.Add(p, n)
 	redzone.FillRear(slice(rear, end-payOff-uintptr(n)), uintptr(rear), w)
 
@@ -480,6 +482,29 @@ func (a *Allocator) freeZero(op string, p unsafe.Pointer) bool {
 	pc.frees[0]++
 	a.unpin(pc)
 	return true
+}
+
+// zeroSize validates a 0-byte block for Realloc.
+func (a *Allocator) zeroSize(op string, p unsafe.Pointer) (int, error) {
+	z := &a.h.zero
+	off := uintptr(p) - uintptr(unsafe.Pointer(&z.mem[0]))
+	z.mu.Lock()
+	zb := z.live[off]
+	var r *Report
+	switch {
+	case zb == nil:
+		r = &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: -1,
+			Detail: "the pointer is in the zero-size region but was never returned"}
+	case zb.freed:
+		r = &Report{Kind: UseAfterFree, Op: op, Addr: uintptr(p), Block: uintptr(p), Class: -1,
+			Alloc: zb.alloc, Free: zb.free, Detail: "Realloc of a 0-byte block that is already free"}
+	}
+	z.mu.Unlock()
+	if r != nil {
+		a.report(r)
+		return 0, &Error{Report: r}
+	}
+	return 0, nil
 }
 
 // zeroLeaks reports every 0-byte block still live.

@@ -22,6 +22,9 @@ type largeHeap struct {
 	// quarantined holds freed mappings kept PROT_NONE (hardened builds).
 	quarantined []*largeBlock
 	qbytes      int64
+	// withdrawn holds blocks whose Free was refused after a report: kept
+	// mapped as they are, unmapped by Reset and Close.
+	withdrawn []*largeBlock
 }
 
 type largeBlock struct {
@@ -139,6 +142,9 @@ func (a *Allocator) freeLarge(op string, p unsafe.Pointer) bool {
 	if Enabled {
 		l.mu.Unlock()
 		if !a.freeLargeHardened(op, lb) {
+			l.mu.Lock()
+			l.withdrawn = append(l.withdrawn, lb)
+			l.mu.Unlock()
 			return false
 		}
 	} else {

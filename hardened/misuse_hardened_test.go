@@ -118,6 +118,13 @@ func init() {
 				a.Free(b)
 			}
 		}},
+		misuse{"realloc of a freed Alloc(0)", hardened.UseAfterFree, false, 0, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 0)
+			a.Free(b)
+			if bug {
+				a.Realloc(b, 10)
+			}
+		}},
 		misuse{"double free of Alloc(0)", hardened.DoubleFree, false, 0, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 0)
 			a.Free(b)

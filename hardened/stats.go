@@ -166,10 +166,10 @@ func (a *Allocator) Close() error {
 	for _, lb := range a.large.live {
 		unix.Munmap(lb.mem)
 	}
-	for _, lb := range a.large.quarantined {
+	for _, lb := range append(a.large.quarantined, a.large.withdrawn...) {
 		unix.Munmap(lb.mem)
 	}
-	a.large.live, a.large.quarantined = nil, nil
+	a.large.live, a.large.quarantined, a.large.withdrawn = nil, nil, nil
 	a.large.mu.Unlock()
 	if uerr := unix.Munmap(a.mem); uerr != nil {
 		err = errors.Join(err, uerr)

@@ -69,6 +69,17 @@ func (q *Quarantine) SetAlways(c int) {
 	q.mu.Unlock()
 }
 
+// CopyAlways marks in dst every class that is Always in q.
+func (q *Quarantine) CopyAlways(dst *Quarantine) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for c, f := range q.always {
+		if f != nil {
+			dst.SetAlways(c)
+		}
+	}
+}
+
 // Push quarantines it and returns the items evicted to make room, oldest
 // first (possibly it itself, if the budget cannot hold it), appended to
 // buf: pass a small stack array's slice to avoid allocating.
@@ -96,7 +107,7 @@ func (q *Quarantine) Push(it Item, buf []Item) (evicted []Item) {
 		if q.queue.len() > 0 {
 			out = q.queue.pop()
 		} else {
-			out = q.takeRandom(it.Class)
+			out = q.takeRandom(it.Class, i)
 		}
 		q.bytes -= out.Bytes
 		q.count--
@@ -105,16 +116,22 @@ func (q *Quarantine) Push(it Item, buf []Item) (evicted []Item) {
 	return evicted
 }
 
-// takeRandom removes some random-array entry, preferring class c.
-func (q *Quarantine) takeRandom(c int) Item {
+// takeRandom removes some random-array entry, preferring class c, and
+// the newest item (class c, place newest) only when nothing else is held:
+// every block gets what residency the budget allows.
+func (q *Quarantine) takeRandom(c, newest int) Item {
 	for k := range len(q.random) {
 		cl := (c + k) % len(q.random)
 		for i, u := range q.used[cl] {
-			if u {
+			if u && !(cl == c && i == newest) {
 				q.used[cl][i] = false
 				return q.random[cl][i]
 			}
 		}
+	}
+	if q.used[c][newest] {
+		q.used[c][newest] = false
+		return q.random[c][newest]
 	}
 	panic("quarantine: over budget with nothing held")
 }

@@ -83,3 +83,17 @@ func BenchmarkPush(b *testing.B) {
 		q.Push(Item{Class: int(i % 8), ID: i, Bytes: 96}, buf[:])
 	}
 }
+
+func TestNewestEvictedLast(t *testing.T) {
+	q := New(1, 100, 5)
+	for i := range uint64(50) {
+		for _, e := range q.Push(Item{ID: i, Bytes: 40}, nil) {
+			if e.ID == i {
+				t.Fatalf("item %d evicted by its own push while older items were held", i)
+			}
+		}
+	}
+	if ev := q.Push(Item{ID: 999, Bytes: 1000}, nil); len(ev) == 0 || ev[len(ev)-1].ID != 999 {
+		t.Fatalf("an item larger than the budget must be released at once: %v", ev)
+	}
+}

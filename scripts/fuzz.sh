@@ -20,7 +20,7 @@ for t in "${targets[@]}"; do
 	echo "--- $t"
 	before=$(ls "testdata/fuzz/$t" 2>/dev/null | wc -l)
 	start=$(date +%s%N)
-	go test ${TAGS:+-tags "$TAGS"} -run '^$' -fuzz "^${t}\$" -fuzztime "$FUZZTIME" -parallel "$PARALLEL" . 2>&1 | tee "$log/$t.out" | grep --line-buffered -E '^fuzz: elapsed|FAIL|panic|failing input'
+	go test ${TAGS:+-tags "$TAGS"} -run '^$' -fuzz "^${t}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 5x -parallel "$PARALLEL" . 2>&1 | tee "$log/$t.out" | grep --line-buffered -E '^fuzz: elapsed|FAIL|panic|failing input'
 	rc=${PIPESTATUS[0]}
 	ms=$(( ($(date +%s%N) - start) / 1000000 ))
 	execs=$(grep -oE 'execs: [0-9]+' "$log/$t.out" | tail -1 | grep -oE '[0-9]+' || echo 0)

@@ -9,19 +9,31 @@ CAP=${CAP:-120s}
 TAGS=${TAGS:-hardened,faultinject}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-git ls-files | grep -v '^testdata/fuzz/' | tar -cf - -T - | tar -xf - -C "$work"
+git ls-files --cached --others --exclude-standard | grep -v '^testdata/fuzz/' | tar -cf - -T - | tar -xf - -C "$work"
 cd "$work"
 fail=0
 echo "| seeded bug | target | tags | time to detect | report |"
 echo "|---|---|---|---|---|"
-for spec in "1:worker frees capsule:FuzzThreadLifecycle" "2:capsule double free:FuzzThreadLifecycle" "3:late unlock after release:FuzzThreadLifecycle"; do
-	IFS=: read -r fault name target <<<"$spec"
+specs=(
+	"HARDALLOC_BUG=1:Realloc copies one byte short:FuzzRealloc"
+	"HARDALLOC_BUG=2:freed slot pushed twice (overlap):FuzzAllocFree"
+	"HARDALLOC_BUG=3:reuse without zeroing:FuzzAllocFree"
+	"HARDALLOC_FAULT=1:worker frees capsule:FuzzThreadLifecycle"
+	"HARDALLOC_FAULT=2:capsule double free:FuzzThreadLifecycle"
+	"HARDALLOC_FAULT=3:late unlock after release:FuzzThreadLifecycle"
+)
+for spec in "${specs[@]}"; do
+	IFS=: read -r env name target <<<"$spec"
 	rm -rf testdata/fuzz "$work/cache"
 	start=$(date +%s%N)
-	out=$(HARDALLOC_FAULT=$fault go test -tags "$TAGS" -run '^$' -fuzz "^${target}\$" -fuzztime "$CAP" -parallel 2 -test.fuzzcachedir="$work/cache" . 2>&1)
+	out=$(env "$env" go test -tags "$TAGS" -run '^$' -fuzz "^${target}\$" -fuzztime "$CAP" -fuzzminimizetime 5x -parallel 2 -test.fuzzcachedir="$work/cache" . 2>&1)
 	ms=$(( ($(date +%s%N) - start) / 1000000 ))
 	kind=$(grep -oE '(ERROR|hardalloc): [a-z]+(-[a-z]+)+' <<<"$out" | head -1 | cut -d' ' -f2)
-	if grep -q -- '--- FAIL' <<<"$out"; then
+	if grep -qE '^(# |.*\.go:[0-9]+:[0-9]+: )' <<<"$out" && ! grep -q -- '--- FAIL' <<<"$out"; then
+		printf '| %s | %s | %s | BUILD FAILED | - |\n' "$name" "$target" "$TAGS"
+		printf '%s\n' "$out" | head -20 >&2
+		fail=1
+	elif grep -q -- '--- FAIL' <<<"$out"; then
 		printf '| %s | %s | %s | %d.%03d s | %s |\n' "$name" "$target" "$TAGS" $((ms/1000)) $((ms%1000)) "${kind:-model failure}"
 	else
 		printf '| %s | %s | %s | not found in %s | - |\n' "$name" "$target" "$TAGS" "$CAP"

@@ -131,11 +131,12 @@ func init() {
 
 // entry is the Go-side half of a thread: what cannot live off-heap.
 type entry struct {
-	fn   func() error
-	opts options
-	done chan struct{} // closed when fn's result is published
-	err  error
-	perr *PanicError
+	fn     func() error
+	opts   options
+	done   chan struct{} // closed when fn's result is published
+	exited chan struct{} // closed when the worker has dropped its reference
+	err    error
+	perr   *PanicError
 }
 
 var table struct {
@@ -181,7 +182,7 @@ func Start(a *hardened.Allocator, fn func() error, opts ...Option) (*Thread, err
 	if err != nil {
 		return nil, fmt.Errorf("thread: Start: %w", err)
 	}
-	e := &entry{fn: fn, done: make(chan struct{})}
+	e := &entry{fn: fn, done: make(chan struct{}), exited: make(chan struct{})}
 	for _, o := range opts {
 		o(&e.opts)
 	}
@@ -248,6 +249,7 @@ func worker(a *hardened.Allocator, mem []byte, e *entry, h uint64) {
 	} else if !inject(faultLateUnlock) {
 		dropRef(a, mem, h)
 	}
+	close(e.exited)
 	if e.opts.onExit != nil {
 		e.opts.onExit()
 	}
@@ -295,7 +297,9 @@ func (t *Thread) begin(op string, end error) error {
 	return nil
 }
 
-// Join waits for fn to return and returns its error, or a *PanicError.
+// Join waits for fn to return and for the worker to finish with the
+// capsule, and returns fn's error, or a *PanicError. When Join returns,
+// the capsule has been freed.
 func (t *Thread) Join() error {
 	if err := t.begin("Join", ErrJoined); err != nil {
 		return err
@@ -306,6 +310,7 @@ func (t *Thread) Join() error {
 	c.state |= stJoined
 	c.release()
 	t.ownerDone()
+	<-t.e.exited // the worker is gone too: the capsule has been freed
 	if t.e.perr != nil {
 		return t.e.perr
 	}

@@ -1,0 +1,12 @@
+//go:build !faultinject
+
+package hardened
+
+const (
+	bugReallocShort = iota + 1
+	bugDoublePush
+	bugNoZero
+)
+
+// bug is false in every normal build: the seeded bugs compile away.
+func bug(int) bool { return false }

@@ -1,0 +1,63 @@
+package hardened_test
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/hardalloc/hardalloc/hardened"
+)
+
+func Example() {
+	a, err := hardened.New(hardened.Options{Limit: 64 << 20})
+	if err != nil {
+		panic(err)
+	}
+	defer a.Close()
+
+	buf, _ := a.Alloc(5)
+	copy(buf, "hello")
+	buf, _ = a.Realloc(buf, 11) // keeps "hello", zeroes the rest
+	copy(buf[5:], " world")
+	fmt.Println(string(buf))
+	a.Free(buf)
+	// Output: hello world
+}
+
+// Bugs are reported, not silently absorbed: here a double free and an
+// interior free go to OnReport instead of the default panic.
+func ExampleOptions_onReport() {
+	a, _ := hardened.New(hardened.Options{OnReport: func(r *hardened.Report) {
+		fmt.Println(r.Kind, r.Size)
+	}})
+	defer a.Close()
+	b, _ := a.Alloc(32)
+	a.Free(b[4:]) // interior pointer: refused, b stays valid
+	a.Free(b)
+	a.Free(b) // double free
+	// Output:
+	// invalid-free 32
+	// double-free 32
+}
+
+func ExampleAllocator_Alloc_errors() {
+	a, _ := hardened.New(hardened.Options{Limit: 1 << 20})
+	defer a.Close()
+	_, err := a.Alloc(-1)
+	fmt.Println(errors.Is(err, hardened.ErrInvalidSize))
+	_, err = a.Alloc(2 << 20)
+	fmt.Println(errors.Is(err, hardened.ErrOutOfMemory))
+	_, err = a.AllocAligned(64, 48)
+	fmt.Println(errors.Is(err, hardened.ErrAlignment))
+	// Output:
+	// true
+	// true
+	// true
+}
+
+func ExampleAllocator_Close() {
+	a, _ := hardened.New(hardened.Options{OnReport: func(r *hardened.Report) {}})
+	a.Alloc(100)
+	err := a.Close()
+	fmt.Println(errors.Is(err, hardened.Leak))
+	// Output: true
+}

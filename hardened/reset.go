@@ -1,0 +1,109 @@
+package hardened
+
+import (
+	"unsafe"
+
+	"encoding/binary"
+	"math/rand/v2"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hardalloc/hardalloc/quarantine"
+)
+
+// Reset verifies the allocator as Close does (corruption reported, every
+// live block reported as a Leak and returned, joined), then returns it to
+// the state New(opts with Seed: seed) would give, except that slabs
+// already committed stay mapped for reuse. Every block ever handed out
+// becomes invalid: a later Free of one is reported. It exists for fuzz
+// harnesses, which run thousands of programs a second and cannot pay for
+// fresh pages each time (a first touch costs about 10 us on a VM). Reset
+// must not race with any other call.
+func (a *Allocator) Reset(seed uint64) error {
+	if a.closed.Load() {
+		return &OpError{Op: "Reset", Err: ErrClosed}
+	}
+	err := a.check("Reset", true)
+
+	// Forget every slot: headers back to "never used", free lists rebuilt
+	// from the committed slabs in address order.
+	for c := range numClasses {
+		cl := &a.classes[c]
+		cl.free = cl.free[:0]
+	}
+	a.walk(func(slot unsafe.Pointer, c int, soff uint32) { *hdrWord(slot) = 0 })
+	for c := range numClasses {
+		cl := &a.classes[c]
+		committed := cl.committed.Load()
+		slab := uint64(1) << classSlabShift[c]
+		stride := uint64(classSize[c] + headerSize)
+		for s := committed; s >= slab; s -= slab {
+			for i := uint64(classSlots[c]); i > 0; i-- {
+				cl.free = append(cl.free, uint32(s-slab+(i-1)*stride))
+			}
+		}
+	}
+	for _, pc := range append(a.caches[:len(a.caches):len(a.caches)], a.spare) {
+		pc.lockForRead()
+		pc.n = [numClasses]uint8{}
+		pc.allocs, pc.frees = [numClasses]int64{}, [numClasses]int64{}
+		pc.requested = 0
+		pc.unlockForRead()
+	}
+
+	l := &a.large
+	l.mu.Lock()
+	for _, lb := range l.live {
+		unix.Munmap(lb.mem)
+		a.mapped.Add(-int64(lb.span))
+	}
+	for _, lb := range append(l.quarantined, l.withdrawn...) {
+		unix.Munmap(lb.mem)
+	}
+	for _, lb := range l.withdrawn {
+		a.mapped.Add(-int64(lb.span))
+	}
+	l.live = make(map[uintptr]*largeBlock)
+	l.quarantined, l.qbytes, l.withdrawn = nil, 0, nil
+	l.recent, l.recentPos = [len(l.recent)]*largeBlock{}, 0
+	l.mu.Unlock()
+
+	a.opts.Seed = seed
+	a.rng = rand.NewChaCha8(seedBytes(seed))
+	a.secret = a.rng.Uint64()
+	if Enabled {
+		a.resetHardened()
+	}
+	return err
+}
+
+// seedBytes expands a non-zero seed into a ChaCha8 key (splitmix64).
+func seedBytes(s uint64) [32]byte {
+	var seed [32]byte
+	for i := 0; i < 4; i++ {
+		s += 0x9e3779b97f4a7c15
+		z := s
+		z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+		z = (z ^ z>>27) * 0x94d049bb133111eb
+		binary.LittleEndian.PutUint64(seed[8*i:], z^z>>31)
+	}
+	return seed
+}
+
+func (a *Allocator) resetHardened() {
+	h := a.h
+	h.canaryKey = a.rng.Uint64()
+	h.poisonKey = a.rng.Uint64()
+	h.seq.Store(0)
+	budget := a.opts.QuarantineBytes
+	if budget == 0 {
+		budget = 4 << 20
+	}
+	q := quarantine.New(numClasses, budget, a.rng.Uint64())
+	h.q.CopyAlways(q)
+	h.q = q
+	z := &h.zero
+	z.mu.Lock()
+	z.next, z.live, z.freed = 0, make(map[uintptr]*zeroBlock), nil
+	z.mu.Unlock()
+}
