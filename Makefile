@@ -8,13 +8,12 @@ TAGS     ?= hardened
 
 # Every check CI runs: formatting, vet, staticcheck, and the tests (seed
 # corpora included) with and without the race detector and -tags hardened.
-test: lint
+test: lint nightly-smoke
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./...
 	$(GO) test -count=1 -tags hardened ./...
 	$(GO) test -count=1 -race -tags hardened ./...
 	$(GO) test -count=1 -tags hardened,faultinject ./thread/ ./fuzz/
-	$(MAKE) nightly-smoke
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)

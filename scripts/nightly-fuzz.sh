@@ -39,7 +39,7 @@ for mode in $MODES; do
 		before=$(ls "testdata/fuzz/$t" 2>/dev/null | sort)
 		start=$(date +%s%N)
 		out=$(go test "${flags[@]}" -run '^$' -fuzz "^${t}\$" -fuzztime "$BUDGET" -fuzzminimizetime 10x -parallel "$PARALLEL" \
-			-test.fuzzcachedir="$cache" . 2>&1 | tee /dev/stderr)
+			-test.fuzzcachedir="$cache" . 2>&1 | tee -a /dev/stderr)
 		rc=$?
 		ms=$(( ($(date +%s%N) - start) / 1000000 ))
 		execs=$(grep -oE 'execs: [0-9]+' <<<"$out" | tail -1 | grep -oE '[0-9]+' || echo 0)
