@@ -85,7 +85,9 @@ type Allocator struct {
 // bump pointer that carves new slabs out of the class region.
 type central struct {
 	mu        sync.Mutex
-	free      []uint32      // class-region offsets of free slots
+	slabs     []slabState   // per slab carved (central.go)
+	lowest    int           // no slab below this has free slots to give
+	empty     int           // slabs whose every slot is free here (purged or not)
 	committed atomic.Uint64 // bytes of the class region carved into slabs
 	_         [64]byte
 }
@@ -135,7 +137,7 @@ func New(opts Options) (*Allocator, error) {
 	for c := range numClasses {
 		stride := classSize[c] + headerSize
 		a.divMul[c] = ^uint32(0)/stride + 1
-		a.ccap[c] = uint8(min(cacheCap, max(4, (128<<10)/stride)))
+		a.ccap[c] = uint8(min(cacheCap, max(2, (32<<10)/stride)))
 		if opts.Limit > 0 {
 			// Slots parked in another P's cache cannot be taken back by a
 			// goroutine that hits the limit on this P, so an exact Limit
@@ -279,28 +281,28 @@ func (a *Allocator) popSlot(c int, n int) (uint32, error) {
 	cl := &a.classes[c]
 	want := max(1, int(a.ccap[c]+1)/2)
 	cl.mu.Lock()
-	if len(cl.free) == 0 {
-		err := a.grow(c)
+	k, err := a.take(c, batch[:want])
+	if err == nil && k == 0 {
+		err = a.grow(c)
 		if err != nil && Enabled && errors.Is(err, ErrOutOfMemory) {
 			// Over the limit with freed blocks waiting in quarantine:
 			// release them all (verifying their poison) and try again.
 			cl.mu.Unlock()
 			a.drainQuarantine()
 			cl.mu.Lock()
-			err = nil
-			if len(cl.free) == 0 {
+			k, err = a.take(c, batch[:want])
+			if err == nil && k == 0 {
 				err = a.grow(c)
 			}
 		}
-		if err != nil {
-			cl.mu.Unlock()
-			return 0, err
+		if err == nil && k == 0 {
+			k, err = a.take(c, batch[:want])
 		}
 	}
-	k := min(want, len(cl.free))
-	copy(batch[:k], cl.free[len(cl.free)-k:])
-	cl.free = cl.free[:len(cl.free)-k]
 	cl.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
 
 	// Keep one, stock this P's cache with the rest.
 	k--
@@ -315,7 +317,7 @@ func (a *Allocator) popSlot(c int, n int) (uint32, error) {
 	a.unpin(pc)
 	if m < k {
 		cl.mu.Lock()
-		cl.free = append(cl.free, batch[:k-m]...)
+		a.put(c, batch[:k-m])
 		cl.mu.Unlock()
 	}
 	return off, nil
@@ -339,7 +341,7 @@ func (a *Allocator) pushSlot(c int, off uint32, size int) {
 		a.unpin(pc)
 		cl := &a.classes[c]
 		cl.mu.Lock()
-		cl.free = append(cl.free, off)
+		a.put(c, []uint32{off})
 		cl.mu.Unlock()
 		return
 	}
@@ -357,7 +359,7 @@ func (a *Allocator) pushSlot(c int, off uint32, size int) {
 	a.unpin(pc)
 	cl := &a.classes[c]
 	cl.mu.Lock()
-	cl.free = append(cl.free, batch[:m]...)
+	a.put(c, batch[:m])
 	cl.mu.Unlock()
 }
 
@@ -393,12 +395,7 @@ func (a *Allocator) grow(c int) error {
 			return err
 		}
 	}
-	stride := uint64(classSize[c] + headerSize)
-	n := uint64(classSlots[c])
-	// Push high addresses first so the low ones are handed out first.
-	for i := n; i > 0; i-- {
-		cl.free = append(cl.free, uint32(start+(i-1)*stride))
-	}
+	cl.newSlab(c)
 	cl.committed.Store(start + slab)
 	return nil
 }

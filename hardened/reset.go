@@ -25,22 +25,20 @@ func (a *Allocator) Reset(seed uint64) error {
 	}
 	err := a.check("Reset", true)
 
-	// Forget every slot: headers back to "never used", free lists rebuilt
-	// from the committed slabs in address order.
-	for c := range numClasses {
-		cl := &a.classes[c]
-		cl.free = cl.free[:0]
-	}
+	// Forget every slot: headers back to "never used", every committed
+	// slab back to all-free (purged slabs stay purged).
 	a.walk(func(slot unsafe.Pointer, c int, soff uint32) { *hdrWord(slot) = 0 })
 	for c := range numClasses {
 		cl := &a.classes[c]
-		committed := cl.committed.Load()
-		slab := uint64(1) << classSlabShift[c]
-		stride := uint64(classSize[c] + headerSize)
-		for s := committed; s >= slab; s -= slab {
-			for i := uint64(classSlots[c]); i > 0; i-- {
-				cl.free = append(cl.free, uint32(s-slab+(i-1)*stride))
+		n := classSlots[c]
+		cl.empty, cl.lowest = 0, 0
+		for s := range cl.slabs {
+			st := &cl.slabs[s]
+			st.free = n
+			for i := uint32(0); i < n; i++ {
+				st.bits[i/64] |= 1 << (i % 64)
 			}
+			cl.empty++
 		}
 	}
 	for _, pc := range append(a.caches[:len(a.caches):len(a.caches)], a.spare) {

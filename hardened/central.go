@@ -1,0 +1,134 @@
+package hardened
+
+import (
+	"math/bits"
+
+	"golang.org/x/sys/unix"
+)
+
+// central is a class's stock of free slots that are in no per-P cache,
+// kept per slab as a bitmap. Refills take slots from the lowest-address
+// slab that has any (jemalloc's and hardened_malloc's policy), so the
+// highest slabs drain; a slab whose every slot is free here is purged
+// (MADV_DONTNEED, no longer counted as mapped) once the class already
+// holds one empty slab, which damps purge/refault thrash. Purged slabs
+// are reused, lowest first, before a new slab is carved. All fields but
+// committed are guarded by mu.
+type slabState struct {
+	free   uint32   // free slots held here
+	bits   []uint64 // 1 = slot free here
+	purged bool
+}
+
+// slabIndex returns the slab and slot index of a class-region offset.
+func (a *Allocator) slabIndex(c int, off uint32) (slab int, idx uint32) {
+	slab = int(off >> classSlabShift[c])
+	in := uint64(off) & (uint64(1)<<classSlabShift[c] - 1)
+	return slab, uint32(in * uint64(a.divMul[c]) >> 32)
+}
+
+// take moves up to len(dst) free slots into dst (cl.mu held), lowest
+// slab first, reviving a purged slab only when no other has free slots.
+// It returns how many it took; 0 means the class must grow.
+func (a *Allocator) take(c int, dst []uint32) (int, error) {
+	cl := &a.classes[c]
+	stride := classSize[c] + headerSize
+	n := 0
+	for s := cl.lowest; s < len(cl.slabs) && n < len(dst); s++ {
+		st := &cl.slabs[s]
+		if st.free == 0 || st.purged {
+			continue
+		}
+		if st.free == classSlots[c] {
+			cl.empty-- // an empty slab is in use again
+		}
+		n += takeBits(st, dst[n:], uint32(s)<<classSlabShift[c], stride)
+	}
+	if n > 0 {
+		cl.advanceLowest()
+		return n, nil
+	}
+	for s := range cl.slabs {
+		st := &cl.slabs[s]
+		if st.purged {
+			if err := a.reserve(int64(1) << classSlabShift[c]); err != nil {
+				return 0, err
+			}
+			st.purged = false
+			cl.empty--
+			n = takeBits(st, dst, uint32(s)<<classSlabShift[c], stride)
+			cl.lowest = min(cl.lowest, s)
+			cl.advanceLowest()
+			return n, nil
+		}
+	}
+	return 0, nil
+}
+
+func takeBits(st *slabState, dst []uint32, base, stride uint32) int {
+	n := 0
+	for w := range st.bits {
+		for st.bits[w] != 0 && n < len(dst) {
+			b := uint32(bits.TrailingZeros64(st.bits[w]))
+			st.bits[w] &^= 1 << b
+			dst[n] = base + (uint32(w)*64+b)*stride
+			n++
+		}
+		if n == len(dst) {
+			break
+		}
+	}
+	st.free -= uint32(n)
+	return n
+}
+
+// advanceLowest moves the search start past slabs with nothing to give.
+func (cl *central) advanceLowest() {
+	for cl.lowest < len(cl.slabs) && (cl.slabs[cl.lowest].free == 0 || cl.slabs[cl.lowest].purged) {
+		cl.lowest++
+	}
+}
+
+// put returns free slots (cl.mu held), purging slabs that become empty
+// beyond the first.
+func (a *Allocator) put(c int, offs []uint32) {
+	cl := &a.classes[c]
+	for _, off := range offs {
+		s, idx := a.slabIndex(c, off)
+		st := &cl.slabs[s]
+		st.bits[idx/64] |= 1 << (idx % 64)
+		st.free++
+		if s < cl.lowest {
+			cl.lowest = s
+		}
+		if st.free == classSlots[c] {
+			cl.empty++
+			if cl.empty > 1 {
+				a.purge(c, s)
+			}
+		}
+	}
+}
+
+func (a *Allocator) purge(c, s int) {
+	cl := &a.classes[c]
+	size := uintptr(1) << classSlabShift[c]
+	lo := classBase(c) + uintptr(s)*size
+	unix.Madvise(a.mem[lo:lo+size], unix.MADV_DONTNEED) // headers read as zero: "never used"
+	cl.slabs[s].purged = true
+	a.mapped.Add(-int64(size))
+}
+
+// newSlab records a freshly carved slab with every slot free (cl.mu held).
+func (cl *central) newSlab(c int) {
+	n := classSlots[c]
+	st := slabState{free: n, bits: make([]uint64, (n+63)/64)}
+	for i := uint32(0); i < n; i++ {
+		st.bits[i/64] |= 1 << (i % 64)
+	}
+	cl.slabs = append(cl.slabs, st)
+	cl.empty++
+	if len(cl.slabs)-1 < cl.lowest {
+		cl.lowest = len(cl.slabs) - 1
+	}
+}
