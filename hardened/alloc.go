@@ -45,6 +45,13 @@ type Options struct {
 	// AlwaysQuarantine lists extra request sizes whose size classes are
 	// always quarantined (hardened builds), whatever the budget.
 	AlwaysQuarantine []int
+	// ProfileName, when set in hardened builds, exports live blocks as the
+	// runtime/pprof custom profile of that name (pprof.Lookup(name)), each
+	// with its allocation stack: `go tool pprof` then shows who holds
+	// memory. It costs a profile lock and a stack per Alloc and Free. The
+	// name must be unique in the process; runtime/pprof cannot unregister a
+	// profile, so after Close it stays, empty.
+	ProfileName string
 }
 
 const (

@@ -1,7 +1,9 @@
 package hardened
 
 import (
+	"fmt"
 	"math/bits"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -44,6 +46,8 @@ type hardState struct {
 	largeBudget int64 // address-space budget of the large-block quarantine
 
 	zero zeroRegion
+
+	profile *pprof.Profile // live blocks, if Options.ProfileName is set
 }
 
 // siteRec is one slot's diagnostics, out of band.
@@ -102,12 +106,31 @@ func (a *Allocator) initHardened() error {
 		}
 	}
 	h.largeBudget = max(budget*4, 64<<20)
+	if a.opts.ProfileName != "" {
+		if pprof.Lookup(a.opts.ProfileName) != nil {
+			return &OpError{Op: "New", Err: fmt.Errorf("pprof profile %q already exists", a.opts.ProfileName)}
+		}
+		h.profile = pprof.NewProfile(a.opts.ProfileName)
+	}
 	if err := h.zero.init(); err != nil {
 		unix.Munmap(meta)
 		return &OpError{Op: "New", Err: mmapErr(err)}
 	}
 	a.h = h
 	return nil
+}
+
+// profileAdd and profileRemove keep the live-block profile, if any.
+func (a *Allocator) profileAdd(p uintptr) {
+	if a.h.profile != nil {
+		a.h.profile.Add(p, 3)
+	}
+}
+
+func (a *Allocator) profileRemove(p uintptr) {
+	if a.h.profile != nil {
+		a.h.profile.Remove(p)
+	}
 }
 
 func (a *Allocator) closeHardened() {
@@ -192,6 +215,7 @@ func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, pay
 	closeMeta()
 
 	atomic.StoreUint64(hdrWord(slot), a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
+	a.profileAdd(uintptr(p))
 	return b
 }
 
@@ -253,6 +277,7 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	rec := a.rec(c, soff)
 	rec.freeSeq, rec.freeG, rec.freeStack = seq, g, st
 	closeMeta()
+	a.profileRemove(uintptr(slot) + headerSize + hd.off)
 
 	body := unsafe.Add(slot, headerSize)
 	redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), redzone.Poison(h.poisonKey, uintptr(slot)))
@@ -350,6 +375,7 @@ func (a *Allocator) quarantineStats() (int64, int64) {
 func (a *Allocator) armLarge(lb *largeBlock) {
 	g, seq, st := a.site()
 	lb.alloc = a.siteOf(g, seq, st)
+	a.profileAdd(uintptr(lb.p))
 	rear := unsafe.Add(lb.p, lb.size)
 	redzone.FillRear(slice(rear, lb.span-uintptr(lb.size)), uintptr(rear), redzone.Canary(a.h.canaryKey, uintptr(lb.p)))
 }
@@ -380,9 +406,8 @@ func (a *Allocator) freeLargeHardened(op string, lb *largeBlock) bool {
 	}
 	g, seq, st := a.site()
 	lb.free = a.siteOf(g, seq, st)
-	payload := lb.mem[uintptr(lb.p)-uintptr(unsafe.Pointer(&lb.mem[0])):][:lb.span]
-	unix.Madvise(payload, unix.MADV_DONTNEED)
-	unix.Mprotect(payload, unix.PROT_NONE)
+	a.profileRemove(uintptr(lb.p))
+	retire(lb.mem[uintptr(lb.p)-uintptr(unsafe.Pointer(&lb.mem[0])):][:lb.span])
 	l := &a.large
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -448,6 +473,7 @@ func (a *Allocator) allocZero() []byte {
 		z.freed = z.freed[1:]
 	}
 	z.live[off] = &zeroBlock{alloc: a.siteOf(g, seq, st)}
+	a.profileAdd(uintptr(unsafe.Pointer(&z.mem[off])))
 	pc := a.pin()
 	pc.allocs[0]++
 	a.unpin(pc)
@@ -472,6 +498,7 @@ func (a *Allocator) freeZero(op string, p unsafe.Pointer) bool {
 		zb.freed = true
 		zb.free = a.siteOf(g, seq, st)
 		z.freed = append(z.freed, off)
+		a.profileRemove(uintptr(p))
 	}
 	z.mu.Unlock()
 	if r != nil {

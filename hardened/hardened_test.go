@@ -3,7 +3,9 @@
 package hardened_test
 
 import (
+	"bytes"
 	"errors"
+	"runtime/pprof"
 	"strings"
 	"testing"
 
@@ -115,5 +117,35 @@ func TestStackDepthOff(t *testing.T) {
 	var e *hardened.Error
 	if errors.As(&hardened.Error{Report: r[0]}, &e) && !errors.Is(e, hardened.DoubleFree) {
 		t.Fatal("errors.Is by kind")
+	}
+}
+
+func TestLiveProfile(t *testing.T) {
+	const name = "hardalloc.test.live"
+	a, _ := newAlloc(t, hardened.Options{ProfileName: name})
+	p := pprof.Lookup(name)
+	if p == nil {
+		t.Fatal("profile not registered")
+	}
+	var bs [][]byte
+	for _, n := range []int{0, 10, 100_000} {
+		b, _ := a.Alloc(n)
+		bs = append(bs, b)
+	}
+	if p.Count() != 3 {
+		t.Fatalf("profile holds %d blocks, want 3", p.Count())
+	}
+	var buf bytes.Buffer
+	if err := p.WriteTo(&buf, 1); err != nil || !strings.Contains(buf.String(), "TestLiveProfile") {
+		t.Fatalf("profile text lacks the allocation site: %v\n%s", err, buf.String())
+	}
+	for _, b := range bs {
+		a.Free(b)
+	}
+	if p.Count() != 0 {
+		t.Fatalf("profile holds %d blocks after freeing all", p.Count())
+	}
+	if _, err := hardened.New(hardened.Options{ProfileName: name}); err == nil {
+		t.Fatal("a second allocator took the same profile name")
 	}
 }

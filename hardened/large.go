@@ -39,6 +39,55 @@ type largeBlock struct {
 
 func (l *largeHeap) init() { l.live = make(map[uintptr]*largeBlock) }
 
+// haveGuardRegions reports whether the kernel has MADV_GUARD_INSTALL
+// (Linux 6.13+): guard pages inside one read-write mapping, so a large
+// block is one VMA instead of three (PROT_NONE, RW, PROT_NONE).
+var haveGuardRegions = func() bool {
+	m, err := unix.Mmap(-1, 0, 2*int(pageSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return false
+	}
+	defer unix.Munmap(m)
+	return unix.Madvise(m[:pageSize], unix.MADV_GUARD_INSTALL) == nil
+}()
+
+// mapGuarded maps total bytes with the span readable bytes starting at an
+// al-aligned offset start, and everything else faulting.
+func mapGuarded(total, span, al uintptr) (mem []byte, start uintptr, err error) {
+	prot := unix.PROT_NONE
+	if haveGuardRegions {
+		prot = unix.PROT_READ | unix.PROT_WRITE
+	}
+	mem, err = unix.Mmap(-1, 0, int(total), prot, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, 0, err
+	}
+	base := uintptr(unsafe.Pointer(&mem[0]))
+	start = alignUp(base+pageSize, al) - base
+	if haveGuardRegions {
+		err = unix.Madvise(mem[:start], unix.MADV_GUARD_INSTALL)
+		if err == nil {
+			err = unix.Madvise(mem[start+span:], unix.MADV_GUARD_INSTALL)
+		}
+	} else {
+		err = unix.Mprotect(mem[start:start+span], unix.PROT_READ|unix.PROT_WRITE)
+	}
+	if err != nil {
+		unix.Munmap(mem)
+		return nil, 0, err
+	}
+	return mem, start, nil
+}
+
+// retire makes a freed payload fault and gives its memory back.
+func retire(payload []byte) {
+	if haveGuardRegions && unix.Madvise(payload, unix.MADV_GUARD_INSTALL) == nil {
+		return // installing guards also drops the pages
+	}
+	unix.Madvise(payload, unix.MADV_DONTNEED)
+	unix.Mprotect(payload, unix.PROT_NONE)
+}
+
 var pageSize = uintptr(unix.Getpagesize())
 
 func (a *Allocator) allocLarge(n, align int) ([]byte, error) {
@@ -54,15 +103,8 @@ func (a *Allocator) allocLarge(n, align int) ([]byte, error) {
 	if err := a.reserve(int64(span)); err != nil {
 		return nil, err
 	}
-	mem, err := unix.Mmap(-1, 0, int(total), unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	mem, start, err := mapGuarded(total, span, al)
 	if err != nil {
-		a.mapped.Add(-int64(span))
-		return nil, mmapErr(err)
-	}
-	base := uintptr(unsafe.Pointer(&mem[0]))
-	start := alignUp(base+pageSize, al) - base
-	if err := unix.Mprotect(mem[start:start+span], unix.PROT_READ|unix.PROT_WRITE); err != nil {
-		unix.Munmap(mem)
 		a.mapped.Add(-int64(span))
 		return nil, mmapErr(err)
 	}

@@ -99,6 +99,9 @@ func (a *Allocator) check(op string, leaks bool) error {
 		if r.Kind != Leak || a.opts.OnReport != nil {
 			a.report(r)
 		}
+		if Enabled && r.Kind == Leak {
+			a.profileRemove(r.Block) // the block is gone with Close or Reset
+		}
 		errs = append(errs, &Error{Report: r})
 	}
 	if Enabled {
