@@ -4,11 +4,11 @@ FUZZTIME ?= 20s
 TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
 TAGS     ?= hardened
 
-.PHONY: test fuzz seeded lint corpus bench nightly-smoke
+.PHONY: test fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke
 
 # Every check CI runs: formatting, vet, staticcheck, and the tests (seed
 # corpora included) with and without the race detector and -tags hardened.
-test: lint nightly-smoke
+test: lint nightly-smoke gofuzz-smoke
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./...
 	$(GO) test -count=1 -tags hardened ./...
@@ -36,6 +36,11 @@ fuzz:
 # Every seeded bug against its target from an empty corpus: time to detect.
 seeded:
 	CAP=$(or $(CAP),120s) scripts/seeded.sh
+
+# A dvyukov/go-fuzz coordinator and two workers on loopback: the corpus and
+# the exec count must grow.
+gofuzz-smoke:
+	DURATION=8 WORKERS=2 scripts/gofuzz-cluster.sh
 
 # Regenerate the seed corpora from readable Go programs.
 corpus:
