@@ -102,6 +102,7 @@ type central struct {
 // cache is one P's stock of free slots per class: an array, not an in-band
 // list, so a write after free can never redirect the allocator.
 type cache struct {
+	shared    bool       // the spare cache: locked, not pinned
 	mu        sync.Mutex // used only under -race and for the spare cache
 	n         [numClasses]uint8
 	free      [numClasses][cacheCap]uint32
@@ -140,7 +141,7 @@ func New(opts Options) (*Allocator, error) {
 	for i := range a.caches {
 		a.caches[i] = new(cache)
 	}
-	a.spare = new(cache)
+	a.spare = &cache{shared: true}
 	for c := range numClasses {
 		stride := classSize[c] + headerSize
 		a.divMul[c] = ^uint32(0)/stride + 1
@@ -186,23 +187,19 @@ func (a *Allocator) slotAt(c int, off uint32) unsafe.Pointer {
 // Alloc returns n zeroed bytes with len == cap == n. Alloc(0) returns a
 // distinct, freeable, empty slice.
 func (a *Allocator) Alloc(n int) ([]byte, error) {
-	if !Enabled && uint(n) <= maxSmall && !a.closed.Load() {
-		// Fast path: one pinned pop from this P's cache.
+	if !Enabled && uint(n) <= maxSmall {
+		// Fast path: one pinned pop, the header, zeroing. After Close the
+		// caches are empty, so this falls through to the checks.
 		c := sizeClass(uintptr(n))
-		pc := a.pin()
-		if k := pc.n[c]; k > 0 {
-			k--
-			off := pc.free[c][k]
-			pc.n[c] = k
-			pc.allocs[c]++
-			pc.requested += int64(n)
-			a.unpin(pc)
-			if b := a.finishSmall(c, off, n, 0); b != nil {
-				return b, nil
+		if off, ok := a.popFast(c, n); ok {
+			slot := a.slotAt(c, off)
+			*hdrWord(slot) = a.encode(slot, header{size: n, class: c, state: stateAllocated})
+			b := unsafe.Slice((*byte)(unsafe.Add(slot, headerSize)), n)
+			if !bug(bugNoZero) {
+				clear(b)
 			}
-			return a.alloc("Alloc", n, 0)
+			return b, nil
 		}
-		a.unpin(pc)
 	}
 	return a.alloc("Alloc", n, 0)
 }
@@ -468,25 +465,40 @@ func (a *Allocator) Free(b []byte) {
 	if p == nil {
 		return
 	}
+	if !Enabled {
+		// Fast path: a live, unaligned small block with a good header is
+		// released with one compare-and-swap and one pinned push. Anything
+		// else (and everything after Close, when no slab is committed any
+		// more) takes the general path, which reports.
+		if off := uintptr(p) - uintptr(a.base); off < regionSize {
+			slot, c, soff, ok := a.locate(off)
+			if ok {
+				old := loadHeader(slot)
+				h, valid := a.decode(slot, old)
+				if valid && h.state == stateAllocated && h.off == 0 && unsafe.Add(slot, headerSize) == p &&
+					a.releaseSlot(slot, c, soff, h, old, stateFree) {
+					if !a.pushFast(c, soff, h.size) {
+						a.pushSlot(c, soff, h.size)
+					}
+					return
+				}
+			}
+		}
+	}
 	a.free("Free", p)
 }
 
 // locate maps a payload pointer inside the class regions to its slot.
 // ok is false when p is in no committed slot.
 func (a *Allocator) locate(off uintptr) (slot unsafe.Pointer, c int, soff uint32, ok bool) {
-	c = int(off >> classShift)
-	coff := off & (classRegion - 1)
-	if uint64(coff) >= a.classes[c].committed.Load() {
-		return nil, c, 0, false
-	}
-	slabMask := uintptr(1)<<classSlabShift[c] - 1
-	in := coff & slabMask
+	c = int(off>>classShift) % numClasses
+	coff := uint32(off & (classRegion - 1))
+	in := coff & (1<<classSlabShift[c] - 1)
 	idx := uint32(uint64(in) * uint64(a.divMul[c]) >> 32)
-	if idx >= classSlots[c] {
-		return nil, c, 0, false // in the slab's unused tail
-	}
-	soff = uint32(coff-in) + idx*(classSize[c]+headerSize)
-	return a.slotAt(c, soff), c, soff, true
+	soff = coff - in + idx*(classSize[c]+headerSize)
+	// Beyond the committed slabs, or in a slab's unused tail: no slot.
+	ok = uint64(coff) < a.classes[c].committed.Load() && idx < classSlots[c]
+	return unsafe.Add(a.base, off-uintptr(coff)+uintptr(soff)), c, soff, ok
 }
 
 // free validates p and releases its block. It returns false if it reported.

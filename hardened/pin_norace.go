@@ -21,17 +21,23 @@ func procUnpin()
 // with the same cache and must not block in between.
 func (a *Allocator) pin() *cache {
 	pid := procPin()
-	if pid < len(a.caches) {
+	if uint(pid) < uint(len(a.caches)) {
 		return a.caches[pid]
 	}
-	// GOMAXPROCS grew after New: share the spare cache under its lock.
+	return a.pinSpare()
+}
+
+// pinSpare: GOMAXPROCS grew after New; share the spare cache under its lock.
+//
+//go:noinline
+func (a *Allocator) pinSpare() *cache {
 	procUnpin()
 	a.spare.mu.Lock()
 	return a.spare
 }
 
 func (a *Allocator) unpin(c *cache) {
-	if c == a.spare {
+	if c.shared {
 		c.mu.Unlock()
 		return
 	}
@@ -43,3 +49,44 @@ func (a *Allocator) unpin(c *cache) {
 // reads of a snapshot that is approximate under concurrency anyway).
 func (c *cache) lockForRead()   {}
 func (c *cache) unlockForRead() {}
+
+// popFast pops a free slot of class c from this P's cache, counting an
+// n-byte allocation; false if the cache is empty (the caller goes slow).
+func (a *Allocator) popFast(c, n int) (uint32, bool) {
+	pid := procPin()
+	if uint(pid) < uint(len(a.caches)) {
+		pc := a.caches[pid]
+		if k := pc.n[c]; k > 0 {
+			k--
+			off := pc.free[c][k]
+			pc.n[c] = k
+			pc.allocs[c]++
+			pc.requested += int64(n)
+			procUnpin()
+			return off, true
+		}
+	}
+	procUnpin()
+	return 0, false
+}
+
+// pushFast pushes a freed slot onto this P's cache if it has room.
+func (a *Allocator) pushFast(c int, off uint32, size int) bool {
+	if bug(bugDoublePush) {
+		return false // the seeded bug lives in pushSlot
+	}
+	pid := procPin()
+	if uint(pid) < uint(len(a.caches)) {
+		pc := a.caches[pid]
+		if k := pc.n[c]; k < a.ccap[c] {
+			pc.free[c][k] = off
+			pc.n[c] = k + 1
+			pc.frees[c]++
+			pc.requested -= int64(size)
+			procUnpin()
+			return true
+		}
+	}
+	procUnpin()
+	return false
+}

@@ -15,7 +15,42 @@ func (a *Allocator) pin() *cache {
 	return c
 }
 
+// pinSpare exists for symmetry with pin_norace.go.
+func (a *Allocator) pinSpare() *cache {
+	a.spare.mu.Lock()
+	return a.spare
+}
+
 func (a *Allocator) unpin(c *cache) { c.mu.Unlock() }
 
 func (c *cache) lockForRead()   { c.mu.Lock() }
 func (c *cache) unlockForRead() { c.mu.Unlock() }
+
+func (a *Allocator) popFast(c, n int) (uint32, bool) {
+	pc := a.pin()
+	defer a.unpin(pc)
+	if k := pc.n[c]; k > 0 {
+		k--
+		pc.n[c] = k
+		pc.allocs[c]++
+		pc.requested += int64(n)
+		return pc.free[c][k], true
+	}
+	return 0, false
+}
+
+func (a *Allocator) pushFast(c int, off uint32, size int) bool {
+	if bug(bugDoublePush) {
+		return false // the seeded bug lives in pushSlot
+	}
+	pc := a.pin()
+	defer a.unpin(pc)
+	if k := pc.n[c]; k < a.ccap[c] {
+		pc.free[c][k] = off
+		pc.n[c] = k + 1
+		pc.frees[c]++
+		pc.requested -= int64(size)
+		return true
+	}
+	return false
+}

@@ -174,6 +174,16 @@ func (a *Allocator) Close() error {
 	}
 	a.large.live, a.large.quarantined, a.large.withdrawn = nil, nil, nil
 	a.large.mu.Unlock()
+	// Nothing is committed any more: the fast paths find no cached slot
+	// and no slab, and fall through to the checks that report ErrClosed.
+	for _, pc := range append(a.caches[:len(a.caches):len(a.caches)], a.spare) {
+		pc.lockForRead()
+		pc.n = [numClasses]uint8{}
+		pc.unlockForRead()
+	}
+	for c := range a.classes {
+		a.classes[c].committed.Store(0)
+	}
 	if uerr := unix.Munmap(a.mem); uerr != nil {
 		err = errors.Join(err, uerr)
 	}
