@@ -33,6 +33,15 @@ func BenchmarkPair(b *testing.B) {
 				a.Free(p)
 			}
 		})
+		b.Run(fmt.Sprintf("hardalloc-protect/%d", n), func(b *testing.B) {
+			// hardened builds: metadata read-only outside allocator calls
+			a, _ := hardened.New(hardened.Options{Seed: 1, StackDepth: -1, ProtectMetadata: true})
+			defer a.Close()
+			for b.Loop() {
+				p, _ := a.Alloc(n)
+				a.Free(p)
+			}
+		})
 		b.Run(fmt.Sprintf("gomake/%d", n), func(b *testing.B) {
 			for b.Loop() {
 				sink = make([]byte, n) // GC cost is paid in the loop

@@ -50,14 +50,20 @@ type hardState struct {
 	profile *pprof.Profile // live blocks, if Options.ProfileName is set
 }
 
-// siteRec is one slot's diagnostics, out of band.
+// siteRec is one slot's diagnostics, out of band. Its size is a power of
+// two (one cache line), so no record straddles a page: the metadata guard
+// opens exactly one page per write.
 type siteRec struct {
 	allocSeq, allocG uint64
 	freeSeq, freeG   uint64
 	allocStack       uint32
 	freeStack        uint32
-	_                [8]byte
+	_                [24]byte
 }
+
+// A record size that does not divide the page size would let records
+// straddle pages.
+var _ [0]struct{} = [unsafe.Sizeof(siteRec{}) & (unsafe.Sizeof(siteRec{}) - 1)]struct{}{}
 
 const (
 	recSize   = unsafe.Sizeof(siteRec{})
@@ -209,8 +215,8 @@ func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, pay
 	redzone.FillRear(slice(rear, end-payOff-uintptr(n)), uintptr(rear), w)
 
 	g, seq, st := a.site()
-	closeMeta := h.guard.open()
 	rec := a.rec(c, soff)
+	closeMeta := h.guard.open(unsafe.Pointer(rec))
 	*rec = siteRec{allocSeq: seq, allocG: g, allocStack: st}
 	closeMeta()
 
@@ -273,8 +279,8 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 		return false
 	}
 	g, seq, st := a.site()
-	closeMeta := h.guard.open()
 	rec := a.rec(c, soff)
+	closeMeta := h.guard.open(unsafe.Pointer(rec))
 	rec.freeSeq, rec.freeG, rec.freeStack = seq, g, st
 	closeMeta()
 	a.profileRemove(uintptr(slot) + headerSize + hd.off)
@@ -554,60 +560,48 @@ func (a *Allocator) zeroLeaks(op string) []*Report {
 
 // metaGuard is the seed notes' scoped metadata guard: with
 // ProtectMetadata the site records are PROT_READ, and every write to them
-// happens between open() and the closer it returns. Opens nest and may
-// come from many goroutines at once: the first opener makes the pages
-// writable, the last closer makes them read-only again.
+// happens between open(addr) and the closer it returns. Only the page
+// holding addr is made writable; opens of one page nest and may come from
+// many goroutines at once: the first opener makes it writable, the last
+// closer read-only again. Reads need no guard.
 type metaGuard struct {
-	on      bool
-	mu      sync.Mutex
-	depth   int
-	mem     []byte
-	closeFn func()
+	on    bool
+	mu    sync.Mutex
+	depth map[uintptr]int // open count per page offset
+	mem   []byte
 }
 
 func nop() {}
 
 func (g *metaGuard) init(mem []byte, on bool) {
 	g.on, g.mem = on, mem
-	g.closeFn = nop
-	if on {
-		g.closeFn = g.close
-	}
+	g.depth = make(map[uintptr]int)
 }
 
-// open makes the metadata writable until the returned closer is called.
-func (g *metaGuard) open() (closer func()) {
+// open makes the metadata page holding p writable until the returned
+// closer is called.
+func (g *metaGuard) open(p unsafe.Pointer) (closer func()) {
 	if !g.on {
 		return nop
 	}
+	pg := (uintptr(p) - uintptr(unsafe.Pointer(&g.mem[0]))) &^ (pageSize - 1)
 	g.mu.Lock()
-	if g.depth == 0 {
-		unix.Mprotect(g.mem, unix.PROT_READ|unix.PROT_WRITE)
+	if g.depth[pg] == 0 {
+		unix.Mprotect(g.mem[pg:pg+pageSize], unix.PROT_READ|unix.PROT_WRITE)
 	}
-	g.depth++
+	g.depth[pg]++
 	g.mu.Unlock()
-	return g.closeFn
+	return func() { g.close(pg) }
 }
 
-func (g *metaGuard) close() {
+func (g *metaGuard) close(pg uintptr) {
 	g.mu.Lock()
-	g.depth--
-	if g.depth == 0 {
-		unix.Mprotect(g.mem, unix.PROT_READ)
+	g.depth[pg]--
+	if g.depth[pg] == 0 {
+		delete(g.depth, pg)
+		unix.Mprotect(g.mem[pg:pg+pageSize], unix.PROT_READ)
 	}
 	g.mu.Unlock()
-}
-
-func (a *Allocator) metaOpen() {
-	if Enabled {
-		a.h.guard.open()
-	}
-}
-
-func (a *Allocator) metaClose() {
-	if Enabled && a.h.guard.on {
-		a.h.guard.close()
-	}
 }
 
 // --- stack depot ---

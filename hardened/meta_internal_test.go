@@ -2,7 +2,10 @@
 
 package hardened
 
-import "testing"
+import (
+	"testing"
+	"unsafe"
+)
 
 // A stray write into protected metadata faults and is reported.
 func TestProtectMetadata(t *testing.T) {
@@ -18,11 +21,16 @@ func TestProtectMetadata(t *testing.T) {
 	if r == nil || r.Kind != MetadataWrite || len(got) != 1 {
 		t.Fatalf("stray metadata write: %v", r)
 	}
-	// Nested opens keep it writable until the last close.
-	c1 := a.h.guard.open()
-	c2 := a.h.guard.open()
+	// Nested opens keep the page writable until the last close; other
+	// pages stay read-only meanwhile.
+	p := unsafe.Pointer(&a.h.meta[200])
+	c1 := a.h.guard.open(p)
+	c2 := a.h.guard.open(p)
 	c2()
 	a.h.meta[200] = 1
+	if r := a.CatchFault(func() { a.h.meta[int(pageSize)+200] = 1 }); r == nil {
+		t.Fatal("a page that was not opened is writable")
+	}
 	c1()
 	if r := a.CatchFault(func() { a.h.meta[300] = 1 }); r == nil {
 		t.Fatal("metadata writable after the last close")

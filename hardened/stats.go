@@ -104,10 +104,6 @@ func (a *Allocator) check(op string, leaks bool) error {
 		}
 		errs = append(errs, &Error{Report: r})
 	}
-	if Enabled {
-		a.metaOpen()
-		defer a.metaClose()
-	}
 	a.walk(func(slot unsafe.Pointer, c int, soff uint32) {
 		old := loadHeader(slot)
 		h, ok := a.decode(slot, old)
