@@ -269,17 +269,9 @@ var errClassFull = errors.New("size class region exhausted")
 // popSlot takes a free slot of class c, from this P's cache if it has one,
 // else a batch from the class's central list (carving a new slab if needed).
 func (a *Allocator) popSlot(c int, n int) (uint32, error) {
-	pc := a.pin()
-	if k := pc.n[c]; k > 0 {
-		k--
-		off := pc.free[c][k]
-		pc.n[c] = k
-		pc.allocs[c]++
-		pc.requested += int64(n)
-		a.unpin(pc)
+	if off, ok := a.popFast(c, n); ok {
 		return off, nil
 	}
-	a.unpin(pc)
 
 	var batch [cacheCap]uint32
 	cl := &a.classes[c]
@@ -311,7 +303,7 @@ func (a *Allocator) popSlot(c int, n int) (uint32, error) {
 	// Keep one, stock this P's cache with the rest.
 	k--
 	off := batch[k]
-	pc = a.pin()
+	pc := a.pin()
 	pc.allocs[c]++
 	pc.requested += int64(n)
 	room := int(a.ccap[c]) - int(pc.n[c])

@@ -492,15 +492,8 @@ func (a *Allocator) freeZero(op string, p unsafe.Pointer) bool {
 	g, seq, st := a.site()
 	z.mu.Lock()
 	zb := z.live[off]
-	var r *Report
-	switch {
-	case zb == nil:
-		r = &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: -1,
-			Detail: "the pointer is in the zero-size region but was never returned"}
-	case zb.freed:
-		r = &Report{Kind: DoubleFree, Op: op, Addr: uintptr(p), Block: uintptr(p), Class: -1,
-			Alloc: zb.alloc, Free: zb.free, Detail: "the 0-byte block is already free"}
-	default:
+	r := zeroMisuse(op, p, zb, DoubleFree, "the 0-byte block is already free")
+	if r == nil {
 		zb.freed = true
 		zb.free = a.siteOf(g, seq, st)
 		z.freed = append(z.freed, off)
@@ -517,21 +510,26 @@ func (a *Allocator) freeZero(op string, p unsafe.Pointer) bool {
 	return true
 }
 
+// zeroMisuse says what is wrong with releasing the 0-byte block zb at p
+// (nil: nothing); freed names the kind and detail for an already freed one.
+func zeroMisuse(op string, p unsafe.Pointer, zb *zeroBlock, freed Kind, detail string) *Report {
+	switch {
+	case zb == nil:
+		return &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: -1,
+			Detail: "the pointer is in the zero-size region but was never returned"}
+	case zb.freed:
+		return &Report{Kind: freed, Op: op, Addr: uintptr(p), Block: uintptr(p), Class: -1,
+			Alloc: zb.alloc, Free: zb.free, Detail: detail}
+	}
+	return nil
+}
+
 // zeroSize validates a 0-byte block for Realloc.
 func (a *Allocator) zeroSize(op string, p unsafe.Pointer) (int, error) {
 	z := &a.h.zero
 	off := uintptr(p) - uintptr(unsafe.Pointer(&z.mem[0]))
 	z.mu.Lock()
-	zb := z.live[off]
-	var r *Report
-	switch {
-	case zb == nil:
-		r = &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: -1,
-			Detail: "the pointer is in the zero-size region but was never returned"}
-	case zb.freed:
-		r = &Report{Kind: UseAfterFree, Op: op, Addr: uintptr(p), Block: uintptr(p), Class: -1,
-			Alloc: zb.alloc, Free: zb.free, Detail: "Realloc of a 0-byte block that is already free"}
-	}
+	r := zeroMisuse(op, p, z.live[off], UseAfterFree, "Realloc of a 0-byte block that is already free")
 	z.mu.Unlock()
 	if r != nil {
 		a.report(r)
