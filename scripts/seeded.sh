@@ -28,13 +28,14 @@ for spec in "${specs[@]}"; do
 	start=$(date +%s%N)
 	out=$(env "$env" go test -tags "$TAGS" -run '^$' -fuzz "^${target}\$" -fuzztime "$CAP" -fuzzminimizetime 5x -parallel 2 -test.fuzzcachedir="$work/cache" . 2>&1)
 	ms=$(( ($(date +%s%N) - start) / 1000000 ))
-	kind=$(grep -oE '(ERROR|hardalloc): [a-z]+(-[a-z]+)+' <<<"$out" | head -1 | cut -d' ' -f2)
+	# What the harness said first: "fuzz: op N: <what it saw>".
+	kind=$(grep -m1 -oE 'fuzz: op -?[0-9]+: .{0,90}' <<<"$out" | sed 's/|/\\|/g')
 	if grep -qE '^(# |.*\.go:[0-9]+:[0-9]+: )' <<<"$out" && ! grep -q -- '--- FAIL' <<<"$out"; then
 		printf '| %s | %s | %s | BUILD FAILED | - |\n' "$name" "$target" "$TAGS"
 		printf '%s\n' "$out" | head -20 >&2
 		fail=1
 	elif grep -q -- '--- FAIL' <<<"$out"; then
-		printf '| %s | %s | %s | %d.%03d s | %s |\n' "$name" "$target" "$TAGS" $((ms/1000)) $((ms%1000)) "${kind:-model failure}"
+		printf '| %s | %s | %s | %d.%03d s | %s |\n' "$name" "$target" "$TAGS" $((ms/1000)) $((ms%1000)) "${kind:-see log}"
 	else
 		printf '| %s | %s | %s | not found in %s | - |\n' "$name" "$target" "$TAGS" "$CAP"
 		fail=1
