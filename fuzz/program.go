@@ -73,7 +73,7 @@ const (
 	// MaxOps caps a program so no input comes near the fuzzer's hang limit.
 	MaxOps = 256
 	// MaxSize is the largest size a program asks for.
-	MaxSize = 1 << 20
+	MaxSize = 256 << 10
 	opBytes = 8
 )
 
@@ -135,7 +135,7 @@ func decodeSize(sel byte, raw uint32) int {
 	case 1:
 		return int(raw%16) + 1
 	case 2: // a class edge, or one byte either side of it
-		edges := [...]int{16, 32, 48, 64, 128, 256, 288, 512, 1024, 1152, 4096, 8192, 16384, 32768, 65536, 1 << 20}
+		edges := [...]int{16, 32, 48, 64, 128, 256, 288, 512, 1024, 1152, 4096, 8192, 16384, 32768, 65536, 256 << 10}
 		e := edges[int(raw%uint32(len(edges)))]
 		return e + int((raw>>8)%3) - 1
 	case 3:
