@@ -90,12 +90,22 @@ func Run(p Program, opts hardened.Options) (err error) {
 	pa.cur.Store(r)
 	reuse := false
 	defer func() {
-		pa.cur.Store(nil)
 		if reuse {
+			pa.cur.Store(nil)
 			putAllocator(opts, pa)
-		} else {
-			pa.a.Close()
+			return
 		}
+		// A failed run: its threads may still be running. Wait for them,
+		// then close; what Close reports (leaks, usually) goes to this
+		// runner, whose failure is already being returned.
+		for _, t := range r.threads {
+			if t != nil {
+				t.Join()
+			}
+		}
+		r.exited.Wait()
+		pa.a.Close()
+		pa.cur.Store(nil)
 	}()
 	for i, op := range p.Ops {
 		if err := r.step(i, op); err != nil {

@@ -52,7 +52,9 @@ func frontPad(o hardened.Options) int {
 	return (o.Redzone + 15) &^ 15
 }
 
-func zeroSized(b *block) bool { return hardened.Enabled && len(b.b) == 0 }
+// zeroSized reports whether b lives in the hardened PROT_NONE zero region:
+// 0-byte blocks with no alignment beyond 16 (aligned ones take a slot).
+func zeroSized(b *block) bool { return hardened.Enabled && len(b.b) == 0 && !b.aligned }
 
 func (r *runner) misuse(i int, op Op) error {
 	if r.misused != nil {
@@ -89,7 +91,7 @@ func (r *runner) misuse(i int, op Op) error {
 	}
 	m := &misuse{kind: misuseKinds[v], block: b, lo: b.start() - 4096, hi: b.end() + 4096}
 	a, p := r.a, b.b
-	zero := hardened.Enabled && len(p) == 0 // lives in PROT_NONE memory: writes fault
+	zero := zeroSized(b) // lives in PROT_NONE memory: writes fault
 	if zero && v == MisuseHeaderDamage {
 		v = MisuseOverflow // a 0-byte block has no in-band header
 	}

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hardalloc/hardalloc/hardened"
 )
@@ -381,4 +383,56 @@ func TestDefaultHandlerPanicsWithError(t *testing.T) {
 	}()
 	a.Free(b)
 	t.Fatal("double free did not panic")
+}
+
+// Check runs concurrently with correct use and must stay silent: it may
+// look at a block while its owner frees it, or a slot while it is reused.
+func TestCheckConcurrentWithUse(t *testing.T) {
+	a, c := newAlloc(t, hardened.Options{QuarantineBytes: 8 << 10})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 9))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := rng.IntN(200)
+				switch rng.IntN(8) {
+				case 0:
+					n = 70_000
+				case 1, 2, 3:
+					n = 1000 + rng.IntN(3000) // wide canary and poison passes
+				}
+				b, err := a.Alloc(n)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for i := range b {
+					b[i] = byte(i)
+				}
+				a.Free(b)
+			}
+		}()
+	}
+	for a.Stats().Classes[0].Allocs+a.Stats().LiveBlocks == 0 && a.Stats().Requested == 0 {
+		runtime.Gosched() // until the workers are running
+	}
+	for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline); {
+		if err := a.Check(); err != nil {
+			t.Errorf("Check during correct use: %v", err)
+			break
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if r := c.take(); len(r) > 0 {
+		t.Fatalf("report during correct use:\n%s", r[0])
+	}
 }

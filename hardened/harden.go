@@ -349,6 +349,31 @@ func (a *Allocator) verifyPoison(op string, slot unsafe.Pointer, c int, soff uin
 	return nil
 }
 
+// verifyStable is verifySmall for a slot other goroutines may be freeing,
+// evicting or reallocating right now: damage counts only if the header
+// did not change while the slot was read, and is still there when read
+// again (a slot freed and reallocated with an identical header in between
+// has been re-armed by then).
+func (a *Allocator) verifyStable(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) *Report {
+	if hd.state != stateAllocated && hd.state != stateQuarantined {
+		return nil
+	}
+	for range 2 {
+		if a.peekSmall(slot, c, soff, hd) == nil || loadHeader(slot) != old {
+			return nil
+		}
+	}
+	return a.verifySmall(op, slot, c, soff, hd)
+}
+
+// peekSmall verifies without side effects.
+func (a *Allocator) peekSmall(slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
+	if hd.state == stateAllocated {
+		return a.verifyCanaries("Check", slot, c, soff, hd)
+	}
+	return a.verifyPoison("Check", slot, c, soff, hd)
+}
+
 // verifySmall is Check's and Close's look at one slot.
 func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
 	switch hd.state {

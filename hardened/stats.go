@@ -113,7 +113,7 @@ func (a *Allocator) check(op string, leaks bool) error {
 			return
 		}
 		if Enabled {
-			if r := a.verifySmall(op, slot, c, soff, h); r != nil {
+			if r := a.verifyStable(op, slot, c, soff, h, old); r != nil {
 				emit(r)
 				return
 			}
@@ -128,22 +128,24 @@ func (a *Allocator) check(op string, leaks bool) error {
 			emit(r)
 		}
 	}
+	// Large blocks are verified under the lock: a concurrent Free would
+	// otherwise retire (unmap or guard) pages while they are read.
+	var found []*Report
 	a.large.mu.Lock()
-	var large []*largeBlock
 	for _, lb := range a.large.live {
-		large = append(large, lb)
-	}
-	a.large.mu.Unlock()
-	for _, lb := range large {
 		if Enabled {
 			if r := a.verifyLarge(op, lb); r != nil {
-				emit(r)
+				found = append(found, r)
 				continue
 			}
 		}
 		if leaks {
-			emit(a.largeReport(Leak, op, lb.p, lb, fmt.Sprintf("%d bytes still allocated at Close (large block)", lb.size)))
+			found = append(found, a.largeReport(Leak, op, lb.p, lb, fmt.Sprintf("%d bytes still allocated at Close (large block)", lb.size)))
 		}
+	}
+	a.large.mu.Unlock()
+	for _, r := range found {
+		emit(r)
 	}
 	return errors.Join(errs...)
 }
