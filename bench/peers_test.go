@@ -18,29 +18,14 @@ var sink []byte
 func BenchmarkPair(b *testing.B) {
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("hardalloc/%d", n), func(b *testing.B) {
-			a, _ := hardened.New(hardened.Options{Seed: 1, StackDepth: -1})
-			defer a.Close()
-			for b.Loop() {
-				p, _ := a.Alloc(n)
-				a.Free(p)
-			}
+			hardallocPair(b, hardened.Options{StackDepth: -1}, n)
 		})
 		b.Run(fmt.Sprintf("hardalloc-stacks/%d", n), func(b *testing.B) {
-			a, _ := hardened.New(hardened.Options{Seed: 1}) // default StackDepth (hardened builds record 16 frames)
-			defer a.Close()
-			for b.Loop() {
-				p, _ := a.Alloc(n)
-				a.Free(p)
-			}
+			hardallocPair(b, hardened.Options{}, n) // default: 16 frames in hardened builds
 		})
 		b.Run(fmt.Sprintf("hardalloc-protect/%d", n), func(b *testing.B) {
 			// hardened builds: metadata read-only outside allocator calls
-			a, _ := hardened.New(hardened.Options{Seed: 1, StackDepth: -1, ProtectMetadata: true})
-			defer a.Close()
-			for b.Loop() {
-				p, _ := a.Alloc(n)
-				a.Free(p)
-			}
+			hardallocPair(b, hardened.Options{StackDepth: -1, ProtectMetadata: true}, n)
 		})
 		b.Run(fmt.Sprintf("gomake/%d", n), func(b *testing.B) {
 			for b.Loop() {
@@ -68,6 +53,19 @@ func BenchmarkPair(b *testing.B) {
 				cFree(cMalloc(n))
 			}
 		})
+	}
+}
+
+func hardallocPair(b *testing.B, opts hardened.Options, n int) {
+	opts.Seed = 1
+	a, err := hardened.New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	for b.Loop() {
+		p, _ := a.Alloc(n)
+		a.Free(p)
 	}
 }
 
