@@ -4,7 +4,7 @@ FUZZTIME ?= 20s
 TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
 TAGS     ?= hardened
 
-.PHONY: test fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke
+.PHONY: test fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer
 
 # Every check CI runs: formatting, vet, staticcheck, and the tests (seed
 # corpora included) with and without the race detector and -tags hardened.
@@ -41,6 +41,11 @@ seeded:
 # the exec count must grow.
 gofuzz-smoke:
 	DURATION=8 WORKERS=2 scripts/gofuzz-cluster.sh
+
+# A libFuzzer build of the go-fuzz entry points (clang from Debian), run
+# for DURATION seconds.
+libfuzzer:
+	DURATION=$(or $(DURATION),20) scripts/libfuzzer.sh
 
 # Regenerate the seed corpora from readable Go programs.
 corpus:
