@@ -119,13 +119,19 @@ func (a *Allocator) purge(c, s int) {
 	a.mapped.Add(-int64(size))
 }
 
-// newSlab records a freshly carved slab with every slot free (cl.mu held).
-func (cl *central) newSlab(c int) {
-	n := classSlots[c]
-	st := slabState{free: n, bits: make([]uint64, (n+63)/64)}
+// fillAll marks all n slots of the slab free here.
+func (st *slabState) fillAll(n uint32) {
+	st.free = n
 	for i := uint32(0); i < n; i++ {
 		st.bits[i/64] |= 1 << (i % 64)
 	}
+}
+
+// newSlab records a freshly carved slab with every slot free (cl.mu held).
+func (cl *central) newSlab(c int) {
+	n := classSlots[c]
+	st := slabState{bits: make([]uint64, (n+63)/64)}
+	st.fillAll(n)
 	cl.slabs = append(cl.slabs, st)
 	cl.empty++
 	if len(cl.slabs)-1 < cl.lowest {

@@ -100,10 +100,7 @@ func (a *Allocator) initHardened() error {
 	}
 	h.meta = meta
 	h.guard.init(meta, a.opts.ProtectMetadata)
-	budget := a.opts.QuarantineBytes
-	if budget == 0 {
-		budget = 4 << 20
-	}
+	budget := a.quarantineBudget()
 	h.q = quarantine.New(numClasses, budget, a.rng.Uint64())
 	h.q.SetAlways(sizeClass(uintptr(h.front + CapsuleSize + h.rear)))
 	for _, n := range a.opts.AlwaysQuarantine {
@@ -137,6 +134,14 @@ func (a *Allocator) profileRemove(p uintptr) {
 	if a.h.profile != nil {
 		a.h.profile.Remove(p)
 	}
+}
+
+// quarantineBudget is Options.QuarantineBytes with its default applied.
+func (a *Allocator) quarantineBudget() int64 {
+	if a.opts.QuarantineBytes == 0 {
+		return 4 << 20
+	}
+	return a.opts.QuarantineBytes
 }
 
 func (a *Allocator) closeHardened() {
@@ -291,10 +296,7 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	q.state = stateQuarantined
 	atomic.StoreUint64(hdrWord(slot), a.encode(slot, q))
 
-	pc := a.pin()
-	pc.frees[c]++
-	pc.requested -= int64(hd.size)
-	a.unpin(pc)
+	a.countFree(c, hd.size)
 	var buf [4]quarantine.Item
 	for _, e := range h.q.Push(quarantine.Item{Class: c, ID: uint64(soff), Bytes: int64(classSize[c] + headerSize)}, buf[:]) {
 		a.evict(e.Class, uint32(e.ID))

@@ -226,3 +226,26 @@ func (a *Allocator) largeSize(op string, p unsafe.Pointer) (int, error) {
 	}
 	return lb.size, nil
 }
+
+// dropLarge unmaps every large block (live, quarantined, withdrawn) and
+// forgets them, for Close and Reset. Quarantined blocks left the mapped
+// count when they were freed.
+func (a *Allocator) dropLarge() {
+	l := &a.large
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, lb := range l.live {
+		unix.Munmap(lb.mem)
+		a.mapped.Add(-int64(lb.span))
+	}
+	for _, lb := range l.withdrawn {
+		unix.Munmap(lb.mem)
+		a.mapped.Add(-int64(lb.span))
+	}
+	for _, lb := range l.quarantined {
+		unix.Munmap(lb.mem)
+	}
+	l.live = make(map[uintptr]*largeBlock)
+	l.quarantined, l.qbytes, l.withdrawn = nil, 0, nil
+	l.recent, l.recentPos = [len(l.recent)]*largeBlock{}, 0
+}

@@ -1,12 +1,9 @@
 package hardened
 
 import (
-	"unsafe"
-
 	"encoding/binary"
 	"math/rand/v2"
-
-	"golang.org/x/sys/unix"
+	"unsafe"
 
 	"github.com/hardalloc/hardalloc/quarantine"
 )
@@ -30,15 +27,9 @@ func (a *Allocator) Reset(seed uint64) error {
 	a.walk(func(slot unsafe.Pointer, c int, soff uint32) { *hdrWord(slot) = 0 })
 	for c := range numClasses {
 		cl := &a.classes[c]
-		n := classSlots[c]
-		cl.empty, cl.lowest = 0, 0
+		cl.empty, cl.lowest = len(cl.slabs), 0
 		for s := range cl.slabs {
-			st := &cl.slabs[s]
-			st.free = n
-			for i := uint32(0); i < n; i++ {
-				st.bits[i/64] |= 1 << (i % 64)
-			}
-			cl.empty++
+			cl.slabs[s].fillAll(classSlots[c])
 		}
 	}
 	for _, pc := range append(a.caches[:len(a.caches):len(a.caches)], a.spare) {
@@ -49,22 +40,7 @@ func (a *Allocator) Reset(seed uint64) error {
 		pc.unlockForRead()
 	}
 
-	l := &a.large
-	l.mu.Lock()
-	for _, lb := range l.live {
-		unix.Munmap(lb.mem)
-		a.mapped.Add(-int64(lb.span))
-	}
-	for _, lb := range append(l.quarantined, l.withdrawn...) {
-		unix.Munmap(lb.mem)
-	}
-	for _, lb := range l.withdrawn {
-		a.mapped.Add(-int64(lb.span))
-	}
-	l.live = make(map[uintptr]*largeBlock)
-	l.quarantined, l.qbytes, l.withdrawn = nil, 0, nil
-	l.recent, l.recentPos = [len(l.recent)]*largeBlock{}, 0
-	l.mu.Unlock()
+	a.dropLarge()
 
 	a.opts.Seed = seed
 	a.rng = rand.NewChaCha8(seedBytes(seed))
@@ -93,11 +69,7 @@ func (a *Allocator) resetHardened() {
 	h.canaryKey = a.rng.Uint64()
 	h.poisonKey = a.rng.Uint64()
 	h.seq.Store(0)
-	budget := a.opts.QuarantineBytes
-	if budget == 0 {
-		budget = 4 << 20
-	}
-	q := quarantine.New(numClasses, budget, a.rng.Uint64())
+	q := quarantine.New(numClasses, a.quarantineBudget(), a.rng.Uint64())
 	h.q.CopyAlways(q)
 	h.q = q
 	z := &h.zero

@@ -163,15 +163,7 @@ func (a *Allocator) Close() error {
 	if Enabled {
 		a.closeHardened()
 	}
-	a.large.mu.Lock()
-	for _, lb := range a.large.live {
-		unix.Munmap(lb.mem)
-	}
-	for _, lb := range append(a.large.quarantined, a.large.withdrawn...) {
-		unix.Munmap(lb.mem)
-	}
-	a.large.live, a.large.quarantined, a.large.withdrawn = nil, nil, nil
-	a.large.mu.Unlock()
+	a.dropLarge()
 	// Nothing is committed any more: the fast paths find no cached slot
 	// and no slab, and fall through to the checks that report ErrClosed.
 	for _, pc := range append(a.caches[:len(a.caches):len(a.caches)], a.spare) {
