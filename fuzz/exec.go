@@ -98,12 +98,7 @@ func Run(p Program, opts hardened.Options) (err error) {
 		// A failed run: its threads may still be running. Wait for them,
 		// then close; what Close reports (leaks, usually) goes to this
 		// runner, whose failure is already being returned.
-		for _, t := range r.threads {
-			if t != nil {
-				t.Join()
-			}
-		}
-		r.exited.Wait()
+		r.stopThreads()
 		pa.a.Close()
 		pa.cur.Store(nil)
 	}()
@@ -434,18 +429,28 @@ func firstDiff(got, want []byte) int {
 	return -1
 }
 
-// finish joins every thread still owned and waits for every worker, then
-// verifies the live blocks a last time.
-func (r *runner) finish() error {
+// stopThreads joins every thread still owned and waits for every worker,
+// detached ones included; it returns the first Join error.
+func (r *runner) stopThreads() error {
+	var first error
 	for s, t := range r.threads {
 		if t != nil {
 			r.threads[s] = nil
-			if err := t.Join(); err != nil {
-				return r.fail(len(r.p.Ops), "final Join: %v", err)
+			if err := t.Join(); err != nil && first == nil {
+				first = err
 			}
 		}
 	}
 	r.exited.Wait()
+	return first
+}
+
+// finish joins every thread still owned and waits for every worker, then
+// verifies the live blocks a last time.
+func (r *runner) finish() error {
+	if err := r.stopThreads(); err != nil {
+		return r.fail(len(r.p.Ops), "final Join: %v", err)
+	}
 	if err := r.sweep(len(r.p.Ops)); err != nil {
 		return err
 	}
