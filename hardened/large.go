@@ -161,6 +161,19 @@ func (a *Allocator) largeReport(k Kind, op string, p unsafe.Pointer, lb *largeBl
 	return r
 }
 
+// largeMisuse says what p is, given the large block other whose mapping
+// holds it (nil: none), when p is not a live large block's start; freed
+// names the kind and detail for an already freed block.
+func (a *Allocator) largeMisuse(op string, p unsafe.Pointer, other *largeBlock, freed Kind, detail string) *Report {
+	switch {
+	case other == nil:
+		return a.largeReport(InvalidFree, op, p, nil, "the pointer was not returned by this allocator")
+	case other.freed && other.p == p:
+		return a.largeReport(freed, op, p, other, detail)
+	}
+	return a.largeReport(InvalidFree, op, p, other, "the pointer is not the start of a block (an interior pointer)")
+}
+
 // freeLarge releases the large block starting at p, or reports why not.
 func (a *Allocator) freeLarge(op string, p unsafe.Pointer) bool {
 	l := &a.large
@@ -169,14 +182,7 @@ func (a *Allocator) freeLarge(op string, p unsafe.Pointer) bool {
 	if lb == nil {
 		other := l.find(uintptr(p))
 		l.mu.Unlock()
-		switch {
-		case other == nil:
-			a.report(a.largeReport(InvalidFree, op, p, nil, "the pointer was not returned by this allocator"))
-		case other.freed && other.p == p:
-			a.report(a.largeReport(DoubleFree, op, p, other, "the large block is already free"))
-		default:
-			a.report(a.largeReport(InvalidFree, op, p, other, "the pointer is not the start of a block (an interior pointer)"))
-		}
+		a.report(a.largeMisuse(op, p, other, DoubleFree, "the large block is already free"))
 		return false
 	}
 	delete(l.live, uintptr(p))
@@ -209,15 +215,7 @@ func (a *Allocator) largeSize(op string, p unsafe.Pointer) (int, error) {
 	lb := l.live[uintptr(p)]
 	var r *Report
 	if lb == nil {
-		other := l.find(uintptr(p))
-		switch {
-		case other == nil:
-			r = a.largeReport(InvalidFree, op, p, nil, "the pointer was not returned by this allocator")
-		case other.freed && other.p == p:
-			r = a.largeReport(UseAfterFree, op, p, other, "Realloc of a large block that is already free")
-		default:
-			r = a.largeReport(InvalidFree, op, p, other, "the pointer is not the start of a block (an interior pointer)")
-		}
+		r = a.largeMisuse(op, p, l.find(uintptr(p)), UseAfterFree, "Realloc of a large block that is already free")
 	}
 	l.mu.Unlock()
 	if r != nil {
