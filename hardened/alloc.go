@@ -52,6 +52,13 @@ type Options struct {
 	// name must be unique in the process; runtime/pprof cannot unregister a
 	// profile, so after Close it stays, empty.
 	ProfileName string
+	// LargeCacheBytes is how many bytes of freed large blocks (above
+	// 64 KiB) stay mapped for reuse, so that a large Alloc after a Free
+	// costs a clear instead of mmap, munmap and a page fault per page.
+	// Hardened builds cache a block only once it has left the large-block
+	// quarantine. 0 means 32 MiB; negative means none. Cached bytes count
+	// as mapped (and against Limit, which trims the cache first).
+	LargeCacheBytes int64
 }
 
 const (
@@ -374,9 +381,6 @@ func (a *Allocator) grow(c int) error {
 	cl := &a.classes[c]
 	slab := uint64(1) << classSlabShift[c]
 	start := cl.committed.Load()
-	if Enabled {
-		start += a.slabGap(c) // a PROT_NONE guard slab between slabs
-	}
 	if start+slab > classRegion {
 		return errClassFull
 	}
@@ -403,6 +407,9 @@ func (a *Allocator) reserve(n int64) error {
 	for {
 		cur := a.mapped.Load()
 		if a.opts.Limit > 0 && cur+n > a.opts.Limit {
+			if a.trimCache(n) {
+				continue
+			}
 			return ErrOutOfMemory
 		}
 		if a.mapped.CompareAndSwap(cur, cur+n) {

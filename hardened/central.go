@@ -18,6 +18,10 @@ type slabState struct {
 	free   uint32   // free slots held here
 	bits   []uint64 // 1 = slot free here
 	purged bool
+	// used bounds the slots handed out since the slab was carved, purged
+	// or Reset: slots at or above it have header 0, so walks stop there.
+	// Lowest-first takes keep it tight.
+	used uint32
 }
 
 // slabIndex returns the slab and slot index of a class-region offset.
@@ -71,7 +75,9 @@ func takeBits(st *slabState, dst []uint32, base, stride uint32) int {
 		for st.bits[w] != 0 && n < len(dst) {
 			b := uint32(bits.TrailingZeros64(st.bits[w]))
 			st.bits[w] &^= 1 << b
-			dst[n] = base + (uint32(w)*64+b)*stride
+			i := uint32(w)*64 + b
+			dst[n] = base + i*stride
+			st.used = max(st.used, i+1)
 			n++
 		}
 		if n == len(dst) {
@@ -116,6 +122,7 @@ func (a *Allocator) purge(c, s int) {
 	lo := classBase(c) + uintptr(s)*size
 	unix.Madvise(a.mem[lo:lo+size], unix.MADV_DONTNEED) // headers read as zero: "never used"
 	cl.slabs[s].purged = true
+	cl.slabs[s].used = 0
 	a.mapped.Add(-int64(size))
 }
 

@@ -158,11 +158,6 @@ func (a *Allocator) pads() (front, rear int) {
 	return a.h.front, a.h.rear
 }
 
-// slabGap and slabCommitted leave room for guard slabs between slabs;
-// hardened builds rely on byte-precise canaries within slabs instead.
-func (a *Allocator) slabGap(c int) uint64               { return 0 }
-func (a *Allocator) slabCommitted(c int, s uint64) bool { return true }
-
 // growMeta: site records are in a NORESERVE mapping, backed on first touch.
 func (a *Allocator) growMeta(c int, start, slab uint64) error { return nil }
 
@@ -440,21 +435,49 @@ func (a *Allocator) freeLargeHardened(op string, lb *largeBlock) bool {
 	g, seq, st := a.site()
 	lb.free = a.siteOf(g, seq, st)
 	a.profileRemove(uintptr(lb.p))
-	retire(lb.mem[uintptr(lb.p)-uintptr(unsafe.Pointer(&lb.mem[0])):][:lb.span])
 	l := &a.large
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// Keep the pages (PROT_NONE) when the cache will take the block after
+	// the quarantine, so its reuse costs no page faults; otherwise give
+	// them back now.
+	if a.cacheable(lb.span) && l.kept+l.cacheBytes+int64(lb.span) <= a.largeCacheBudget() &&
+		unix.Mprotect(lb.payload(), unix.PROT_NONE) == nil {
+		lb.kept = true
+		l.kept += int64(lb.span)
+	} else {
+		retire(lb.payload())
+		a.mapped.Add(-int64(lb.span))
+	}
 	l.quarantined = append(l.quarantined, lb)
 	l.qbytes += int64(len(lb.mem))
 	for len(l.quarantined) > 256 || l.qbytes > a.h.largeBudget {
 		old := l.quarantined[0]
 		l.quarantined = l.quarantined[1:]
 		l.qbytes -= int64(len(old.mem))
-		unix.Munmap(old.mem)
-		l.recent[l.recentPos] = old
-		l.recentPos = (l.recentPos + 1) % len(l.recent)
+		a.unquarantine(old, true)
 	}
 	return true
+}
+
+// unquarantine releases a block leaving the large-block quarantine
+// (a.large.mu held): to the cache if its pages were kept and cache is
+// set, otherwise unmapped.
+func (a *Allocator) unquarantine(lb *largeBlock, cache bool) {
+	l := &a.large
+	if lb.kept {
+		lb.kept = false
+		l.kept -= int64(lb.span)
+		if cache {
+			a.park(lb)
+			return
+		}
+		a.unmapFreed(lb)
+		return
+	}
+	unix.Munmap(lb.mem) // its pages already left the mapped count
+	l.recent[l.recentPos] = lb
+	l.recentPos = (l.recentPos + 1) % len(l.recent)
 }
 
 // --- zero-size blocks ---

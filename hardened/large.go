@@ -25,7 +25,21 @@ type largeHeap struct {
 	// withdrawn holds blocks whose Free was refused after a report: kept
 	// mapped as they are, unmapped by Reset and Close.
 	withdrawn []*largeBlock
+	// cache holds freed mappings kept for reuse, oldest first (Scudo's
+	// secondary cache): a large Alloc that finds one costs a clear instead
+	// of mmap, two guard installs, munmap and a page fault per page (about
+	// 10 us each on a VM). Release builds cache a block when it is freed;
+	// hardened builds keep it PROT_NONE and cache it only when it leaves
+	// the large-block quarantine, so late accesses still fault.
+	cache      []*largeBlock
+	cacheBytes int64 // spans of the cached blocks
+	// kept is the hardened quarantine's resident part: blocks retired
+	// with their pages kept (PROT_NONE) because the cache will take them.
+	kept int64
 }
+
+// maxCached bounds the number of cached large blocks (Scudo's default).
+const maxCached = 32
 
 type largeBlock struct {
 	mem   []byte         // the whole mapping, guards included
@@ -33,6 +47,8 @@ type largeBlock struct {
 	size  int            // requested size
 	span  uintptr        // readable bytes (payload rounded to pages)
 	freed bool
+	kept  bool // hardened: retired PROT_NONE with its pages, for the cache
+	open  bool // hardened: cached by Reset still readable (see dropLarge)
 	alloc Site
 	free  Site
 }
@@ -98,17 +114,20 @@ func (a *Allocator) allocLarge(n, align int) ([]byte, error) {
 		span = alignUp(uintptr(max(n, 1)+rear), pageSize)
 	}
 	al := max(uintptr(align), pageSize)
-	// guard + alignment slack + payload + guard
-	total := pageSize + (al - pageSize) + span + pageSize
-	if err := a.reserve(int64(span)); err != nil {
-		return nil, err
+	lb := a.reuseLarge(n, span, al)
+	if lb == nil {
+		// guard + alignment slack + payload + guard
+		total := pageSize + (al - pageSize) + span + pageSize
+		if err := a.reserve(int64(span)); err != nil {
+			return nil, err
+		}
+		mem, start, err := mapGuarded(total, span, al)
+		if err != nil {
+			a.mapped.Add(-int64(span))
+			return nil, mmapErr(err)
+		}
+		lb = &largeBlock{mem: mem, p: unsafe.Pointer(&mem[start]), size: n, span: span}
 	}
-	mem, start, err := mapGuarded(total, span, al)
-	if err != nil {
-		a.mapped.Add(-int64(span))
-		return nil, mmapErr(err)
-	}
-	lb := &largeBlock{mem: mem, p: unsafe.Pointer(&mem[start]), size: n, span: span}
 	if Enabled {
 		a.armLarge(lb)
 	}
@@ -133,6 +152,11 @@ func (l *largeHeap) find(addr uintptr) *largeBlock {
 		}
 	}
 	for _, lb := range l.quarantined {
+		if lb.contains(addr) {
+			return lb
+		}
+	}
+	for _, lb := range l.cache {
 		if lb.contains(addr) {
 			return lb
 		}
@@ -196,12 +220,9 @@ func (a *Allocator) freeLarge(op string, p unsafe.Pointer) bool {
 			return false
 		}
 	} else {
-		l.recent[l.recentPos] = lb
-		l.recentPos = (l.recentPos + 1) % len(l.recent)
+		a.park(lb)
 		l.mu.Unlock()
-		unix.Munmap(lb.mem) // lb stays in recent only for its address range
 	}
-	a.mapped.Add(-int64(lb.span))
 	pc := a.pin()
 	pc.requested -= int64(lb.size)
 	a.unpin(pc)
@@ -225,14 +246,27 @@ func (a *Allocator) largeSize(op string, p unsafe.Pointer) (int, error) {
 	return lb.size, nil
 }
 
-// dropLarge unmaps every large block (live, quarantined, withdrawn) and
-// forgets them, for Close and Reset. Quarantined blocks left the mapped
-// count when they were freed.
-func (a *Allocator) dropLarge() {
+// dropLarge forgets every large block, for Reset (keep: true) and Close.
+// Live blocks (reported as leaks by then) and quarantined blocks whose
+// pages were kept go to the cache when keep is set; everything else is
+// unmapped. Withdrawn blocks are never reused.
+func (a *Allocator) dropLarge(keep bool) {
 	l := &a.large
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, lb := range l.live {
+		lb.freed = true
+		if keep {
+			// Hardened builds would make it PROT_NONE, but mprotect is
+			// slow per page and makes every page fault again when reused
+			// (about 0.5 us a page here), and blocks leaked at Reset are the
+			// common case for fuzz programs. A stale access to one after
+			// Reset therefore does not fault; a stale Free is still
+			// reported.
+			lb.open = true
+			a.park(lb)
+			continue
+		}
 		unix.Munmap(lb.mem)
 		a.mapped.Add(-int64(lb.span))
 	}
@@ -241,9 +275,144 @@ func (a *Allocator) dropLarge() {
 		a.mapped.Add(-int64(lb.span))
 	}
 	for _, lb := range l.quarantined {
-		unix.Munmap(lb.mem)
+		a.unquarantine(lb, keep)
+	}
+	if !keep {
+		for _, lb := range l.cache {
+			unix.Munmap(lb.mem)
+			a.mapped.Add(-int64(lb.span))
+		}
+		l.cache, l.cacheBytes = nil, 0
 	}
 	l.live = make(map[uintptr]*largeBlock)
-	l.quarantined, l.qbytes, l.withdrawn = nil, 0, nil
+	l.quarantined, l.qbytes, l.kept, l.withdrawn = nil, 0, 0, nil
 	l.recent, l.recentPos = [len(l.recent)]*largeBlock{}, 0
+}
+
+func (lb *largeBlock) payload() []byte { return slice(lb.p, lb.span) }
+
+// largeCacheBudget is Options.LargeCacheBytes with its default applied.
+func (a *Allocator) largeCacheBudget() int64 {
+	switch b := a.opts.LargeCacheBytes; {
+	case b < 0:
+		return 0
+	case b == 0:
+		return 32 << 20
+	default:
+		return b
+	}
+}
+
+// cacheable reports whether a freed block of span bytes may be cached.
+func (a *Allocator) cacheable(span uintptr) bool {
+	return int64(span) <= a.largeCacheBudget()/2
+}
+
+// park caches the freed block lb (a.large.mu held), evicting the oldest
+// entries past the budget, or unmaps it if it does not fit. Hardened
+// builds park only PROT_NONE blocks.
+func (a *Allocator) park(lb *largeBlock) {
+	l := &a.large
+	if !a.cacheable(lb.span) {
+		a.unmapFreed(lb)
+		return
+	}
+	l.cache = append(l.cache, lb)
+	l.cacheBytes += int64(lb.span)
+	budget := a.largeCacheBudget()
+	for len(l.cache) > maxCached || l.cacheBytes+l.kept > budget {
+		old := l.cache[0]
+		l.cache = l.cache[1:]
+		l.cacheBytes -= int64(old.span)
+		a.unmapFreed(old)
+	}
+}
+
+// unmapFreed unmaps a freed, still counted block (a.large.mu held); its
+// address range stays in recent so a late Free is a DoubleFree.
+func (a *Allocator) unmapFreed(lb *largeBlock) {
+	l := &a.large
+	unix.Munmap(lb.mem)
+	a.mapped.Add(-int64(lb.span))
+	l.recent[l.recentPos] = lb
+	l.recentPos = (l.recentPos + 1) % len(l.recent)
+}
+
+// trimCache unmaps cached blocks, oldest first, until n more bytes fit
+// under Options.Limit; it reports whether any were unmapped.
+func (a *Allocator) trimCache(n int64) bool {
+	l := &a.large
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	trimmed := false
+	for len(l.cache) > 0 && a.mapped.Load()+n > a.opts.Limit {
+		old := l.cache[0]
+		l.cache = l.cache[1:]
+		l.cacheBytes -= int64(old.span)
+		a.unmapFreed(old)
+		trimmed = true
+	}
+	// Then the pages the hardened quarantine kept for the cache.
+	for _, lb := range l.quarantined {
+		if a.mapped.Load()+n <= a.opts.Limit {
+			break
+		}
+		if lb.kept {
+			unix.Madvise(lb.payload(), unix.MADV_DONTNEED)
+			lb.kept = false
+			l.kept -= int64(lb.span)
+			a.mapped.Add(-int64(lb.span))
+			trimmed = true
+		}
+	}
+	return trimmed
+}
+
+// reuseLarge takes the best-fitting cached block for span bytes at
+// alignment al (no more than twice the span, so little is wasted) and
+// turns it into a fresh, zeroed n-byte block; nil if none fits. Pages
+// beyond span become guard pages for good: the rear guard still follows
+// the payload's last page.
+func (a *Allocator) reuseLarge(n int, span, al uintptr) *largeBlock {
+	l := &a.large
+	l.mu.Lock()
+	best := -1
+	for i, lb := range l.cache {
+		if lb.span >= span && lb.span <= 2*span && uintptr(lb.p)%al == 0 &&
+			(best < 0 || lb.span < l.cache[best].span) {
+			best = i
+		}
+	}
+	if best < 0 {
+		l.mu.Unlock()
+		return nil
+	}
+	old := l.cache[best]
+	l.cache = append(l.cache[:best], l.cache[best+1:]...)
+	l.cacheBytes -= int64(old.span)
+	l.mu.Unlock()
+
+	pay := old.payload()
+	if Enabled && !old.open && unix.Mprotect(pay[:span], unix.PROT_READ|unix.PROT_WRITE) != nil {
+		l.mu.Lock()
+		a.unmapFreed(old)
+		l.mu.Unlock()
+		return nil
+	}
+	if old.span > span {
+		guardTail(pay[span:], Enabled && !old.open)
+		a.mapped.Add(-int64(old.span - span))
+	}
+	clear(pay[:n])
+	return &largeBlock{mem: old.mem, p: old.p, size: n, span: span}
+}
+
+// guardTail makes tail fault for good and drops its pages; none says it
+// is PROT_NONE already.
+func guardTail(tail []byte, none bool) {
+	if haveGuardRegions && !none && unix.Madvise(tail, unix.MADV_GUARD_INSTALL) == nil {
+		return
+	}
+	unix.Mprotect(tail, unix.PROT_NONE)
+	unix.Madvise(tail, unix.MADV_DONTNEED)
 }

@@ -29,7 +29,10 @@ func (a *Allocator) Reset(seed uint64) error {
 		cl := &a.classes[c]
 		cl.empty, cl.lowest = len(cl.slabs), 0
 		for s := range cl.slabs {
-			cl.slabs[s].fillAll(classSlots[c])
+			if st := &cl.slabs[s]; st.used > 0 { // else nothing left its bitmap
+				st.fillAll(classSlots[c])
+				st.used = 0
+			}
 		}
 	}
 	for _, pc := range append(a.caches[:len(a.caches):len(a.caches)], a.spare) {
@@ -40,7 +43,7 @@ func (a *Allocator) Reset(seed uint64) error {
 		pc.unlockForRead()
 	}
 
-	a.dropLarge()
+	a.dropLarge(true)
 
 	a.opts.Seed = seed
 	a.rng = rand.NewChaCha8(seedBytes(seed))

@@ -15,6 +15,9 @@ type Stats struct {
 	Mapped     int64 // readable bytes mapped: committed slabs and large blocks
 	LiveBlocks int64 // blocks allocated and not yet freed (small and large)
 	LargeLive  int64 // of which large
+	// LargeCached is the bytes of freed large blocks kept mapped for
+	// reuse (Options.LargeCacheBytes); they are part of Mapped.
+	LargeCached int64
 	// Quarantined is the number of freed blocks held back from reuse
 	// (hardened builds), and QuarantinedBytes their slot bytes.
 	Quarantined      int64
@@ -54,6 +57,7 @@ func (a *Allocator) Stats() Stats {
 	}
 	a.large.mu.Lock()
 	s.LargeLive = int64(len(a.large.live))
+	s.LargeCached = a.large.cacheBytes
 	a.large.mu.Unlock()
 	s.LiveBlocks += s.LargeLive
 	if Enabled {
@@ -62,18 +66,27 @@ func (a *Allocator) Stats() Stats {
 	return s
 }
 
-// walk calls fn for every slot ever allocated in every committed slab.
+// walk calls fn for every slot with a non-zero header among those handed
+// out since its slab was carved, purged or Reset, and the one after them
+// (slots above a slab's used mark have never left the free bitmap, so
+// only a stray write could have made their headers non-zero).
 func (a *Allocator) walk(fn func(slot unsafe.Pointer, c int, soff uint32)) {
+	var used []uint32
 	for c := range numClasses {
-		committed := a.classes[c].committed.Load()
+		cl := &a.classes[c]
+		cl.mu.Lock()
+		used = used[:0]
+		for s := range cl.slabs {
+			used = append(used, cl.slabs[s].used)
+		}
+		cl.mu.Unlock()
 		slab := uint64(1) << classSlabShift[c]
 		stride := uint64(classSize[c] + headerSize)
-		for s := uint64(0); s < committed; s += slab {
-			if Enabled && !a.slabCommitted(c, s) {
-				continue // a guard slab
-			}
-			for i := uint64(0); i < uint64(classSlots[c]); i++ {
-				soff := uint32(s + i*stride)
+		for s, n := range used {
+			// One slot past the mark too: a linear overflow out of the
+			// last slot handed out lands in its header first.
+			for i := range uint64(min(n+1, classSlots[c])) {
+				soff := uint32(uint64(s)*slab + i*stride)
 				slot := a.slotAt(c, soff)
 				if loadHeader(slot) != 0 {
 					fn(slot, c, soff)
@@ -163,7 +176,7 @@ func (a *Allocator) Close() error {
 	if Enabled {
 		a.closeHardened()
 	}
-	a.dropLarge()
+	a.dropLarge(false)
 	// Nothing is committed any more: the fast paths find no cached slot
 	// and no slab, and fall through to the checks that report ErrClosed.
 	for _, pc := range append(a.caches[:len(a.caches):len(a.caches)], a.spare) {
