@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hardalloc/hardalloc/quarantine"
 )
 
 // Options configures an Allocator. The zero value is a good default.
@@ -116,8 +118,16 @@ type cache struct {
 	allocs    [numClasses]int64
 	frees     [numClasses]int64
 	requested int64
-	_         [64]byte
+	// Hardened builds: freed blocks on their way to the quarantine,
+	// pushed there in batches (FIFO order kept).
+	qpend  [qBatch]quarantine.Item
+	qn     int
+	qbytes int64
+	_      [64]byte
 }
+
+// qBatch is the most freed blocks a P batches for the quarantine.
+const qBatch = 32
 
 // New maps the address-space reservation for the size classes (PROT_NONE,
 // nothing committed) and returns a ready allocator.

@@ -34,8 +34,8 @@ type hardState struct {
 	front, rear int // redzone bytes before and (at least) after the payload
 	canaryKey   uint64
 	poisonKey   uint64
-	seq         atomic.Uint64
-	depth       int // stack frames to record; 0 = none
+	pendCap     int64 // bytes of freed blocks each P batches before the quarantine
+	depth       int   // stack frames to record; 0 = none
 	depot       depot
 
 	meta      []byte // site records, one per slot, per class
@@ -48,6 +48,12 @@ type hardState struct {
 	zero zeroRegion
 
 	profile *pprof.Profile // live blocks, if Options.ProfileName is set
+
+	// seq is bumped by every operation on every P: its own cache line, so
+	// it does not drag the read-mostly keys above into the contention.
+	_   [64]byte
+	seq atomic.Uint64
+	_   [56]byte
 }
 
 // siteRec is one slot's diagnostics, out of band. Its size is a power of
@@ -101,7 +107,8 @@ func (a *Allocator) initHardened() error {
 	h.meta = meta
 	h.guard.init(meta, a.opts.ProtectMetadata)
 	budget := a.quarantineBudget()
-	h.q = quarantine.New(numClasses, budget, a.rng.Uint64())
+	h.pendCap = a.pendCap(budget)
+	h.q = quarantine.New(numClasses, budget-h.pendCap*int64(len(a.caches)+1), a.rng.Uint64())
 	h.q.SetAlways(sizeClass(uintptr(h.front + CapsuleSize + h.rear)))
 	for _, n := range a.opts.AlwaysQuarantine {
 		if n >= 0 && n+h.front+h.rear <= maxSmall {
@@ -220,7 +227,7 @@ func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, pay
 	*rec = siteRec{allocSeq: seq, allocG: g, allocStack: st}
 	closeMeta()
 
-	atomic.StoreUint64(hdrWord(slot), a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
+	storeRelease(hdrWord(slot), a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
 	a.profileAdd(uintptr(p))
 	return b
 }
@@ -289,13 +296,27 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), redzone.Poison(h.poisonKey, uintptr(slot)))
 	q := hd
 	q.state = stateQuarantined
-	atomic.StoreUint64(hdrWord(slot), a.encode(slot, q))
+	storeRelease(hdrWord(slot), a.encode(slot, q))
 
-	a.countFree(c, hd.size)
-	var buf [4]quarantine.Item
-	for _, e := range h.q.Push(quarantine.Item{Class: c, ID: uint64(soff), Bytes: int64(classSize[c] + headerSize)}, buf[:]) {
-		a.evict(e.Class, uint32(e.ID))
+	// Into this P's batch, lock-free; a full batch goes to the shared
+	// quarantine under one lock acquisition.
+	it := quarantine.Item{Class: c, ID: uint64(soff), Bytes: int64(classSize[c] + headerSize)}
+	pc := a.pin()
+	pc.frees[c]++
+	pc.requested -= int64(hd.size)
+	if pc.qn < len(pc.qpend) && pc.qbytes+it.Bytes <= h.pendCap {
+		pc.qpend[pc.qn] = it
+		pc.qn++
+		pc.qbytes += it.Bytes
+		a.unpin(pc)
+		return true
 	}
+	var batch [len(pc.qpend) + 1]quarantine.Item
+	n := copy(batch[:], pc.qpend[:pc.qn])
+	batch[n] = it
+	pc.qn, pc.qbytes = 0, 0
+	a.unpin(pc)
+	a.quarantineBatch(batch[:n+1])
 	return true
 }
 
@@ -322,13 +343,56 @@ func (a *Allocator) evict(c int, soff uint32) {
 		return
 	}
 	hd.state = stateFree
-	atomic.StoreUint64(hdrWord(slot), a.encode(slot, hd))
+	storeRelease(hdrWord(slot), a.encode(slot, hd))
 	a.pushSlot(c, soff, -1)
 }
 
 // drainQuarantine releases every quarantined small block.
 func (a *Allocator) drainQuarantine() {
+	// This P's batch too; other Ps' batches (at most pendCap bytes each)
+	// cannot be touched while their owners may be running.
+	pc := a.pin()
+	var batch [len(pc.qpend)]quarantine.Item
+	n := copy(batch[:], pc.qpend[:pc.qn])
+	pc.qn, pc.qbytes = 0, 0
+	a.unpin(pc)
+	for _, e := range batch[:n] {
+		a.evict(e.Class, uint32(e.ID))
+	}
 	for _, e := range a.h.q.Drain() {
+		a.evict(e.Class, uint32(e.ID))
+	}
+}
+
+// pendCap is how many bytes of freed blocks each P batches before pushing
+// them into the shared quarantine: an eighth of the budget shared by the
+// Ps, at most 32 KiB, and none under a Limit. The shared quarantine's budget is cut by the same
+// amount per P, so batched and queued blocks together stay within
+// Options.QuarantineBytes.
+func (a *Allocator) pendCap(budget int64) int64 {
+	if budget <= 0 || a.opts.Limit > 0 {
+		// Under a Limit, an allocation that fails drains the quarantine,
+		// which cannot reach other Ps' batches: no batching (as no per-P
+		// slot caching).
+		return 0
+	}
+	return min(budget/8/int64(len(a.caches)+1), 32<<10)
+}
+
+// quarantineBatch pushes a P's batch of freed blocks into the quarantine
+// and releases what it evicts. Evicted blocks were freed a quarantine ago
+// and are long gone from the CPU caches: their headers, poison and site
+// records are prefetched all at once, so the misses overlap.
+func (a *Allocator) quarantineBatch(items []quarantine.Item) {
+	var buf [2 * qBatch]quarantine.Item
+	ev := a.h.q.PushAll(items, buf[:])
+	for _, e := range ev {
+		s := uintptr(a.slotAt(e.Class, uint32(e.ID)))
+		prefetch(s)
+		prefetch(s + 64)
+		prefetch(uintptr(unsafe.Pointer(a.rec(e.Class, uint32(e.ID)))))
+	}
+	for _, e := range ev {
 		a.evict(e.Class, uint32(e.ID))
 	}
 }
@@ -393,6 +457,12 @@ func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint
 
 func (a *Allocator) quarantineStats() (int64, int64) {
 	n, b := a.h.q.Len()
+	for _, pc := range append(a.caches[:len(a.caches):len(a.caches)], a.spare) {
+		pc.lockForRead()
+		n += pc.qn
+		b += pc.qbytes
+		pc.unlockForRead()
+	}
 	a.large.mu.Lock()
 	defer a.large.mu.Unlock()
 	return int64(n) + int64(len(a.large.quarantined)), b + a.large.qbytes

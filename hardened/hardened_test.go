@@ -7,6 +7,7 @@ import (
 	"errors"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hardalloc/hardalloc/hardened"
@@ -92,6 +93,36 @@ func TestQuarantineBudget(t *testing.T) {
 		if s := a.Stats(); s.QuarantinedBytes > budget {
 			t.Fatalf("quarantine holds %d bytes, budget %d", s.QuarantinedBytes, budget)
 		}
+	}
+}
+
+// Frees batched per P count toward the budget too, from any number of
+// goroutines, and a write after free into a block still in a P's batch is
+// found by Check.
+func TestQuarantineBudgetConcurrent(t *testing.T) {
+	const budget = 256 << 10
+	a, c := newAlloc(t, hardened.Options{QuarantineBytes: budget})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 3000 {
+				b, _ := a.Alloc(16 + (g*977+i*31)%2000)
+				a.Free(b)
+			}
+		})
+	}
+	wg.Wait()
+	if s := a.Stats(); s.QuarantinedBytes > budget || s.Quarantined == 0 {
+		t.Fatalf("quarantine holds %d blocks, %d bytes; budget %d", s.Quarantined, s.QuarantinedBytes, budget)
+	}
+	b, _ := a.Alloc(100)
+	a.Free(b) // into this P's batch: not yet in the shared quarantine
+	raw(b, 10, 1)[0] ^= 0xff
+	if err := a.Check(); !errors.Is(err, hardened.WriteAfterFree) {
+		t.Fatalf("Check after a write into a batched freed block: %v", err)
+	}
+	if r := c.take(); len(r) != 1 || r[0].Kind != hardened.WriteAfterFree || r[0].Offset != 10 {
+		t.Fatalf("reports %v, want one WriteAfterFree at offset 10", r)
 	}
 }
 

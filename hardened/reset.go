@@ -40,6 +40,7 @@ func (a *Allocator) Reset(seed uint64) error {
 		pc.n = [numClasses]uint8{}
 		pc.allocs, pc.frees = [numClasses]int64{}, [numClasses]int64{}
 		pc.requested = 0
+		pc.qn, pc.qbytes = 0, 0 // their headers were just cleared
 		pc.unlockForRead()
 	}
 
@@ -72,7 +73,7 @@ func (a *Allocator) resetHardened() {
 	h.canaryKey = a.rng.Uint64()
 	h.poisonKey = a.rng.Uint64()
 	h.seq.Store(0)
-	q := quarantine.New(numClasses, a.quarantineBudget(), a.rng.Uint64())
+	q := quarantine.New(numClasses, a.quarantineBudget()-h.pendCap*int64(len(a.caches)+1), a.rng.Uint64())
 	h.q.CopyAlways(q)
 	h.q = q
 	z := &h.zero

@@ -43,6 +43,8 @@ type Quarantine struct {
 	rng    *rand.Rand
 	random [][RandomSlots]Item // ID 0 with Bytes 0 marks an empty place
 	used   [][RandomSlots]bool
+	nused  []int // used places per class
+	held   int   // used places in all classes
 	queue  fifo
 	always []*fifo // nil unless the class is Always
 }
@@ -56,6 +58,7 @@ func New(classes int, budget int64, seed uint64) *Quarantine {
 		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		random: make([][RandomSlots]Item, classes),
 		used:   make([][RandomSlots]bool, classes),
+		nused:  make([]int, classes),
 		always: make([]*fifo, classes),
 	}
 }
@@ -84,9 +87,24 @@ func (q *Quarantine) CopyAlways(dst *Quarantine) {
 // first (possibly it itself, if the budget cannot hold it), appended to
 // buf: pass a small stack array's slice to avoid allocating.
 func (q *Quarantine) Push(it Item, buf []Item) (evicted []Item) {
-	evicted = buf[:0]
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.push(it, buf[:0])
+}
+
+// PushAll is Push for each item in order, under one lock acquisition:
+// callers batch frees to keep the lock off their fast path.
+func (q *Quarantine) PushAll(items []Item, buf []Item) (evicted []Item) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	evicted = buf[:0]
+	for _, it := range items {
+		evicted = q.push(it, evicted)
+	}
+	return evicted
+}
+
+func (q *Quarantine) push(it Item, evicted []Item) []Item {
 	q.count++
 	if f := q.always[it.Class]; f != nil {
 		f.push(it)
@@ -96,12 +114,22 @@ func (q *Quarantine) Push(it Item, buf []Item) (evicted []Item) {
 		}
 		return evicted
 	}
+	if it.Bytes > q.budget && q.bytes == 0 {
+		// Nothing held and it alone is over budget (a zero budget): it
+		// leaves at once, as it would after the loop below.
+		q.count--
+		return append(evicted, it)
+	}
 	q.bytes += it.Bytes
 	i := q.rng.IntN(RandomSlots)
 	if q.used[it.Class][i] {
 		q.queue.push(q.random[it.Class][i])
+	} else {
+		q.used[it.Class][i] = true
+		q.nused[it.Class]++
+		q.held++
 	}
-	q.random[it.Class][i], q.used[it.Class][i] = it, true
+	q.random[it.Class][i] = it
 	for q.bytes > q.budget {
 		var out Item
 		if q.queue.len() > 0 {
@@ -120,20 +148,30 @@ func (q *Quarantine) Push(it Item, buf []Item) (evicted []Item) {
 // the newest item (class c, place newest) only when nothing else is held:
 // every block gets what residency the budget allows.
 func (q *Quarantine) takeRandom(c, newest int) Item {
-	for k := range len(q.random) {
-		cl := (c + k) % len(q.random)
-		for i, u := range q.used[cl] {
-			if u && !(cl == c && i == newest) {
-				q.used[cl][i] = false
-				return q.random[cl][i]
+	if q.held > 1 || !q.used[c][newest] {
+		for k := range len(q.random) {
+			cl := (c + k) % len(q.random)
+			if q.nused[cl] == 0 {
+				continue
+			}
+			for i, u := range q.used[cl] {
+				if u && !(cl == c && i == newest) {
+					return q.take(cl, i)
+				}
 			}
 		}
 	}
 	if q.used[c][newest] {
-		q.used[c][newest] = false
-		return q.random[c][newest]
+		return q.take(c, newest)
 	}
 	panic("quarantine: over budget with nothing held")
+}
+
+func (q *Quarantine) take(c, i int) Item {
+	q.used[c][i] = false
+	q.nused[c]--
+	q.held--
+	return q.random[c][i]
 }
 
 // Drain removes and returns everything held.
@@ -147,8 +185,7 @@ func (q *Quarantine) Drain() []Item {
 	for c := range q.random {
 		for i, u := range q.used[c] {
 			if u {
-				out = append(out, q.random[c][i])
-				q.used[c][i] = false
+				out = append(out, q.take(c, i))
 			}
 		}
 		if f := q.always[c]; f != nil {

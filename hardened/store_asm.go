@@ -1,0 +1,17 @@
+//go:build (amd64 || arm64) && !race
+
+package hardened
+
+// storeRelease publishes a header word with release ordering only: every
+// earlier write (a payload fill, a site record) is visible to whoever
+// loads the word atomically and sees v. Readers use atomic loads; writers
+// that must not lose a race use compare-and-swap instead.
+//
+//go:noescape
+func storeRelease(p *uint64, v uint64)
+
+// prefetch asks the CPU to bring the cache line at addr closer; it never
+// faults, whatever addr is.
+//
+//go:noescape
+func prefetch(addr uintptr)
