@@ -321,7 +321,7 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 }
 
 // evict takes a slot out of quarantine: verify its poison, then recycle it.
-func (a *Allocator) evict(c int, soff uint32) {
+func (a *Allocator) evict(c int, soff uint32) bool {
 	slot := a.slotAt(c, soff)
 	old := loadHeader(slot)
 	hd, ok := a.decode(slot, old)
@@ -329,22 +329,20 @@ func (a *Allocator) evict(c int, soff uint32) {
 		if !ok {
 			a.reportHeader("quarantine", slot, c, old)
 		}
-		return // withdrawn after a report (e.g. by Check): never reused
+		return false // withdrawn after a report (e.g. by Check): never reused
 	}
-	busy := hd
-	busy.state = stateBusy
-	busyWord := a.encode(slot, busy)
-	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, busyWord) {
-		return
-	}
+	// Nothing writes a quarantined block but a bug: verify, then one CAS
+	// to free (or to withdrawn) settles any race with Check, which may
+	// withdraw it too; only the winner reports.
 	if r := a.verifyPoison("quarantine", slot, c, soff, hd); r != nil {
-		a.withdraw(slot, busy, busyWord)
-		a.report(r)
-		return
+		hd.state = stateWithdrawn
+		if atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, hd)) {
+			a.report(r)
+		}
+		return false
 	}
 	hd.state = stateFree
-	storeRelease(hdrWord(slot), a.encode(slot, hd))
-	a.pushSlot(c, soff, -1)
+	return atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, hd))
 }
 
 // drainQuarantine releases every quarantined small block.
@@ -356,11 +354,10 @@ func (a *Allocator) drainQuarantine() {
 	n := copy(batch[:], pc.qpend[:pc.qn])
 	pc.qn, pc.qbytes = 0, 0
 	a.unpin(pc)
-	for _, e := range batch[:n] {
-		a.evict(e.Class, uint32(e.ID))
-	}
-	for _, e := range a.h.q.Drain() {
-		a.evict(e.Class, uint32(e.ID))
+	for _, e := range append(batch[:n], a.h.q.Drain()...) {
+		if a.evict(e.Class, uint32(e.ID)) {
+			a.pushSlot(e.Class, uint32(e.ID), -1)
+		}
 	}
 }
 
@@ -392,8 +389,30 @@ func (a *Allocator) quarantineBatch(items []quarantine.Item) {
 		prefetch(s + 64)
 		prefetch(uintptr(unsafe.Pointer(a.rec(e.Class, uint32(e.ID)))))
 	}
+	n := 0
 	for _, e := range ev {
-		a.evict(e.Class, uint32(e.ID))
+		if a.evict(e.Class, uint32(e.ID)) {
+			ev[n] = e
+			n++
+		}
+	}
+	// Back to this P's cache under one pin; what does not fit goes the
+	// slow way.
+	k := 0
+	if !bug(bugDoublePush) {
+		pc := a.pin()
+		for ; k < n; k++ {
+			c := ev[k].Class
+			if pc.n[c] >= a.ccap[c] {
+				break
+			}
+			pc.free[c][pc.n[c]] = uint32(ev[k].ID)
+			pc.n[c]++
+		}
+		a.unpin(pc)
+	}
+	for _, e := range ev[k:n] {
+		a.pushSlot(e.Class, uint32(e.ID), -1)
 	}
 }
 

@@ -111,11 +111,24 @@ func Poison(key uint64, addr uintptr) uint64 {
 // At returns the expected byte at address addr for pattern word w.
 func At(w uint64, addr uintptr) byte { return byte(w >> (8 * (addr & 7))) }
 
+// native returns the word whose in-memory bytes are w's little-endian
+// bytes (w itself on little-endian machines), for whole-word access.
+func native(w uint64) uint64 {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], w)
+	return binary.NativeEndian.Uint64(b[:])
+}
+
 // Fill writes pattern w over b, whose first byte is at address base.
 func Fill(b []byte, base uintptr, w uint64) {
 	i := 0
 	for ; i < len(b) && (base+uintptr(i))&7 != 0; i++ {
 		b[i] = At(w, base+uintptr(i))
+	}
+	wn := native(w)
+	for ; i+32 <= len(b); i += 32 {
+		x := (*[4]uint64)(unsafe.Pointer(&b[i])) // 8-aligned here
+		x[0], x[1], x[2], x[3] = wn, wn, wn, wn
 	}
 	for ; i+8 <= len(b); i += 8 {
 		binary.LittleEndian.PutUint64(b[i:], w)
@@ -132,6 +145,13 @@ func Verify(b []byte, base uintptr, w uint64) int {
 	for ; i < len(b) && (base+uintptr(i))&7 != 0; i++ {
 		if b[i] != At(w, base+uintptr(i)) {
 			return i
+		}
+	}
+	wn := native(w)
+	for ; i+32 <= len(b); i += 32 {
+		x := (*[4]uint64)(unsafe.Pointer(&b[i])) // 8-aligned here
+		if (x[0]^wn)|(x[1]^wn)|(x[2]^wn)|(x[3]^wn) != 0 {
+			break
 		}
 	}
 	for ; i+8 <= len(b); i += 8 {
