@@ -46,5 +46,6 @@ func BenchmarkMixed(b *testing.B) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		b.ReportMetric(float64(ms.HeapInuse)/float64(live), "mapped/live")
+		b.ReportMetric(float64(ms.HeapSys-ms.HeapReleased)/float64(live), "resident/live")
 	})
 }
