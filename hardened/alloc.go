@@ -105,7 +105,10 @@ type central struct {
 	lowest    int           // no slab below this has free slots to give
 	empty     int           // slabs whose every slot is free here (purged or not)
 	committed atomic.Uint64 // bytes of the class region carved into slabs
-	_         [64]byte
+	// handed is set when a slot leaves the central lists, cleared by
+	// Reset: walks skip classes that have handed out nothing since.
+	handed atomic.Bool
+	_      [64]byte
 }
 
 // cache is one P's stock of free slots per class: an array, not an in-band

@@ -50,6 +50,9 @@ func (a *Allocator) take(c int, dst []uint32) (int, error) {
 	}
 	if n > 0 {
 		cl.advanceLowest()
+		if !cl.handed.Load() {
+			cl.handed.Store(true)
+		}
 		return n, nil
 	}
 	for s := range cl.slabs {
@@ -61,6 +64,7 @@ func (a *Allocator) take(c int, dst []uint32) (int, error) {
 			st.purged = false
 			cl.empty--
 			n = takeBits(st, dst, uint32(s)<<classSlabShift[c], stride)
+			cl.handed.Store(true)
 			cl.lowest = min(cl.lowest, s)
 			cl.advanceLowest()
 			return n, nil

@@ -38,8 +38,8 @@ type largeHeap struct {
 	kept int64
 }
 
-// maxCached bounds the number of cached large blocks (Scudo's default).
-const maxCached = 32
+// maxCached bounds the number of cached large blocks (twice Scudo's default).
+const maxCached = 64
 
 type largeBlock struct {
 	mem   []byte         // the whole mapping, guards included

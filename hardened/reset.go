@@ -28,6 +28,7 @@ func (a *Allocator) Reset(seed uint64) error {
 	for c := range numClasses {
 		cl := &a.classes[c]
 		cl.empty, cl.lowest = len(cl.slabs), 0
+		cl.handed.Store(false)
 		for s := range cl.slabs {
 			if st := &cl.slabs[s]; st.used > 0 { // else nothing left its bitmap
 				st.fillAll(classSlots[c])

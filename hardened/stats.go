@@ -74,6 +74,9 @@ func (a *Allocator) walk(fn func(slot unsafe.Pointer, c int, soff uint32)) {
 	var used []uint32
 	for c := range numClasses {
 		cl := &a.classes[c]
+		if !cl.handed.Load() {
+			continue // nothing handed out since New or Reset: all headers 0
+		}
 		cl.mu.Lock()
 		used = used[:0]
 		for s := range cl.slabs {
