@@ -429,6 +429,11 @@ func (a *Allocator) verifyPoison(op string, slot unsafe.Pointer, c int, soff uin
 	return nil
 }
 
+// checkHook, when set by a test, runs in Check between reading a slot's
+// header and verifying the slot: the window in which another goroutine
+// may free or reuse the block.
+var checkHook func(slot unsafe.Pointer)
+
 // verifyStable is verifySmall for a slot other goroutines may be freeing,
 // evicting or reallocating right now: damage counts only if the header
 // did not change while the slot was read, and is still there when read
@@ -437,6 +442,9 @@ func (a *Allocator) verifyPoison(op string, slot unsafe.Pointer, c int, soff uin
 func (a *Allocator) verifyStable(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) *Report {
 	if hd.state != stateAllocated && hd.state != stateQuarantined {
 		return nil
+	}
+	if checkHook != nil {
+		checkHook(slot) // tests: another goroutine acts right here
 	}
 	for range 2 {
 		if a.peekSmall(slot, c, soff, hd) == nil || loadHeader(slot) != old {
