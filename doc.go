@@ -29,8 +29,13 @@
 //
 //  4. Large blocks (hardened/large.go). Requests above 64 KiB, and
 //     alignments a slot cannot give, get their own mapping with a
-//     PROT_NONE guard page on each side, tracked out of band and unmapped
-//     on Free.
+//     PROT_NONE guard page on each side (MADV_GUARD_INSTALL where the
+//     kernel has it), tracked out of band. A freed mapping goes to a
+//     bounded cache (Scudo's secondary cache; Options.LargeCacheBytes,
+//     default 32 MiB, 64 entries) and is reused best-fit within twice its
+//     size: a cached Alloc costs a clear, where a fresh one costs mmap,
+//     two guard installs and a page fault per page (about 10 us each on a
+//     VM). What the cache cannot hold is unmapped.
 //
 // # The Alloc path
 //
@@ -66,12 +71,17 @@
 //   - freed slots are filled with keyed poison and wait in a size-class
 //     quarantine (package quarantine) under a byte budget; the class of
 //     thread's launch capsule is always quarantined; poison is verified
-//     when a slot leaves (WriteAfterFree);
+//     when a slot leaves (WriteAfterFree). Each P batches its frees (up
+//     to 32 blocks, an eighth of the budget shared by the Ps) and pushes
+//     them under one lock; the blocks a batch evicts were freed a
+//     quarantine ago and are cold, so their headers, poison and site
+//     records are prefetched together before they are verified;
 //   - each slot's last allocation and first free site (goroutine, sequence
 //     number, stack in a deduplicating depot) are kept out of band, in a
 //     metadata region that Options.ProtectMetadata keeps read-only except
 //     inside a scoped guard;
-//   - large blocks are PROT_NONE on Free and held in a bounded quarantine,
+//   - large blocks are PROT_NONE on Free and held in a bounded quarantine
+//     (with their pages kept, when the cache will take them afterwards),
 //     Alloc(0) returns an address in a PROT_NONE region, and
 //     Allocator.CatchFault with Explain turns the resulting faults into
 //     reports (UseAfterFree, Overflow, Underflow, MetadataWrite).
