@@ -52,6 +52,7 @@ type block struct {
 	b       []byte
 	want    []byte // expected contents
 	aligned bool
+	align   int // AllocAligned's alignment (0: plain Alloc)
 }
 
 func (b *block) start() uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b.b))) }
@@ -335,7 +336,7 @@ func (r *runner) step(i int, op Op) error {
 		if z := isZero(b); z >= 0 {
 			return r.fail(i, "Alloc(%d): byte %d not zeroed", op.Size, z)
 		}
-		nb.aligned = align > 16
+		nb.aligned, nb.align = align > 16, align
 		r.put(op.Slot, nb)
 	case OpRealloc:
 		old := r.slots[op.Slot]

@@ -82,7 +82,9 @@ func (r *runner) misuse(i int, op Op) error {
 	if frontPad(r.opts) == 0 && (v == MisuseOverflow || v == MisuseUnderflow) {
 		v = MisuseDoubleFree // no redzones configured: nothing to detect it with
 	}
-	large := len(b.b) > 60000
+	// Large blocks: big ones, and (conservatively) those whose alignment
+	// a slot may not give; their freed pages fault instead.
+	large := len(b.b) > 60000 || b.align >= 4096
 	if v == MisuseHeaderDamage && (b.aligned || large) {
 		v = MisuseDoubleFree // no in-band header to damage at a known place
 	}
