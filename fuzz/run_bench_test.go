@@ -37,3 +37,25 @@ func BenchmarkNewClose(b *testing.B) {
 		a.Close()
 	}
 }
+
+// BenchmarkRandomPrograms runs 200 random 150-op AllocFree programs (what
+// mutation produces, rather than what the corpus keeps) per iteration,
+// each with its own configuration, against the warm allocator pool.
+func BenchmarkRandomPrograms(b *testing.B) {
+	var progs []Program
+	for s := range 200 {
+		progs = append(progs, Decode(randomInput(uint64(s), 150), MixAllocFree))
+	}
+	for _, p := range progs {
+		if err := Run(p, Options(p)); err != nil { // warm the pool up
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		for _, p := range progs {
+			if err := Run(p, Options(p)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
