@@ -395,6 +395,60 @@ func TestLargeCache(t *testing.T) {
 	a.Free(b)
 }
 
+// Trim returns the large-block cache and every all-free slab to the OS;
+// what is allocated afterwards is zeroed and works as before.
+func TestTrim(t *testing.T) {
+	a, _ := newAlloc(t, hardened.Options{QuarantineBytes: -1})
+	base := a.Stats().Mapped
+	var bs [][]byte
+	for i := range 600 {
+		b, err := a.Alloc([]int{4000, 200 << 10, 100}[i%3])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range b {
+			b[j] = 0xee
+		}
+		bs = append(bs, b)
+	}
+	keep := bs[2] // one small block stays live: its slab must stay
+	for _, b := range bs {
+		if &b[0] != &keep[0] {
+			a.Free(b)
+		}
+	}
+	held := a.Stats().Mapped
+	freed, err := a.Trim()
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := a.Stats()
+	if freed <= 0 || after.Mapped != held-freed || after.LargeCached != 0 {
+		t.Fatalf("Trim released %d bytes: mapped %d -> %d, cache %d", freed, held, after.Mapped, after.LargeCached)
+	}
+	// What stays: the live block's slab, slots parked in per-P caches, and
+	// in hardened builds the capsule class's quarantine.
+	if after.Mapped-base > 1<<20 {
+		t.Fatalf("after Trim still %d bytes mapped beyond the start (%d before Trim)", after.Mapped-base, held-base)
+	}
+	for j := range keep {
+		if keep[j] != 0xee {
+			t.Fatalf("Trim changed a live block at byte %d", j)
+		}
+	}
+	for _, n := range []int{4000, 200 << 10, 100} {
+		b, err := a.Alloc(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if z := slices.IndexFunc(b, func(x byte) bool { return x != 0 }); z >= 0 {
+			t.Fatalf("Alloc(%d) after Trim: byte %d not zero", n, z)
+		}
+		a.Free(b)
+	}
+	a.Free(keep)
+}
+
 // Limit counts cached bytes but trims the cache before failing.
 func TestLargeCacheLimit(t *testing.T) {
 	a, _ := newAlloc(t, hardened.Options{Limit: 6 << 20, QuarantineBytes: -1})

@@ -61,3 +61,18 @@ func ExampleAllocator_Close() {
 	fmt.Println(errors.Is(err, hardened.Leak))
 	// Output: true
 }
+
+// Freed large blocks wait in a cache for reuse and count as mapped; Trim
+// gives them (and wholly free slabs) back to the OS.
+func ExampleAllocator_Trim() {
+	a, _ := hardened.New(hardened.Options{QuarantineBytes: -1})
+	defer a.Close()
+	b, _ := a.Alloc(1 << 20)
+	a.Free(b)
+	fmt.Println(a.Stats().Mapped >= 1<<20)
+	a.Trim()
+	fmt.Println(a.Stats().Mapped < 1<<20, a.Stats().LargeCached)
+	// Output:
+	// true
+	// true 0
+}

@@ -357,15 +357,23 @@ func (a *Allocator) trimCache(n int64) bool {
 		if a.mapped.Load()+n <= a.opts.Limit {
 			break
 		}
-		if lb.kept {
-			unix.Madvise(lb.payload(), unix.MADV_DONTNEED)
-			lb.kept = false
-			l.kept -= int64(lb.span)
-			a.mapped.Add(-int64(lb.span))
-			trimmed = true
-		}
+		trimmed = a.dropKept(lb) || trimmed
 	}
 	return trimmed
+}
+
+// dropKept gives back the pages of a quarantined large block that kept
+// them for the cache (a.large.mu held); the block stays quarantined and
+// PROT_NONE. It reports whether there were any.
+func (a *Allocator) dropKept(lb *largeBlock) bool {
+	if !lb.kept {
+		return false
+	}
+	unix.Madvise(lb.payload(), unix.MADV_DONTNEED)
+	lb.kept = false
+	a.large.kept -= int64(lb.span)
+	a.mapped.Add(-int64(lb.span))
+	return true
 }
 
 // reuseLarge takes the best-fitting cached block for span bytes at
@@ -415,4 +423,38 @@ func guardTail(tail []byte, none bool) {
 	}
 	unix.Mprotect(tail, unix.PROT_NONE)
 	unix.Madvise(tail, unix.MADV_DONTNEED)
+}
+
+// Trim gives memory held only for reuse back to the OS, as
+// runtime/debug.FreeOSMemory does for Go's heap: every cached large block,
+// and every slab whose slots are all free in its class's central list
+// (free slots parked in per-P caches keep their slabs). Quarantined
+// blocks stay quarantined, but large ones give their pages back. It returns the bytes no longer counted in Stats().Mapped;
+// the memory is mapped again, zeroed, when it is next needed.
+func (a *Allocator) Trim() (int64, error) {
+	if a.closed.Load() {
+		return 0, &OpError{Op: "Trim", Err: ErrClosed}
+	}
+	before := a.mapped.Load()
+	l := &a.large
+	l.mu.Lock()
+	for _, lb := range l.cache {
+		a.unmapFreed(lb)
+	}
+	l.cache, l.cacheBytes = nil, 0
+	for _, lb := range l.quarantined {
+		a.dropKept(lb)
+	}
+	l.mu.Unlock()
+	for c := range numClasses {
+		cl := &a.classes[c]
+		cl.mu.Lock()
+		for s := range cl.slabs {
+			if st := &cl.slabs[s]; st.free == classSlots[c] && !st.purged {
+				a.purge(c, s)
+			}
+		}
+		cl.mu.Unlock()
+	}
+	return before - a.mapped.Load(), nil
 }
