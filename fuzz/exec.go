@@ -355,6 +355,11 @@ func (r *runner) step(i int, op Op) error {
 			kept = min(len(old.want), op.Size)
 			copy(nb.want, old.want[:kept])
 			putWant(old.want)
+			if nb.start() == old.start() && len(old.b) > 0 {
+				// Resized in place (release builds): still where the
+				// aligned allocation put it, header and all.
+				nb.aligned, nb.align = old.aligned, old.align
+			}
 		}
 		if j := firstDiff(b, nb.want); j >= 0 {
 			return r.fail(i, "Realloc(%d -> %d): byte %d is %#x, want %#x", len(ob), op.Size, j, b[j], nb.want[j])
