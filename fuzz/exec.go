@@ -50,9 +50,25 @@ func Options(p Program) hardened.Options {
 // block is the model of one live block.
 type block struct {
 	b       []byte
-	want    []byte // expected contents
+	want    []byte // expected contents; nil: all zero (never written)
 	aligned bool
 	align   int // AllocAligned's alignment (0: plain Alloc)
+}
+
+// expect returns the byte the model expects at offset j.
+func (b *block) expect(j int) byte {
+	if b.want == nil {
+		return 0
+	}
+	return b.want[j]
+}
+
+// diff returns the first offset whose byte differs from the model, or -1.
+func (b *block) diff() int {
+	if b.want == nil {
+		return isZero(b.b)
+	}
+	return firstDiff(b.b, b.want)
 }
 
 func (b *block) start() uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b.b))) }
@@ -228,7 +244,7 @@ func (r *runner) sweep(i int) error {
 		if b == nil || len(b.b) == 0 {
 			continue
 		}
-		if b.b[0] != b.want[0] || b.b[len(b.b)-1] != b.want[len(b.want)-1] {
+		if b.b[0] != b.expect(0) || b.b[len(b.b)-1] != b.expect(len(b.b)-1) {
 			return r.fail(i, "slot %d: block %#x (%d bytes) changed behind the model's back", s, b.start(), len(b.b))
 		}
 	}
@@ -239,7 +255,7 @@ func (r *runner) checkNew(i int, b []byte, n, align int, err error) (*block, err
 	if err != nil {
 		return nil, r.fail(i, "allocating %d bytes (align %d): %v", n, align, err)
 	}
-	nb := &block{b: b, want: getWant(n)}
+	nb := &block{b: b} // zero until written
 	if len(b) != n || cap(b) != n {
 		return nil, r.fail(i, "got len %d cap %d, want %d", len(b), cap(b), n)
 	}
@@ -277,9 +293,7 @@ func getWant(n int) []byte {
 	}
 	k := bits.Len(uint(n - 1))
 	if v, ok := wantPools[k].Get().(*[]byte); ok {
-		w := (*v)[:n]
-		clear(w)
-		return w
+		return (*v)[:n] // not cleared: every caller overwrites all n bytes
 	}
 	return make([]byte, n, 1<<k)
 }
@@ -350,24 +364,27 @@ func (r *runner) step(i int, op Op) error {
 		if ferr != nil {
 			return ferr
 		}
-		kept := 0
 		if old != nil {
-			kept = min(len(old.want), op.Size)
-			copy(nb.want, old.want[:kept])
-			putWant(old.want)
+			if old.want != nil {
+				kept := min(len(old.want), op.Size)
+				nb.want = getWant(op.Size)
+				copy(nb.want, old.want[:kept])
+				clear(nb.want[kept:])
+				putWant(old.want)
+			}
 			if nb.start() == old.start() && len(old.b) > 0 {
 				// Resized in place (release builds): still where the
 				// aligned allocation put it, header and all.
 				nb.aligned, nb.align = old.aligned, old.align
 			}
 		}
-		if j := firstDiff(b, nb.want); j >= 0 {
-			return r.fail(i, "Realloc(%d -> %d): byte %d is %#x, want %#x", len(ob), op.Size, j, b[j], nb.want[j])
+		if j := nb.diff(); j >= 0 {
+			return r.fail(i, "Realloc(%d -> %d): byte %d is %#x, want %#x", len(ob), op.Size, j, b[j], nb.expect(j))
 		}
 		r.slots[op.Slot] = nb
 	case OpFree:
 		if b := r.slots[op.Slot]; b != nil {
-			if j := firstDiff(b.b, b.want); j >= 0 {
+			if j := b.diff(); j >= 0 {
 				return r.fail(i, "before Free: byte %d of slot %d changed", j, op.Slot)
 			}
 			a.Free(b.b)
@@ -376,13 +393,16 @@ func (r *runner) step(i int, op Op) error {
 		}
 	case OpWrite:
 		if b := r.slots[op.Slot]; b != nil {
+			if b.want == nil {
+				b.want = getWant(len(b.b)) // every byte is written next
+			}
 			fillPattern(b.want, byte(op.Aux))
 			copy(b.b, b.want)
 		}
 	case OpVerify:
 		for s, b := range r.live() {
-			if j := firstDiff(b.b, b.want); j >= 0 {
-				return r.fail(i, "block %d (%#x, %d bytes): byte %d is %#x, want %#x", s, b.start(), len(b.b), j, b.b[j], b.want[j])
+			if j := b.diff(); j >= 0 {
+				return r.fail(i, "block %d (%#x, %d bytes): byte %d is %#x, want %#x", s, b.start(), len(b.b), j, b.b[j], b.expect(j))
 			}
 		}
 	case OpCheck:
