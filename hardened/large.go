@@ -309,8 +309,9 @@ func (a *Allocator) cacheable(span uintptr) bool {
 }
 
 // park caches the freed block lb (a.large.mu held), evicting the oldest
-// entries past the budget, or unmaps it if it does not fit. Hardened
-// builds park only PROT_NONE blocks.
+// entries past the budget (which the hardened quarantine's kept pages
+// share), or unmaps it if it does not fit. Hardened builds park PROT_NONE
+// blocks, except those Reset parks open.
 func (a *Allocator) park(lb *largeBlock) {
 	l := &a.large
 	if !a.cacheable(lb.span) {
