@@ -556,9 +556,7 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 		if h.state == stateDamaged && pay == p {
 			// Check already reported this block's damage; this Free ends
 			// its life. It is withdrawn, never reused.
-			hd := h
-			hd.state = stateWithdrawn
-			if atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, hd)) {
+			if atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn)) {
 				a.countFree(c, h.size)
 				return true
 			}
@@ -597,8 +595,7 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 // releaseSlot moves a slot's header from old (allocated) to state by
 // compare-and-swap; false means another goroutine changed it first.
 func (a *Allocator) releaseSlot(slot unsafe.Pointer, c int, soff uint32, h header, old uint64, state slotState) bool {
-	h.state = state
-	return atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, h))
+	return atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, state))
 }
 
 // newReport builds a report about the small block in slot.

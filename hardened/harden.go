@@ -267,8 +267,7 @@ func (a *Allocator) damage(k Kind, op string, bad, slot unsafe.Pointer, c int, s
 
 // withdraw marks a reported slot so it is never reused nor reported again.
 func (a *Allocator) withdraw(slot unsafe.Pointer, hd header, old uint64) {
-	hd.state = stateWithdrawn
-	atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, hd))
+	atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn))
 }
 
 // freeSmallHardened: verify, record, poison, quarantine.
@@ -276,7 +275,7 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	h := a.h
 	busy := hd
 	busy.state = stateBusy
-	busyWord := a.encode(slot, busy)
+	busyWord := restate(old, stateBusy)
 	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, busyWord) {
 		return a.free(op, unsafe.Add(slot, headerSize+hd.off)) // raced: look again
 	}
@@ -294,9 +293,7 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 
 	body := unsafe.Add(slot, headerSize)
 	redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), redzone.Poison(h.poisonKey, uintptr(slot)))
-	q := hd
-	q.state = stateQuarantined
-	storeRelease(hdrWord(slot), a.encode(slot, q))
+	storeRelease(hdrWord(slot), restate(old, stateQuarantined))
 
 	// Into this P's batch, lock-free; a full batch goes to the shared
 	// quarantine under one lock acquisition.
@@ -335,14 +332,12 @@ func (a *Allocator) evict(c int, soff uint32) bool {
 	// to free (or to withdrawn) settles any race with Check, which may
 	// withdraw it too; only the winner reports.
 	if r := a.verifyPoison("quarantine", slot, c, soff, hd); r != nil {
-		hd.state = stateWithdrawn
-		if atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, hd)) {
+		if atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn)) {
 			a.report(r)
 		}
 		return false
 	}
-	hd.state = stateFree
-	return atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, hd))
+	return atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateFree))
 }
 
 // drainQuarantine releases every quarantined small block.
