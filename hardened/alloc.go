@@ -215,7 +215,8 @@ func (a *Allocator) Alloc(n int) ([]byte, error) {
 			// publishSmall by hand: it is over the inlining budget, and the
 			// call costs ~3.5 ns per pair here.
 			slot := a.slotAt(c, off)
-			*hdrWord(slot) = a.encode(slot, header{size: n, class: c, state: stateAllocated})
+			v := uint64(n) | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
+			*hdrWord(slot) = v | a.checksum(slot, v)<<hdrSumShift // encode, inlined
 			b := unsafe.Slice((*byte)(unsafe.Add(slot, headerSize)), n)
 			if !bug(bugNoZero) {
 				clear(b)
@@ -492,12 +493,16 @@ func (a *Allocator) Free(b []byte) {
 		if off := uintptr(p) - uintptr(a.base); off < regionSize {
 			slot, c, soff, ok := a.locate(off)
 			if ok {
+				// decode, inlined: allocated, used, payload right after
+				// the header, this class, and the checksum holds.
+				const mask = (1<<hdrOffBits-1)<<hdrOffShift | 0x7f<<hdrClsShift | 7<<hdrStShift | hdrUsedBit
 				old := loadHeader(slot)
-				h, valid := a.decode(slot, old)
-				if valid && h.state == stateAllocated && h.off == 0 && unsafe.Add(slot, headerSize) == p &&
-					a.releaseSlot(slot, c, soff, h, old, stateFree) {
-					if !a.pushFast(c, soff, h.size) {
-						a.pushSlot(c, soff, h.size)
+				if old&mask == uint64(c)<<hdrClsShift|uint64(stateAllocated)<<hdrStShift|hdrUsedBit &&
+					old>>hdrSumShift == a.checksum(slot, old) && unsafe.Add(slot, headerSize) == p &&
+					atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateFree)) {
+					size := int(old & (1<<hdrSizeBits - 1))
+					if !a.pushFast(c, soff, size) {
+						a.pushSlot(c, soff, size)
 					}
 					return
 				}
