@@ -50,8 +50,10 @@
 // or the large-block table, else InvalidFree (a Go-heap slice, a foreign
 // mapping - never read); (2) finds its slot by arithmetic and checks the
 // slot is committed, else InvalidFree; (3) loads the header and verifies
-// its checksum, keyed by a per-allocator secret and the slot address
-// (Scudo's chunk header), else HeaderCorruption; (4) checks the state is
+// its checksum, a CRC-16 of the header XORed with a term keyed by a
+// per-allocator secret and the slot address (Scudo's chunk header, with
+// certain detection of any 1-3 flipped bits or any burst of up to 16),
+// else HeaderCorruption; (4) checks the state is
 // allocated, else DoubleFree; (5) checks b starts exactly at the payload,
 // else InvalidFree (an interior pointer); (6) compare-and-swaps the
 // header to free, so of two racing Frees exactly one wins; (7) pushes the

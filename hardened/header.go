@@ -7,10 +7,11 @@ import (
 
 // Every small slot starts with a 16-byte header; the first 8 bytes are one
 // atomic word, packed as below and sealed by a checksum keyed with the
-// allocator's secret and the slot's address (Scudo's chunk header). A
-// header copied from another slot, a stray write, or a forged header all
-// fail the checksum. State changes are compare-and-swap, so of two
-// goroutines freeing one block exactly one wins.
+// allocator's secret and the slot's address (Scudo's chunk header; see
+// checksum). A stray write of up to two adjacent bytes always fails it; a
+// header copied from another slot or forged passes with probability
+// 2^-16. State changes are compare-and-swap, so of two goroutines freeing
+// one block exactly one wins.
 //
 //	bits  0..16  size: the requested size in bytes (<= maxSmall)
 //	bits 17..32  offset of the payload after the header, in 16-byte units
