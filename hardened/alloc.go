@@ -129,6 +129,11 @@ type cache struct {
 	_      [64]byte
 }
 
+// allCaches returns every per-P cache and the spare one.
+func (a *Allocator) allCaches() []*cache {
+	return append(a.caches[:len(a.caches):len(a.caches)], a.spare)
+}
+
 // qBatch is the most freed blocks a P batches for the quarantine.
 const qBatch = 32
 
@@ -589,7 +594,7 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 		if Enabled {
 			return a.freeSmallHardened(op, slot, c, soff, h, old)
 		}
-		if a.releaseSlot(slot, c, soff, h, old, stateFree) {
+		if a.releaseSlot(slot, old, stateFree) {
 			a.pushSlot(c, soff, h.size)
 			return true
 		}
@@ -599,7 +604,7 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 
 // releaseSlot moves a slot's header from old (allocated) to state by
 // compare-and-swap; false means another goroutine changed it first.
-func (a *Allocator) releaseSlot(slot unsafe.Pointer, c int, soff uint32, h header, old uint64, state slotState) bool {
+func (a *Allocator) releaseSlot(slot unsafe.Pointer, old uint64, state slotState) bool {
 	return atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, state))
 }
 

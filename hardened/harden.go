@@ -108,7 +108,7 @@ func (a *Allocator) initHardened() error {
 	h.guard.init(meta, a.opts.ProtectMetadata)
 	budget := a.quarantineBudget()
 	h.pendCap = a.pendCap(budget)
-	h.q = quarantine.New(numClasses, budget-h.pendCap*int64(len(a.caches)+1), a.rng.Uint64())
+	h.q = quarantine.New(numClasses, a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
 	h.q.SetAlways(sizeClass(uintptr(h.front + CapsuleSize + h.rear)))
 	for _, n := range a.opts.AlwaysQuarantine {
 		if n >= 0 && n+h.front+h.rear <= maxSmall {
@@ -266,21 +266,19 @@ func (a *Allocator) damage(k Kind, op string, bad, slot unsafe.Pointer, c int, s
 }
 
 // withdraw marks a reported slot so it is never reused nor reported again.
-func (a *Allocator) withdraw(slot unsafe.Pointer, hd header, old uint64) {
+func (a *Allocator) withdraw(slot unsafe.Pointer, old uint64) {
 	atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn))
 }
 
 // freeSmallHardened: verify, record, poison, quarantine.
 func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) bool {
 	h := a.h
-	busy := hd
-	busy.state = stateBusy
 	busyWord := restate(old, stateBusy)
 	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, busyWord) {
 		return a.free(op, unsafe.Add(slot, headerSize+hd.off)) // raced: look again
 	}
 	if r := a.verifyCanaries(op, slot, c, soff, hd); r != nil {
-		a.withdraw(slot, busy, busyWord)
+		a.withdraw(slot, busyWord)
 		a.report(r)
 		return false
 	}
@@ -358,9 +356,9 @@ func (a *Allocator) drainQuarantine() {
 
 // pendCap is how many bytes of freed blocks each P batches before pushing
 // them into the shared quarantine: an eighth of the budget shared by the
-// Ps, at most 32 KiB, and none under a Limit. The shared quarantine's budget is cut by the same
-// amount per P, so batched and queued blocks together stay within
-// Options.QuarantineBytes.
+// Ps, at most 32 KiB, and none under a Limit. The shared quarantine's
+// budget is cut by the same amount per P (sharedQuarantineBudget), so
+// batched and queued blocks together stay within Options.QuarantineBytes.
 func (a *Allocator) pendCap(budget int64) int64 {
 	if budget <= 0 || a.opts.Limit > 0 {
 		// Under a Limit, an allocation that fails drains the quarantine,
@@ -368,7 +366,13 @@ func (a *Allocator) pendCap(budget int64) int64 {
 		// slot caching).
 		return 0
 	}
-	return min(budget/8/int64(len(a.caches)+1), 32<<10)
+	return min(budget/8/int64(len(a.caches)+1), 32<<10) // the Ps and the spare
+}
+
+// sharedQuarantineBudget is the budget of the shared quarantine: the
+// whole budget less what the Ps' batches, pendCap bytes each, may hold.
+func (a *Allocator) sharedQuarantineBudget(pendCap int64) int64 {
+	return a.quarantineBudget() - pendCap*int64(len(a.caches)+1)
 }
 
 // quarantineBatch pushes a P's batch of freed blocks into the quarantine
@@ -446,7 +450,7 @@ func (a *Allocator) verifyStable(op string, slot unsafe.Pointer, c int, soff uin
 			return nil
 		}
 	}
-	return a.verifySmall(op, slot, c, soff, hd)
+	return a.verifySmall(op, slot, c, soff, hd, old)
 }
 
 // peekSmall verifies without side effects.
@@ -457,20 +461,19 @@ func (a *Allocator) peekSmall(slot unsafe.Pointer, c int, soff uint32, hd header
 	return a.verifyPoison("Check", slot, c, soff, hd)
 }
 
-// verifySmall is Check's and Close's look at one slot.
-func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
+// verifySmall is Check's and Close's look at one slot, whose header
+// word old decodes to hd.
+func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) *Report {
 	switch hd.state {
 	case stateAllocated:
-		old := a.encode(slot, hd)
 		if r := a.verifyCanaries(op, slot, c, soff, hd); r != nil {
-			hd.state = stateDamaged // reported once; its Free just retires it
-			atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, hd))
+			// Reported once; its Free just retires it.
+			atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateDamaged))
 			return r
 		}
 	case stateQuarantined:
-		old := a.encode(slot, hd)
 		if r := a.verifyPoison(op, slot, c, soff, hd); r != nil {
-			a.withdraw(slot, hd, old) // its eviction must not report it again
+			a.withdraw(slot, old) // its eviction must not report it again
 			return r
 		}
 	}
@@ -479,7 +482,7 @@ func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint
 
 func (a *Allocator) quarantineStats() (int64, int64) {
 	n, b := a.h.q.Len()
-	for _, pc := range append(a.caches[:len(a.caches):len(a.caches)], a.spare) {
+	for _, pc := range a.allCaches() {
 		pc.lockForRead()
 		n += pc.qn
 		b += pc.qbytes
@@ -538,7 +541,7 @@ func (a *Allocator) freeLargeHardened(op string, lb *largeBlock) bool {
 		lb.kept = true
 		l.kept += int64(lb.span)
 	} else {
-		retire(lb.payload())
+		retire(lb.payload(), false)
 		a.mapped.Add(-int64(lb.span))
 	}
 	l.quarantined = append(l.quarantined, lb)
@@ -568,8 +571,7 @@ func (a *Allocator) unquarantine(lb *largeBlock, cache bool) {
 		return
 	}
 	unix.Munmap(lb.mem) // its pages already left the mapped count
-	l.recent[l.recentPos] = lb
-	l.recentPos = (l.recentPos + 1) % len(l.recent)
+	l.remember(lb)
 }
 
 // --- zero-size blocks ---

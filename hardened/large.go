@@ -95,13 +95,14 @@ func mapGuarded(total, span, al uintptr) (mem []byte, start uintptr, err error) 
 	return mem, start, nil
 }
 
-// retire makes a freed payload fault and gives its memory back.
-func retire(payload []byte) {
-	if haveGuardRegions && unix.Madvise(payload, unix.MADV_GUARD_INSTALL) == nil {
+// retire makes b fault for good and gives its pages back; none says it
+// is PROT_NONE already (guards are installed only in readable memory).
+func retire(b []byte, none bool) {
+	if haveGuardRegions && !none && unix.Madvise(b, unix.MADV_GUARD_INSTALL) == nil {
 		return // installing guards also drops the pages
 	}
-	unix.Madvise(payload, unix.MADV_DONTNEED)
-	unix.Mprotect(payload, unix.PROT_NONE)
+	unix.Mprotect(b, unix.PROT_NONE)
+	unix.Madvise(b, unix.MADV_DONTNEED)
 }
 
 var pageSize = uintptr(unix.Getpagesize())
@@ -259,7 +260,7 @@ func (a *Allocator) dropLarge(keep bool) {
 		if keep {
 			// Hardened builds would make it PROT_NONE, but mprotect is
 			// slow per page and makes every page fault again when reused
-			// (about 0.5 us a page here), and blocks leaked at Reset are the
+			// (about 1 us a page here), and blocks leaked at Reset are the
 			// common case for fuzz programs. A stale access to one after
 			// Reset therefore does not fault; a stale Free is still
 			// reported.
@@ -277,12 +278,8 @@ func (a *Allocator) dropLarge(keep bool) {
 	for _, lb := range l.quarantined {
 		a.unquarantine(lb, keep)
 	}
-	if !keep {
-		for _, lb := range l.cache {
-			unix.Munmap(lb.mem)
-			a.mapped.Add(-int64(lb.span))
-		}
-		l.cache, l.cacheBytes = nil, 0
+	for !keep && len(l.cache) > 0 {
+		a.unmapOldestCached()
 	}
 	l.live = make(map[uintptr]*largeBlock)
 	l.quarantined, l.qbytes, l.kept, l.withdrawn = nil, 0, 0, nil
@@ -322,19 +319,29 @@ func (a *Allocator) park(lb *largeBlock) {
 	l.cacheBytes += int64(lb.span)
 	budget := a.largeCacheBudget()
 	for len(l.cache) > maxCached || l.cacheBytes+l.kept > budget {
-		old := l.cache[0]
-		l.cache = l.cache[1:]
-		l.cacheBytes -= int64(old.span)
-		a.unmapFreed(old)
+		a.unmapOldestCached()
 	}
 }
 
-// unmapFreed unmaps a freed, still counted block (a.large.mu held); its
-// address range stays in recent so a late Free is a DoubleFree.
-func (a *Allocator) unmapFreed(lb *largeBlock) {
+// unmapOldestCached unmaps the oldest cached block (a.large.mu held).
+func (a *Allocator) unmapOldestCached() {
 	l := &a.large
+	old := l.cache[0]
+	l.cache = l.cache[1:]
+	l.cacheBytes -= int64(old.span)
+	a.unmapFreed(old)
+}
+
+// unmapFreed unmaps a freed, still counted block (a.large.mu held).
+func (a *Allocator) unmapFreed(lb *largeBlock) {
 	unix.Munmap(lb.mem)
 	a.mapped.Add(-int64(lb.span))
+	a.large.remember(lb)
+}
+
+// remember keeps an unmapped block's address range in the recent ring
+// (l.mu held), so a late Free of it is a DoubleFree.
+func (l *largeHeap) remember(lb *largeBlock) {
 	l.recent[l.recentPos] = lb
 	l.recentPos = (l.recentPos + 1) % len(l.recent)
 }
@@ -347,10 +354,7 @@ func (a *Allocator) trimCache(n int64) bool {
 	defer l.mu.Unlock()
 	trimmed := false
 	for len(l.cache) > 0 && a.mapped.Load()+n > a.opts.Limit {
-		old := l.cache[0]
-		l.cache = l.cache[1:]
-		l.cacheBytes -= int64(old.span)
-		a.unmapFreed(old)
+		a.unmapOldestCached()
 		trimmed = true
 	}
 	// Then the pages the hardened quarantine kept for the cache.
@@ -409,29 +413,20 @@ func (a *Allocator) reuseLarge(n int, span, al uintptr) *largeBlock {
 		return nil
 	}
 	if old.span > span {
-		guardTail(pay[span:], Enabled && !old.open)
+		retire(pay[span:], Enabled && !old.open)
 		a.mapped.Add(-int64(old.span - span))
 	}
 	clear(pay[:n])
 	return &largeBlock{mem: old.mem, p: old.p, size: n, span: span}
 }
 
-// guardTail makes tail fault for good and drops its pages; none says it
-// is PROT_NONE already.
-func guardTail(tail []byte, none bool) {
-	if haveGuardRegions && !none && unix.Madvise(tail, unix.MADV_GUARD_INSTALL) == nil {
-		return
-	}
-	unix.Mprotect(tail, unix.PROT_NONE)
-	unix.Madvise(tail, unix.MADV_DONTNEED)
-}
-
 // Trim gives memory held only for reuse back to the OS, as
 // runtime/debug.FreeOSMemory does for Go's heap: every cached large block,
 // and every slab whose slots are all free in its class's central list
 // (free slots parked in per-P caches keep their slabs). Quarantined
-// blocks stay quarantined, but large ones give their pages back. It returns the bytes no longer counted in Stats().Mapped;
-// the memory is mapped again, zeroed, when it is next needed.
+// blocks stay quarantined, but large ones give their pages back. It
+// returns the bytes no longer counted in Stats().Mapped; the memory is
+// mapped again, zeroed, when it is next needed.
 func (a *Allocator) Trim() (int64, error) {
 	if a.closed.Load() {
 		return 0, &OpError{Op: "Trim", Err: ErrClosed}
@@ -439,10 +434,9 @@ func (a *Allocator) Trim() (int64, error) {
 	before := a.mapped.Load()
 	l := &a.large
 	l.mu.Lock()
-	for _, lb := range l.cache {
-		a.unmapFreed(lb)
+	for len(l.cache) > 0 {
+		a.unmapOldestCached()
 	}
-	l.cache, l.cacheBytes = nil, 0
 	for _, lb := range l.quarantined {
 		a.dropKept(lb)
 	}

@@ -36,7 +36,7 @@ func (a *Allocator) Reset(seed uint64) error {
 			}
 		}
 	}
-	for _, pc := range append(a.caches[:len(a.caches):len(a.caches)], a.spare) {
+	for _, pc := range a.allCaches() {
 		pc.lockForRead()
 		pc.n = [numClasses]uint8{}
 		pc.allocs, pc.frees = [numClasses]int64{}, [numClasses]int64{}
@@ -74,7 +74,7 @@ func (a *Allocator) resetHardened() {
 	h.canaryKey = a.rng.Uint64()
 	h.poisonKey = a.rng.Uint64()
 	h.seq.Store(0)
-	q := quarantine.New(numClasses, a.quarantineBudget()-h.pendCap*int64(len(a.caches)+1), a.rng.Uint64())
+	q := quarantine.New(numClasses, a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
 	h.q.CopyAlways(q)
 	h.q = q
 	z := &h.zero

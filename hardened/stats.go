@@ -41,7 +41,7 @@ func (a *Allocator) Stats() Stats {
 		s.Classes[c].Size = int(classSize[c])
 		s.Classes[c].Slabs = int64(a.classes[c].committed.Load() >> classSlabShift[c])
 	}
-	for _, pc := range append(a.caches[:len(a.caches):len(a.caches)], a.spare) {
+	for _, pc := range a.allCaches() {
 		pc.lockForRead()
 		for c := range numClasses {
 			s.Classes[c].Allocs += pc.allocs[c]
@@ -182,7 +182,7 @@ func (a *Allocator) Close() error {
 	a.dropLarge(false)
 	// Nothing is committed any more: the fast paths find no cached slot
 	// and no slab, and fall through to the checks that report ErrClosed.
-	for _, pc := range append(a.caches[:len(a.caches):len(a.caches)], a.spare) {
+	for _, pc := range a.allCaches() {
 		pc.lockForRead()
 		pc.n = [numClasses]uint8{}
 		pc.unlockForRead()
