@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"iter"
 	"math/bits"
 	"runtime"
 	"slices"
@@ -49,11 +50,14 @@ func Options(p Program) hardened.Options {
 
 // block is the model of one live block.
 type block struct {
-	b       []byte
-	want    []byte // expected contents; nil: all zero (never written)
-	aligned bool
-	align   int // AllocAligned's alignment (0: plain Alloc)
+	b     []byte
+	want  []byte // expected contents; nil: all zero (never written)
+	align int    // AllocAligned's alignment (0: plain Alloc)
 }
+
+// aligned reports whether the block asked for more than the default
+// 16-byte alignment (its payload need not follow its header).
+func (b *block) aligned() bool { return b.align > 16 }
 
 // expect returns the byte the model expects at offset j.
 func (b *block) expect(j int) byte {
@@ -262,24 +266,31 @@ func (r *runner) checkNew(i int, b []byte, n, align int, err error) (*block, err
 	if b == nil || nb.start()%uintptr(max(align, 16)) != 0 {
 		return nil, r.fail(i, "block %#x not aligned to %d", nb.start(), max(align, 16))
 	}
-	for _, l := range [2][]*block{r.orphans, r.slots[:]} {
-		for _, o := range l {
-			if o != nil && nb.start() < o.end() && o.start() < nb.end() {
-				return nil, r.fail(i, "new block [%#x,%#x) overlaps live block [%#x,%#x)", nb.start(), nb.end(), o.start(), o.end())
-			}
+	for _, o := range r.live() {
+		if nb.start() < o.end() && o.start() < nb.end() {
+			return nil, r.fail(i, "new block [%#x,%#x) overlaps live block [%#x,%#x)", nb.start(), nb.end(), o.start(), o.end())
 		}
 	}
 	return nb, nil
 }
 
-func (r *runner) live() []*block {
-	out := slices.Clone(r.orphans)
-	for _, b := range r.slots {
-		if b != nil {
-			out = append(out, b)
+// live yields every block the model holds live, orphans first, numbered
+// from 0, without copying them (the overlap check runs on every alloc).
+func (r *runner) live() iter.Seq2[int, *block] {
+	return func(yield func(int, *block) bool) {
+		k := 0
+		for _, l := range [2][]*block{r.orphans, r.slots[:]} {
+			for _, b := range l {
+				if b == nil {
+					continue
+				}
+				if !yield(k, b) {
+					return
+				}
+				k++
+			}
 		}
 	}
-	return out
 }
 
 // The model's copies of block contents are recycled across runs: making
@@ -350,7 +361,7 @@ func (r *runner) step(i int, op Op) error {
 		if z := isZero(b); z >= 0 {
 			return r.fail(i, "Alloc(%d): byte %d not zeroed", op.Size, z)
 		}
-		nb.aligned, nb.align = align > 16, align
+		nb.align = align
 		r.put(op.Slot, nb)
 	case OpRealloc:
 		old := r.slots[op.Slot]
@@ -375,7 +386,7 @@ func (r *runner) step(i int, op Op) error {
 			if nb.start() == old.start() && len(old.b) > 0 {
 				// Resized in place (release builds): still where the
 				// aligned allocation put it, header and all.
-				nb.aligned, nb.align = old.aligned, old.align
+				nb.align = old.align
 			}
 		}
 		if j := nb.diff(); j >= 0 {

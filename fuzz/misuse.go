@@ -54,7 +54,7 @@ func frontPad(o hardened.Options) int {
 
 // zeroSized reports whether b lives in the hardened PROT_NONE zero region:
 // 0-byte blocks with no alignment beyond 16 (aligned ones take a slot).
-func zeroSized(b *block) bool { return hardened.Enabled && len(b.b) == 0 && !b.aligned }
+func zeroSized(b *block) bool { return hardened.Enabled && len(b.b) == 0 && !b.aligned() }
 
 func (r *runner) misuse(i int, op Op) error {
 	if r.misused != nil {
@@ -85,7 +85,7 @@ func (r *runner) misuse(i int, op Op) error {
 	// Large blocks: big ones, and (conservatively) those whose alignment
 	// a slot may not give; their freed pages fault instead.
 	large := len(b.b) > 60000 || b.align >= 4096
-	if v == MisuseHeaderDamage && (b.aligned || large) {
+	if v == MisuseHeaderDamage && (b.aligned() || large) {
 		v = MisuseDoubleFree // no in-band header to damage at a known place
 	}
 	if large && (v == MisuseUnderflow || v == MisuseWriteAfterFree) {
