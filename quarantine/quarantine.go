@@ -114,12 +114,6 @@ func (q *Quarantine) push(it Item, evicted []Item) []Item {
 		}
 		return evicted
 	}
-	if it.Bytes > q.budget && q.bytes == 0 {
-		// Nothing held and it alone is over budget (a zero budget): it
-		// leaves at once, as it would after the loop below.
-		q.count--
-		return append(evicted, it)
-	}
 	q.bytes += it.Bytes
 	i := q.rng.IntN(RandomSlots)
 	if q.used[it.Class][i] {
