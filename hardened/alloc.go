@@ -126,7 +126,9 @@ type cache struct {
 	qpend  [qBatch]quarantine.Item
 	qn     int
 	qbytes int64
-	_      [64]byte
+	// Hardened builds: this P's batch of sequence numbers, [seq, seqEnd).
+	seq, seqEnd uint64
+	_           [64]byte
 }
 
 // allCaches returns every per-P cache and the spare one.

@@ -42,6 +42,7 @@ func (a *Allocator) Reset(seed uint64) error {
 		pc.allocs, pc.frees = [numClasses]int64{}, [numClasses]int64{}
 		pc.requested = 0
 		pc.qn, pc.qbytes = 0, 0 // their headers were just cleared
+		pc.seq, pc.seqEnd = 0, 0
 		pc.unlockForRead()
 	}
 

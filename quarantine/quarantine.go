@@ -16,10 +16,7 @@
 // they mean is the caller's business. The package is a leaf.
 package quarantine
 
-import (
-	"math/rand/v2"
-	"sync"
-)
+import "sync"
 
 // Item is a quarantined block.
 type Item struct {
@@ -28,7 +25,8 @@ type Item struct {
 	Bytes int64
 }
 
-// RandomSlots is the size of each class's random array.
+// RandomSlots is the size of each class's random array (place depends on
+// it being 16).
 const RandomSlots = 16
 
 // AlwaysDepth is how many blocks an Always class holds.
@@ -40,7 +38,7 @@ type Quarantine struct {
 	budget int64
 	bytes  int64
 	count  int
-	rng    *rand.Rand
+	rng    uint64              // splitmix64 state: random placement that replays
 	random [][RandomSlots]Item // ID 0 with Bytes 0 marks an empty place
 	used   [][RandomSlots]bool
 	nused  []int // used places per class
@@ -55,7 +53,7 @@ type Quarantine struct {
 func New(classes int, budget int64, seed uint64) *Quarantine {
 	return &Quarantine{
 		budget: max(budget, 0),
-		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		rng:    seed,
 		random: make([][RandomSlots]Item, classes),
 		used:   make([][RandomSlots]bool, classes),
 		nused:  make([]int, classes),
@@ -115,7 +113,7 @@ func (q *Quarantine) push(it Item, evicted []Item) []Item {
 		return evicted
 	}
 	q.bytes += it.Bytes
-	i := q.rng.IntN(RandomSlots)
+	i := q.place()
 	if q.used[it.Class][i] {
 		q.queue.push(q.random[it.Class][i])
 	} else {
@@ -159,6 +157,17 @@ func (q *Quarantine) takeRandom(c, newest int) Item {
 		return q.take(c, newest)
 	}
 	panic("quarantine: over budget with nothing held")
+}
+
+// place draws a random place in a class's array (splitmix64: a few
+// instructions, where math/rand's IntN cost more than the rest of push).
+func (q *Quarantine) place() int {
+	q.rng += 0x9e3779b97f4a7c15
+	z := q.rng
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	z ^= z >> 31
+	return int(z >> 60) // RandomSlots == 16
 }
 
 func (q *Quarantine) take(c, i int) Item {
@@ -207,21 +216,22 @@ type fifo struct {
 
 func (f *fifo) len() int { return f.size }
 
+// Its length is a power of two, so positions wrap with a mask.
 func (f *fifo) push(it Item) {
 	if f.size == len(f.buf) {
 		nb := make([]Item, max(16, 2*len(f.buf)))
 		for i := range f.size {
-			nb[i] = f.buf[(f.head+i)%len(f.buf)]
+			nb[i] = f.buf[(f.head+i)&(len(f.buf)-1)]
 		}
 		f.buf, f.head = nb, 0
 	}
-	f.buf[(f.head+f.size)%len(f.buf)] = it
+	f.buf[(f.head+f.size)&(len(f.buf)-1)] = it
 	f.size++
 }
 
 func (f *fifo) pop() Item {
 	it := f.buf[f.head]
-	f.head = (f.head + 1) % len(f.buf)
+	f.head = (f.head + 1) & (len(f.buf) - 1)
 	f.size--
 	return it
 }

@@ -46,13 +46,16 @@ func mix(x uint64) uint64 {
 // Canary returns the canary word for the block at addr: keyed, with no
 // zero byte (a zeroing bug must not look like a canary).
 func Canary(key uint64, addr uintptr) uint64 {
-	w := mix(key ^ uint64(addr)*0x9e3779b97f4a7c15)
-	for i := 0; i < 64; i += 8 {
-		if w>>i&0xff == 0 {
-			w |= 0x5a << i
-		}
-	}
-	return w
+	return fillZeroBytes(mix(key^uint64(addr)*0x9e3779b97f4a7c15), 0x5a)
+}
+
+// fillZeroBytes sets every zero byte of w to b, without branches: a byte
+// is zero exactly when neither its high bit nor the carry out of its low
+// seven bits plus 0x7f is set.
+func fillZeroBytes(w uint64, b byte) uint64 {
+	const lo7, hi = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+	zero := ^((w&lo7 + lo7) | w) & hi // 0x80 in each zero byte
+	return w | (zero>>7)*uint64(b)
 }
 
 // Stopper returns canary w with its byte at every 8-aligned address zero.
@@ -64,6 +67,11 @@ const StopAfter = 8
 
 // FillRear fills a rear redzone: StopAfter bytes of w, then Stopper(w).
 func FillRear(b []byte, base uintptr, w uint64) {
+	if base&7 == 0 && len(b) >= 8 { // the usual case: one plain word
+		binary.LittleEndian.PutUint64(b, w)
+		Fill(b[8:], base+8, Stopper(w))
+		return
+	}
 	k := min(len(b), StopAfter)
 	Fill(b[:k], base, w)
 	Fill(b[k:], base+uintptr(k), Stopper(w))
@@ -72,6 +80,12 @@ func FillRear(b []byte, base uintptr, w uint64) {
 // VerifyRear checks a redzone filled by FillRear; it returns the index of
 // the first bad byte or -1.
 func VerifyRear(b []byte, base uintptr, w uint64) int {
+	if base&7 == 0 && len(b) >= 8 && binary.LittleEndian.Uint64(b) == w {
+		if i := Verify(b[8:], base+8, Stopper(w)); i >= 0 {
+			return 8 + i
+		}
+		return -1
+	}
 	k := min(len(b), StopAfter)
 	if i := Verify(b[:k], base, w); i >= 0 {
 		return i
@@ -99,13 +113,7 @@ func ExpectedRear(w uint64, start, addr uintptr, n int) []byte {
 // Poison returns the poison word for a freed block at addr: keyed, with
 // no zero byte, so neither zeroing nor a stale canary looks like poison.
 func Poison(key uint64, addr uintptr) uint64 {
-	w := mix(^key ^ uint64(addr)*0xc2b2ae3d27d4eb4f)
-	for i := 0; i < 64; i += 8 {
-		if w>>i&0xff == 0 {
-			w |= 0xa5 << i
-		}
-	}
-	return w
+	return fillZeroBytes(mix(^key^uint64(addr)*0xc2b2ae3d27d4eb4f), 0xa5)
 }
 
 // At returns the expected byte at address addr for pattern word w.

@@ -81,3 +81,31 @@ func TestRearNulOneTooFarCaught(t *testing.T) {
 		}
 	}
 }
+
+// TestFillZeroBytes checks the branchless zero-byte fix against the plain
+// byte loop, on words with every pattern of zero bytes.
+func TestFillZeroBytes(t *testing.T) {
+	slow := func(w uint64, b byte) uint64 {
+		for i := 0; i < 64; i += 8 {
+			if w>>i&0xff == 0 {
+				w |= uint64(b) << i
+			}
+		}
+		return w
+	}
+	for m := range 256 {
+		for _, seed := range []uint64{0x0101010101010101, 0x8080808080808080, 0xffffffffffffffff, 0x7f00ff01807f0280, 0x123456789abcdef0} {
+			w := seed
+			for i := range 8 {
+				if m>>i&1 != 0 {
+					w &^= 0xff << (8 * i)
+				}
+			}
+			for _, b := range []byte{0x5a, 0xa5} {
+				if got, want := fillZeroBytes(w, b), slow(w, b); got != want {
+					t.Fatalf("fillZeroBytes(%#x, %#x) = %#x, want %#x", w, b, got, want)
+				}
+			}
+		}
+	}
+}
