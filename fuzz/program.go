@@ -140,12 +140,13 @@ func decodeSize(sel byte, raw uint32) int {
 		return e + int((raw>>8)%3) - 1
 	case 3:
 		return int(raw % 256)
-	case 4:
-		return int(raw % 4096)
-	case 5:
-		return int(raw%65536) + 1
+	case 4, 5: // log-uniform up to 4 KiB, or up to the largest class
+		return logUniform(raw, [...]int{12, 16}[sel%16-4])
 	case 6: // just past the small classes: large blocks of a few pages
-		return 65536 + int(raw%(16<<10))
+		if raw%4 == 0 {
+			return 65536 + int(raw>>2%(16<<10))
+		}
+		return logUniform(raw, 16)
 	case 7: // rarely, anything up to MaxSize (every page of it is checked)
 		if raw%64 == 0 {
 			return int(raw>>8) % (MaxSize + 1)
@@ -154,6 +155,15 @@ func decodeSize(sel byte, raw uint32) int {
 	default:
 		return int(raw % 128)
 	}
+}
+
+// logUniform returns a size in [1, 1<<bits] whose logarithm is roughly
+// uniform: every size class is reached about as often, at a small
+// fraction of the bytes a uniform draw would make each op touch (zeroing,
+// the model's checks and hardened builds' poison all cost per byte).
+func logUniform(raw uint32, bits int) int {
+	e := int(raw>>24) % (bits + 1)
+	return 1 + int(raw&0xffffff)%(1<<e)
 }
 
 // Encode turns a program back into input bytes that Decode(…, mix)

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"unsafe"
-
-	"github.com/hardalloc/hardalloc/quarantine"
 )
 
 // Reset verifies the allocator as Close does (corruption reported, every
@@ -75,9 +73,7 @@ func (a *Allocator) resetHardened() {
 	h.canaryKey = a.rng.Uint64()
 	h.poisonKey = a.rng.Uint64()
 	h.seq.Store(0)
-	q := quarantine.New(numClasses, a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
-	h.q.CopyAlways(q)
-	h.q = q
+	h.q.Reset(a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
 	z := &h.zero
 	z.mu.Lock()
 	z.next, z.live, z.freed = 0, make(map[uintptr]*zeroBlock), nil

@@ -70,17 +70,6 @@ func (q *Quarantine) SetAlways(c int) {
 	q.mu.Unlock()
 }
 
-// CopyAlways marks in dst every class that is Always in q.
-func (q *Quarantine) CopyAlways(dst *Quarantine) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for c, f := range q.always {
-		if f != nil {
-			dst.SetAlways(c)
-		}
-	}
-}
-
 // Push quarantines it and returns the items evicted to make room, oldest
 // first (possibly it itself, if the budget cannot hold it), appended to
 // buf: pass a small stack array's slice to avoid allocating.
@@ -175,6 +164,27 @@ func (q *Quarantine) take(c, i int) Item {
 	q.nused[c]--
 	q.held--
 	return q.random[c][i]
+}
+
+// Reset forgets everything held, without returning it, and starts over
+// with a new budget and seed; Always classes stay Always. It reuses q's
+// memory (an allocator that is Reset per fuzz exec would otherwise make a
+// new quarantine's 30 KiB of arrays garbage each time).
+func (q *Quarantine) Reset(budget int64, seed uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for c, n := range q.nused {
+		if n > 0 {
+			q.used[c] = [RandomSlots]bool{}
+			q.nused[c] = 0
+		}
+		if f := q.always[c]; f != nil {
+			f.head, f.size = 0, 0
+		}
+	}
+	q.queue.head, q.queue.size = 0, 0
+	q.held, q.bytes, q.count = 0, 0, 0
+	q.budget, q.rng = max(budget, 0), seed
 }
 
 // Drain removes and returns everything held.

@@ -97,3 +97,37 @@ func TestNewestEvictedLast(t *testing.T) {
 		t.Fatalf("an item larger than the budget must be released at once: %v", ev)
 	}
 }
+
+// TestReset: a Reset quarantine holds nothing, takes its new budget, keeps
+// its Always classes, and behaves like a New one with the same seed.
+func TestReset(t *testing.T) {
+	q := New(3, 500, 9)
+	q.SetAlways(2)
+	for i := range uint64(300) {
+		q.Push(Item{Class: int(i % 3), ID: i + 1, Bytes: 16}, nil)
+	}
+	q.Reset(64, 4)
+	if n, b := q.Len(); n != 0 || b != 0 {
+		t.Fatalf("after Reset: %d items, %d bytes", n, b)
+	}
+	if d := q.Drain(); len(d) != 0 {
+		t.Fatalf("Reset quarantine drained %d items", len(d))
+	}
+	fresh := New(3, 64, 4)
+	fresh.SetAlways(2)
+	for i := range uint64(200) {
+		it := Item{Class: int(i % 3), ID: i + 1000, Bytes: 16}
+		got, want := q.Push(it, nil), fresh.Push(it, nil)
+		if len(got) != len(want) {
+			t.Fatalf("push %d: Reset evicts %v, New evicts %v", i, got, want)
+		}
+		for k := range got {
+			if got[k] != want[k] {
+				t.Fatalf("push %d: Reset evicts %v, New evicts %v", i, got, want)
+			}
+		}
+		if _, b := q.Len(); b > 64 {
+			t.Fatalf("new budget exceeded: %d", b)
+		}
+	}
+}
