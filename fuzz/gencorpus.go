@@ -41,7 +41,7 @@ var corpora = map[string]struct {
 	}},
 	"FuzzRealloc": {fuzz.MixRealloc, [][]op{
 		{realloc(0, 10), write(0, 1), realloc(0, 1000), verify, realloc(0, 70000), verify, realloc(0, 3), verify, free(0)},
-		{alloc(1, 256), write(1, 9), realloc(1, 257), realloc(1, 255), verify, realloc(1, 0), realloc(1, 1<<20), verify},
+		{alloc(1, 256), write(1, 9), realloc(1, 257), realloc(1, 255), verify, realloc(1, 0), realloc(1, fuzz.MaxSize), verify},
 	}},
 	"FuzzAligned": {fuzz.MixAligned, [][]op{
 		{aligned(0, 1, 5), write(0, 1), aligned(1, 100, 12), write(1, 2), aligned(2, 5000, 16), verify, free(0), free(1), free(2)},

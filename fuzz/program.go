@@ -3,6 +3,8 @@ package fuzz
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
+	"math/bits"
 	"strings"
 
 	fuzzheaders "github.com/AdaLogics/go-fuzz-headers"
@@ -96,10 +98,9 @@ var (
 // generator is not stable enough to keep a corpus meaningful).
 func Decode(data []byte, mix Mix) Program {
 	c := fuzzheaders.NewConsumer(data)
-	p := Program{Seed: 0xcbf29ce484222325}
-	for _, b := range data {
-		p.Seed = (p.Seed ^ uint64(b)) * 0x100000001b3
-	}
+	h := fnv.New64a() // the standard library's: not instrumented by -fuzz
+	h.Write(data)
+	p := Program{Seed: h.Sum64()}
 	for len(p.Ops) < MaxOps {
 		kb, err := c.GetByte()
 		if err != nil {
@@ -124,10 +125,15 @@ func Decode(data []byte, mix Mix) Program {
 
 // decodeSize biases sizes toward what finds allocator bugs: zero, tiny,
 // size-class edges, page and class-range boundaries, and large blocks.
-// Selector 0xff means "exactly raw" (what Encode writes).
+// Selector 0xff is what Encode writes: an exact size, as an exponent byte
+// and a value below 1<<exponent (exactSize), so that mutating either part
+// keeps sizes log-uniform, as the other selectors are. (Before, 0xff took
+// raw modulo MaxSize: every mutation of an encoded seed asked for a
+// uniform 0-256 KiB block, and hardened execs spent their time zeroing
+// and mprotecting large blocks.)
 func decodeSize(sel byte, raw uint32) int {
 	if sel == 0xff {
-		return int(raw % (MaxSize + 1))
+		return exactSize(raw)
 	}
 	switch sel % 16 {
 	case 0:
@@ -157,6 +163,19 @@ func decodeSize(sel byte, raw uint32) int {
 	}
 }
 
+// exactSize decodes selector 0xff's raw: the top byte is an exponent e
+// (modulo 20), the low 24 bits a value taken modulo 1<<e, capped at
+// MaxSize. encodeSize is its inverse.
+func exactSize(raw uint32) int {
+	e := int(raw>>24) % 20
+	return min(int(raw&0xffffff)%(1<<e), MaxSize)
+}
+
+// encodeSize returns raw with exactSize(raw) == n, for 0 <= n <= MaxSize.
+func encodeSize(n int) uint32 {
+	return uint32(bits.Len(uint(n)))<<24 | uint32(n)
+}
+
 // logUniform returns a size in [1, 1<<bits] whose logarithm is roughly
 // uniform: every size class is reached about as often, at a small
 // fraction of the bytes a uniform draw would make each op touch (zeroing,
@@ -182,7 +201,10 @@ func Encode(p Program, mix Mix) []byte {
 			panic(fmt.Sprintf("fuzz.Encode: op %v is not in the mix", o.Kind))
 		}
 		out = append(out, byte(kb), byte(o.Slot), 0xff)
-		out = binary.BigEndian.AppendUint32(out, uint32(o.Size))
+		if o.Size < 0 || o.Size > MaxSize {
+			panic(fmt.Sprintf("fuzz.Encode: size %d out of range", o.Size))
+		}
+		out = binary.BigEndian.AppendUint32(out, encodeSize(o.Size))
 		out = append(out, byte(o.Aux))
 	}
 	return out

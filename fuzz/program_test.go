@@ -1,6 +1,7 @@
 package fuzz
 
 import (
+	"math/rand/v2"
 	"reflect"
 	"testing"
 )
@@ -29,5 +30,27 @@ func TestEveryPrefixDecodes(t *testing.T) {
 func TestProgramsAreCapped(t *testing.T) {
 	if p := Decode(randomInput(4, 5000), MixAllocFree); len(p.Ops) != MaxOps {
 		t.Fatalf("%d ops", len(p.Ops))
+	}
+}
+
+// TestExactSizes: every size Encode can write decodes exactly, and a
+// mutated exact size stays log-uniform rather than uniform up to MaxSize
+// (which made every mutated seed a large, slow block).
+func TestExactSizes(t *testing.T) {
+	for n := range MaxSize + 1 {
+		if got := exactSize(encodeSize(n)); got != n {
+			t.Fatalf("exactSize(encodeSize(%d)) = %d", n, got)
+		}
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	small := 0
+	const draws = 10000
+	for range draws {
+		if exactSize(rng.Uint32()) < 4096 {
+			small++
+		}
+	}
+	if small < draws/2 {
+		t.Fatalf("only %d of %d random exact sizes are below 4 KiB", small, draws)
 	}
 }

@@ -25,6 +25,9 @@ func (a *Allocator) Reset(seed uint64) error {
 	a.walk(func(slot unsafe.Pointer, c int, soff uint32) { *hdrWord(slot) = 0 })
 	for c := range numClasses {
 		cl := &a.classes[c]
+		if !cl.handed.Load() {
+			continue // untouched since the last Reset: already all free
+		}
 		cl.empty, cl.lowest = len(cl.slabs), 0
 		cl.handed.Store(false)
 		for s := range cl.slabs {
