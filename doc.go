@@ -18,7 +18,14 @@
 //  2. Per-class central lists (central). When a cache is empty it takes
 //     half a cache of offsets from its class's central list, under that
 //     class's lock; when full, it gives half back. With Options.Limit set
-//     there are no per-P caches, so the limit is exact.
+//     there are no per-P caches, so the limit is exact. A class whose
+//     central list is empty borrows one free slot from the next larger
+//     classes (up to six classes, at most 1.75 times its size) before it
+//     commits a new slab: segregated classes otherwise each hold memory
+//     up to their own high-water mark (on BenchmarkMixed, free slots came
+//     to 43% of the live bytes; with spilling, about 20%). The block's
+//     header names the class it lives in, so Free returns it there.
+//     Always-quarantined classes (thread capsules) never spill.
 //
 //  3. Class regions and slabs. New reserves 1 GiB of address space per
 //     size class (80 classes, PROT_NONE, nothing committed). A class grows

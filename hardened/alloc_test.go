@@ -576,3 +576,89 @@ func TestCheckConcurrentWithUse(t *testing.T) {
 		t.Fatalf("report during correct use:\n%s", r[0])
 	}
 }
+
+// TestSpill: a class whose free slots are all handed out borrows free
+// slots of a slightly larger class before it carves a new slab, and an
+// always-quarantined class never does. (A Limit turns the per-P caches
+// off, so which slots are free where is deterministic.)
+func TestSpill(t *testing.T) {
+	classOf := func(a *hardened.Allocator, size int) int {
+		for i, cs := range a.Stats().Classes {
+			if cs.Size == size {
+				return i
+			}
+		}
+		t.Fatalf("no %d-byte class", size)
+		return -1
+	}
+	for _, always := range []bool{false, true} {
+		if always && !hardened.Enabled {
+			continue // AlwaysQuarantine is a hardened option
+		}
+		opts := hardened.Options{Limit: 1 << 30, QuarantineBytes: -1}
+		if always {
+			opts.AlwaysQuarantine = []int{540}
+		}
+		a, _ := newAlloc(t, opts)
+		// 600-byte blocks use the 640-byte class, 540-byte ones the
+		// 576-byte class (with or without 16-byte redzones).
+		big, small := classOf(a, 640), classOf(a, 576)
+		var held [][]byte
+		for range 20 {
+			b, err := a.Alloc(600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, b)
+		}
+		for _, b := range held {
+			a.Free(b)
+		}
+		slots := (16 << 10) / (576 + 16) // one 16 KiB slab of the 576-byte class
+		var blocks [][]byte
+		for i := range slots + 20 {
+			b, err := a.Alloc(540)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) != 540 || cap(b) != 540 {
+				t.Fatalf("len %d cap %d", len(b), cap(b))
+			}
+			for j, x := range b {
+				if x != 0 {
+					t.Fatalf("block %d: byte %d not zeroed", i, j)
+				}
+			}
+			for j := range b {
+				b[j] = byte(i)
+			}
+			blocks = append(blocks, b)
+		}
+		st := a.Stats()
+		// Every slot of the 640-byte class's one slab is borrowed (the 20
+		// freed and the 4 never used), so the 47 blocks fit in it and one
+		// slab of their own.
+		wantSlabs, wantBorrowed := int64(1), int64((16<<10)/(640+16))
+		if always {
+			wantSlabs, wantBorrowed = 2, 0
+		}
+		if st.Classes[small].Slabs != wantSlabs || st.Classes[big].Live != wantBorrowed {
+			t.Errorf("always=%v: %d slabs of the 576-byte class and %d live 640-byte slots, want %d and %d",
+				always, st.Classes[small].Slabs, st.Classes[big].Live, wantSlabs, wantBorrowed)
+		}
+		if err := a.Check(); err != nil {
+			t.Fatal(err)
+		}
+		for i, b := range blocks {
+			for j, x := range b {
+				if x != byte(i) {
+					t.Fatalf("block %d byte %d = %d: blocks overlap", i, j, x)
+				}
+			}
+			a.Free(b)
+		}
+		if st := a.Stats(); st.LiveBlocks != 0 || st.Requested != 0 {
+			t.Fatalf("after freeing everything: %d live blocks, %d bytes", st.LiveBlocks, st.Requested)
+		}
+	}
+}

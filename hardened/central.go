@@ -32,9 +32,9 @@ func (a *Allocator) slabIndex(c int, off uint32) (slab int, idx uint32) {
 }
 
 // take moves up to len(dst) free slots into dst (cl.mu held), lowest
-// slab first, reviving a purged slab only when no other has free slots.
-// It returns how many it took; 0 means the class must grow.
-func (a *Allocator) take(c int, dst []uint32) (int, error) {
+// slab first, reviving a purged slab (if revive) only when no other has
+// free slots. It returns how many it took; 0 means the class must grow.
+func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 	cl := &a.classes[c]
 	stride := classSize[c] + headerSize
 	n := 0
@@ -54,6 +54,9 @@ func (a *Allocator) take(c int, dst []uint32) (int, error) {
 			cl.handed.Store(true)
 		}
 		return n, nil
+	}
+	if !revive {
+		return 0, nil
 	}
 	for s := range cl.slabs {
 		st := &cl.slabs[s]

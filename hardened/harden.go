@@ -110,10 +110,14 @@ func (a *Allocator) initHardened() error {
 	budget := a.quarantineBudget()
 	h.pendCap = a.pendCap(budget)
 	h.q = quarantine.New(numClasses, a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
-	h.q.SetAlways(sizeClass(uintptr(h.front + CapsuleSize + h.rear)))
+	always := func(c int) {
+		h.q.SetAlways(c)
+		a.noSpill[c] = true // its blocks must stay in their class
+	}
+	always(sizeClass(uintptr(h.front + CapsuleSize + h.rear)))
 	for _, n := range a.opts.AlwaysQuarantine {
 		if n >= 0 && n+h.front+h.rear <= maxSmall {
-			h.q.SetAlways(sizeClass(uintptr(n + h.front + h.rear)))
+			always(sizeClass(uintptr(n + h.front + h.rear)))
 		}
 	}
 	h.largeBudget = max(budget*4, 64<<20)
