@@ -185,8 +185,15 @@ func (a *Allocator) rec(c int, soff uint32) *siteRec {
 // after (the block's previous event, so a block's history reads in order)
 // and the stack.
 func (a *Allocator) site(after uint64) (g, seq uint64, stack uint32) {
-	h := a.h
 	seq = a.nextSeq(after)
+	g, stack = a.who()
+	return
+}
+
+// who captures the current goroutine and stack, the parts of a site that
+// need no P (interning a stack may take a lock).
+func (a *Allocator) who() (g uint64, stack uint32) {
+	h := a.h
 	g = goid()
 	if h.depth > 0 {
 		var pcs [64 + stackSlop]uintptr
@@ -211,13 +218,19 @@ const seqBatch = 256
 // is numbered after its allocation even when another P allocated it.
 func (a *Allocator) nextSeq(after uint64) uint64 {
 	pc := a.pin()
+	s := a.takeSeq(pc, after)
+	a.unpin(pc)
+	return s
+}
+
+// takeSeq is nextSeq for a caller that has pinned pc already.
+func (a *Allocator) takeSeq(pc *cache, after uint64) uint64 {
 	s := pc.seq
 	if s >= pc.seqEnd || s <= after {
 		end := a.h.seq.Add(seqBatch)
 		s, pc.seqEnd = end-seqBatch+1, end+1
 	}
 	pc.seq = s + 1
-	a.unpin(pc)
 	return s
 }
 
@@ -315,20 +328,20 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 		return false
 	}
 	rec := a.rec(c, soff)
-	g, seq, st := a.site(rec.allocSeq)
-	closeMeta := h.guard.open(unsafe.Pointer(rec))
-	rec.freeSeq, rec.freeG, rec.freeStack = seq, g, st
-	closeMeta()
+	g, st := a.who()
 	a.profileRemove(uintptr(slot) + headerSize + hd.off)
-
 	body := unsafe.Add(slot, headerSize)
 	redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), redzone.Poison(h.poisonKey, uintptr(slot)))
-	storeRelease(hdrWord(slot), restate(old, stateQuarantined))
 
-	// Into this P's batch, lock-free; a full batch goes to the shared
-	// quarantine under one lock acquisition.
+	// One pin for the sequence number, the record, the state change and
+	// this P's quarantine batch (lock-free; a full batch goes to the
+	// shared quarantine under one lock acquisition). The metadata guard
+	// may take a lock, so it is opened before.
 	it := quarantine.Item{Class: c, ID: uint64(soff), Bytes: int64(classSize[c] + headerSize)}
+	closeMeta := h.guard.open(unsafe.Pointer(rec))
 	pc := a.pin()
+	rec.freeSeq, rec.freeG, rec.freeStack = a.takeSeq(pc, rec.allocSeq), g, st
+	storeRelease(hdrWord(slot), restate(old, stateQuarantined))
 	pc.frees[c]++
 	pc.requested -= int64(hd.size)
 	if pc.qn < len(pc.qpend) && pc.qbytes+it.Bytes <= h.pendCap {
@@ -336,6 +349,7 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 		pc.qn++
 		pc.qbytes += it.Bytes
 		a.unpin(pc)
+		closeMeta()
 		return true
 	}
 	var batch [len(pc.qpend) + 1]quarantine.Item
@@ -343,6 +357,7 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	batch[n] = it
 	pc.qn, pc.qbytes = 0, 0
 	a.unpin(pc)
+	closeMeta()
 	a.quarantineBatch(batch[:n+1])
 	return true
 }
@@ -416,8 +431,9 @@ func (a *Allocator) quarantineBatch(items []quarantine.Item) {
 	ev := a.h.q.PushAll(items, buf[:])
 	for _, e := range ev {
 		s := uintptr(a.slotAt(e.Class, uint32(e.ID)))
-		prefetch(s)
+		prefetch(s) // a small slot spans up to three lines
 		prefetch(s + 64)
+		prefetch(s + 128)
 		prefetch(uintptr(unsafe.Pointer(a.rec(e.Class, uint32(e.ID)))))
 	}
 	n := 0
