@@ -33,7 +33,9 @@ type Options struct {
 	Redzone int
 	// QuarantineBytes is the hardened builds' budget of freed bytes held
 	// back from reuse. 0 means 4 MiB; negative means no quarantine except
-	// for the class that holds thread launch capsules.
+	// for the class that holds thread launch capsules (and the
+	// AlwaysQuarantine sizes): other frees then skip poisoning, since
+	// their slots are reused before any check could read it.
 	QuarantineBytes int64
 	// StackDepth is how many frames hardened builds record for each
 	// allocation and free. 0 means 16; negative means no stacks

@@ -35,6 +35,11 @@ type hardState struct {
 	canaryKey   uint64
 	poisonKey   uint64
 	pendCap     int64 // bytes of freed blocks each P batches before the quarantine
+	// always marks the classes quarantined even without a budget (thread
+	// capsules, Options.AlwaysQuarantine); noBudget is set when the
+	// budget is zero, so other classes skip the quarantine altogether.
+	always   [numClasses]bool
+	noBudget bool
 	depth       int   // stack frames to record; 0 = none
 	depot       depot
 
@@ -110,8 +115,10 @@ func (a *Allocator) initHardened() error {
 	budget := a.quarantineBudget()
 	h.pendCap = a.pendCap(budget)
 	h.q = quarantine.New(numClasses, a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
+	h.noBudget = budget <= 0
 	always := func(c int) {
 		h.q.SetAlways(c)
+		h.always[c] = true
 		a.noSpill[c] = true // its blocks must stay in their class
 	}
 	always(sizeClass(uintptr(h.front + CapsuleSize + h.rear)))
@@ -330,6 +337,19 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	rec := a.rec(c, soff)
 	g, st := a.who()
 	a.profileRemove(uintptr(slot) + headerSize + hd.off)
+	if h.noBudget && !h.always[c] {
+		// No quarantine: the slot is reused at once, so poison would be
+		// overwritten before anything could check it. Record the free
+		// and recycle the slot as release builds do.
+		closeMeta := h.guard.open(unsafe.Pointer(rec))
+		pc := a.pin()
+		rec.freeSeq, rec.freeG, rec.freeStack = a.takeSeq(pc, rec.allocSeq), g, st
+		a.unpin(pc)
+		closeMeta()
+		storeRelease(hdrWord(slot), restate(old, stateFree))
+		a.pushSlot(c, soff, hd.size)
+		return true
+	}
 	body := unsafe.Add(slot, headerSize)
 	redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), redzone.Poison(h.poisonKey, uintptr(slot)))
 
