@@ -40,8 +40,8 @@ type hardState struct {
 	// budget is zero, so other classes skip the quarantine altogether.
 	always   [numClasses]bool
 	noBudget bool
-	depth       int   // stack frames to record; 0 = none
-	depot       depot
+	depth    int // stack frames to record; 0 = none
+	depot    depot
 
 	meta      []byte // site records, one per slot, per class
 	metaStart [numClasses]uintptr
