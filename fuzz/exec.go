@@ -90,8 +90,9 @@ type runner struct {
 	running  atomic.Int32 // spawned threads not yet exited
 	workErrs chan error
 
-	mu      sync.Mutex
-	reports []*hardened.Report
+	mu       sync.Mutex
+	reports  []*hardened.Report
+	nreports atomic.Int32 // len(reports), readable without mu
 
 	misused *misuse // the injected misuse, once done
 }
@@ -194,6 +195,7 @@ func getAllocator(opts hardened.Options) (*pooled, error) {
 		if r := pa.cur.Load(); r != nil {
 			r.mu.Lock()
 			r.reports = append(r.reports, rep)
+			r.nreports.Add(1)
 			r.mu.Unlock()
 			return
 		}
@@ -226,10 +228,14 @@ func (r *runner) fail(i int, format string, args ...any) error {
 }
 
 func (r *runner) takeReports() []*hardened.Report {
+	if r.nreports.Load() == 0 {
+		return nil // the common case, checked after every op: no lock
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.reports
 	r.reports = nil
+	r.nreports.Store(0)
 	return out
 }
 
@@ -266,9 +272,14 @@ func (r *runner) checkNew(i int, b []byte, n, align int, err error) (*block, err
 	if b == nil || nb.start()%uintptr(max(align, 16)) != 0 {
 		return nil, r.fail(i, "block %#x not aligned to %d", nb.start(), max(align, 16))
 	}
-	for _, o := range r.live() {
-		if nb.start() < o.end() && o.start() < nb.end() {
-			return nil, r.fail(i, "new block [%#x,%#x) overlaps live block [%#x,%#x)", nb.start(), nb.end(), o.start(), o.end())
+	// Plain loops, not live(): this runs on every allocation, and under
+	// -fuzz every closure call of an iterator is instrumented too.
+	s, e := nb.start(), nb.end()
+	for _, l := range [2][]*block{r.orphans, r.slots[:]} {
+		for _, o := range l {
+			if o != nil && s < o.end() && o.start() < e {
+				return nil, r.fail(i, "new block [%#x,%#x) overlaps live block [%#x,%#x)", s, e, o.start(), o.end())
+			}
 		}
 	}
 	return nb, nil

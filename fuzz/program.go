@@ -101,23 +101,19 @@ func Decode(data []byte, mix Mix) Program {
 	h := fnv.New64a() // the standard library's: not instrumented by -fuzz
 	h.Write(data)
 	p := Program{Seed: h.Sum64()}
+	p.Ops = make([]Op, 0, min(len(data)/opBytes, MaxOps))
 	for len(p.Ops) < MaxOps {
-		kb, err := c.GetByte()
+		// One read per op (kind, slot, size selector, 4-byte big-endian
+		// raw size, aux): each consumer call is instrumented under -fuzz.
+		b, err := c.GetNBytes(opBytes)
 		if err != nil {
 			break
 		}
-		slot, err1 := c.GetByte()
-		sel, err2 := c.GetByte()
-		raw, err3 := c.GetUint32()
-		aux, err4 := c.GetByte()
-		if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
-			break
-		}
 		p.Ops = append(p.Ops, Op{
-			Kind: mix[int(kb)%len(mix)],
-			Slot: int(slot) % NumSlots,
-			Size: decodeSize(sel, raw),
-			Aux:  int(aux),
+			Kind: mix[int(b[0])%len(mix)],
+			Slot: int(b[1]) % NumSlots,
+			Size: decodeSize(b[2], binary.BigEndian.Uint32(b[3:7])),
+			Aux:  int(b[7]),
 		})
 	}
 	return p

@@ -3,7 +3,6 @@ package hardened
 import (
 	"encoding/binary"
 	"math/rand/v2"
-	"unsafe"
 )
 
 // Reset verifies the allocator as Close does (corruption reported, every
@@ -18,11 +17,9 @@ func (a *Allocator) Reset(seed uint64) error {
 	if a.closed.Load() {
 		return &OpError{Op: "Reset", Err: ErrClosed}
 	}
-	err := a.check("Reset", true)
-
-	// Forget every slot: headers back to "never used", every committed
-	// slab back to all-free (purged slabs stay purged).
-	a.walk(func(slot unsafe.Pointer, c int, soff uint32) { *hdrWord(slot) = 0 })
+	// Verify, and forget every slot: headers back to "never used", every
+	// committed slab back to all-free (purged slabs stay purged).
+	err := a.check("Reset", true, true)
 	for c := range numClasses {
 		cl := &a.classes[c]
 		if !cl.handed.Load() {

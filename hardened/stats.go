@@ -106,10 +106,13 @@ func (a *Allocator) Check() error {
 	if a.closed.Load() {
 		return &OpError{Op: "Check", Err: ErrClosed}
 	}
-	return a.check("Check", false)
+	return a.check("Check", false, false)
 }
 
-func (a *Allocator) check(op string, leaks bool) error {
+// check walks every block, reporting damage (and, if leaks, every live
+// block as a Leak). With forget (Reset), each slot's header is cleared
+// once it has been looked at, so Reset needs one walk, not two.
+func (a *Allocator) check(op string, leaks, forget bool) error {
 	var errs []error
 	emit := func(r *Report) {
 		if r.Kind != Leak || a.opts.OnReport != nil {
@@ -121,6 +124,9 @@ func (a *Allocator) check(op string, leaks bool) error {
 		errs = append(errs, &Error{Report: r})
 	}
 	a.walk(func(slot unsafe.Pointer, c int, soff uint32) {
+		if forget {
+			defer func() { *hdrWord(slot) = 0 }()
+		}
 		old := loadHeader(slot)
 		h, ok := a.decode(slot, old)
 		if !ok {
@@ -175,7 +181,7 @@ func (a *Allocator) Close() error {
 	if a.closed.Swap(true) {
 		return &OpError{Op: "Close", Err: ErrClosed}
 	}
-	err := a.check("Close", true)
+	err := a.check("Close", true, false)
 	if Enabled {
 		a.closeHardened()
 	}
