@@ -2,6 +2,7 @@ package fuzz
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"iter"
@@ -83,7 +84,7 @@ type runner struct {
 	a       *hardened.Allocator
 	opts    hardened.Options
 	slots   [NumSlots]*block
-	orphans []*block // blocks whose slot was reused without a free: expected leaks
+	orphans []*block // blocks whose slot was reused without a free: expected leaks, sorted by start
 
 	threads  [NumSlots]*thread.Thread
 	exited   sync.WaitGroup
@@ -272,15 +273,19 @@ func (r *runner) checkNew(i int, b []byte, n, align int, err error) (*block, err
 	if b == nil || nb.start()%uintptr(max(align, 16)) != 0 {
 		return nil, r.fail(i, "block %#x not aligned to %d", nb.start(), max(align, 16))
 	}
-	// Plain loops, not live(): this runs on every allocation, and under
-	// -fuzz every closure call of an iterator is instrumented too.
+	// The slots by a plain loop; the orphans, which only accumulate (a
+	// long program can leave a hundred), by binary search: they do not
+	// overlap, so sorted by start they are sorted by end too.
 	s, e := nb.start(), nb.end()
-	for _, l := range [2][]*block{r.orphans, r.slots[:]} {
-		for _, o := range l {
-			if o != nil && s < o.end() && o.start() < e {
-				return nil, r.fail(i, "new block [%#x,%#x) overlaps live block [%#x,%#x)", s, e, o.start(), o.end())
-			}
+	for _, o := range r.slots {
+		if o != nil && s < o.end() && o.start() < e {
+			return nil, r.fail(i, "new block [%#x,%#x) overlaps live block [%#x,%#x)", s, e, o.start(), o.end())
 		}
+	}
+	k, _ := slices.BinarySearchFunc(r.orphans, s, func(o *block, s uintptr) int { return cmp.Compare(o.end(), s+1) })
+	if k < len(r.orphans) && r.orphans[k].start() < e {
+		o := r.orphans[k]
+		return nil, r.fail(i, "new block [%#x,%#x) overlaps leaked block [%#x,%#x)", s, e, o.start(), o.end())
 	}
 	return nb, nil
 }
@@ -347,7 +352,8 @@ func isZero(b []byte) int {
 
 func (r *runner) put(slot int, b *block) {
 	if old := r.slots[slot]; old != nil {
-		r.orphans = append(r.orphans, old)
+		k, _ := slices.BinarySearchFunc(r.orphans, old.start(), func(o *block, s uintptr) int { return cmp.Compare(o.start(), s) })
+		r.orphans = slices.Insert(r.orphans, k, old) // kept sorted by start (checkNew)
 	}
 	r.slots[slot] = b
 }
