@@ -129,6 +129,7 @@ type cache struct {
 	qpend  [qBatch]quarantine.Item
 	qn     int
 	qbytes int64
+	qi     int // this cache's quarantine shard
 	// Hardened builds: this P's batch of sequence numbers, [seq, seqEnd).
 	seq, seqEnd uint64
 	_           [64]byte
@@ -169,9 +170,9 @@ func New(opts Options) (*Allocator, error) {
 	n := max(runtime.GOMAXPROCS(0), runtime.NumCPU())
 	a.caches = make([]*cache, n)
 	for i := range a.caches {
-		a.caches[i] = new(cache)
+		a.caches[i] = &cache{qi: i}
 	}
-	a.spare = &cache{shared: true}
+	a.spare = &cache{shared: true, qi: n}
 	for c := range numClasses {
 		stride := classSize[c] + headerSize
 		a.divMul[c] = ^uint32(0)/stride + 1

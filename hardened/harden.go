@@ -47,8 +47,8 @@ type hardState struct {
 	metaStart [numClasses]uintptr
 	guard     metaGuard
 
-	q           *quarantine.Quarantine
-	largeBudget int64 // address-space budget of the large-block quarantine
+	q           *quarantine.Shards // one shard per cache (cache.qi), one budget
+	largeBudget int64              // address-space budget of the large-block quarantine
 
 	zero zeroRegion
 
@@ -114,7 +114,7 @@ func (a *Allocator) initHardened() error {
 	h.guard.init(meta, a.opts.ProtectMetadata)
 	budget := a.quarantineBudget()
 	h.pendCap = a.pendCap(budget)
-	h.q = quarantine.New(numClasses, a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
+	h.q = quarantine.NewShards(len(a.caches)+1, numClasses, a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
 	h.noBudget = budget <= 0
 	always := func(c int) {
 		h.q.SetAlways(c)
@@ -378,7 +378,7 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	pc.qn, pc.qbytes = 0, 0
 	a.unpin(pc)
 	closeMeta()
-	a.quarantineBatch(batch[:n+1])
+	a.quarantineBatch(pc.qi, batch[:n+1])
 	return true
 }
 
@@ -446,9 +446,9 @@ func (a *Allocator) sharedQuarantineBudget(pendCap int64) int64 {
 // and releases what it evicts. Evicted blocks were freed a quarantine ago
 // and are long gone from the CPU caches: their headers, poison and site
 // records are prefetched all at once, so the misses overlap.
-func (a *Allocator) quarantineBatch(items []quarantine.Item) {
+func (a *Allocator) quarantineBatch(shard int, items []quarantine.Item) {
 	var buf [2 * qBatch]quarantine.Item
-	ev := a.h.q.PushAll(items, buf[:])
+	ev := a.h.q.PushAll(shard, items, buf[:])
 	for _, e := range ev {
 		s := uintptr(a.slotAt(e.Class, uint32(e.ID)))
 		prefetch(s) // a small slot spans up to three lines
@@ -549,7 +549,7 @@ func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint
 }
 
 func (a *Allocator) quarantineStats() (int64, int64) {
-	n, b := a.h.q.Len()
+	n, b := a.h.q.Count()
 	for _, pc := range a.allCaches() {
 		pc.lockForRead()
 		n += pc.qn

@@ -131,3 +131,79 @@ func TestReset(t *testing.T) {
 		}
 	}
 }
+
+// TestShards: shards share one budget (never exceeded once a push
+// returns, even when every push goes to one shard), a shard recycles its
+// own blocks when the load is even, a lone shard gets the whole budget,
+// and nothing is lost or evicted twice.
+func TestShards(t *testing.T) {
+	const budget = 100 * 16
+	s := NewShards(3, 4, budget, 5)
+	s.SetAlways(3)
+	held := map[uint64]int{} // id -> shard
+	foreign := 0
+	push := func(shard int, id uint64, class int) {
+		held[id] = shard
+		for _, e := range s.PushAll(shard, []Item{{Class: class, ID: id, Bytes: 16}}, nil) {
+			from, ok := held[e.ID]
+			if !ok {
+				t.Fatalf("item %d evicted twice or never pushed", e.ID)
+			}
+			if from != shard {
+				foreign++
+			}
+			delete(held, e.ID)
+		}
+		if _, b := s.Count(); b > budget {
+			t.Fatalf("budget exceeded: %d", b)
+		}
+	}
+	// One shard alone: it may use the whole budget.
+	for id := range uint64(500) {
+		push(0, id+1, int(id%3))
+	}
+	if _, b := s.Count(); b != budget {
+		t.Fatalf("a lone shard holds %d bytes, want the whole budget %d", b, budget)
+	}
+	// Even load on shards 1 and 2: after shard 0 has been drained by
+	// their evictions, each recycles (almost only) what it freed.
+	for id := range uint64(4000) {
+		push(1+int(id%2), id+1000, int(id%3))
+	}
+	foreign = 0
+	for id := range uint64(4000) {
+		push(1+int(id%2), id+10000, int(id%3))
+	}
+	t.Logf("foreign evictions: %d of 4000", foreign)
+	if foreign > 400 {
+		t.Errorf("%d of 4000 evictions went to another shard's P", foreign)
+	}
+	// Always classes are held in every shard, outside the budget.
+	for id := range uint64(10) {
+		push(int(id%3), id+50000, 3)
+	}
+	n, _ := s.Count()
+	if n != len(held) {
+		t.Fatalf("Count %d items, %d held", n, len(held))
+	}
+	for _, e := range s.Drain() {
+		if _, ok := held[e.ID]; !ok {
+			t.Fatalf("Drain returned %d, not held", e.ID)
+		}
+		delete(held, e.ID)
+	}
+	if len(held) != 0 {
+		t.Fatalf("%d items lost", len(held))
+	}
+	if n, b := s.Count(); n != 0 || b != 0 {
+		t.Fatalf("after Drain: %d items, %d bytes", n, b)
+	}
+	// After a Drain the shared count is back to zero: the whole budget
+	// is available again.
+	for id := range uint64(200) {
+		push(2, id+60000, 0)
+	}
+	if _, b := s.Count(); b != budget {
+		t.Fatalf("after Drain a shard holds %d bytes, want %d", b, budget)
+	}
+}
