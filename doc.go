@@ -82,9 +82,15 @@
 //     thread's launch capsule is always quarantined; poison is verified
 //     when a slot leaves (WriteAfterFree). Each P batches its frees (up
 //     to 32 blocks, an eighth of the budget shared by the Ps) and pushes
-//     them under one lock; the blocks a batch evicts were freed a
-//     quarantine ago and are cold, so their headers, poison and site
-//     records are prefetched together before they are verified;
+//     them under one lock into its own shard of the quarantine; shards
+//     share the budget, and a push evicts from its own shard while that
+//     holds its share, so each P recycles the slots it freed (one shared
+//     queue made slots migrate between CPUs, and their header lines
+//     bounce). The blocks a batch evicts were freed a quarantine ago and
+//     are cold, so their headers, poison and site records are prefetched
+//     together before they are verified;
+//   - with no quarantine budget (QuarantineBytes < 0), ordinary frees skip
+//     poison and the quarantine: their slots are reused at once;
 //   - each slot's last allocation and first free site (goroutine, sequence
 //     number, stack in a deduplicating depot) are kept out of band, in a
 //     metadata region that Options.ProtectMetadata keeps read-only except

@@ -12,6 +12,9 @@
 // a fixed depth, outside the budget: they are quarantined even when the
 // budget is zero.
 //
+// Shards splits a quarantine per CPU under one shared budget, so that
+// blocks are recycled on the CPU that freed them (see Shards).
+//
 // A Quarantine is safe for concurrent use. It stores opaque items; what
 // they mean is the caller's business. The package is a leaf.
 package quarantine
