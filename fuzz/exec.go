@@ -400,7 +400,7 @@ func (r *runner) step(i int, op Op) error {
 				clear(nb.want[kept:])
 				putWant(old.want)
 			}
-			if nb.start() == old.start() && len(old.b) > 0 {
+			if nb.start() == old.start() {
 				// Resized in place (release builds): still where the
 				// aligned allocation put it, header and all.
 				nb.align = old.align

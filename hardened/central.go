@@ -18,6 +18,14 @@ type slabState struct {
 	free   uint32   // free slots held here
 	bits   []uint64 // 1 = slot free here
 	purged bool
+	// reserve: set by Reset on every slab. A reserve slab is invisible
+	// to takes and spills and not counted in central.empty until the
+	// class would grow, when the lowest one is revived instead of a new
+	// slab being carved (without an mprotect; with page faults if it was
+	// also purged). So a Reset allocator hands out exactly the slots a
+	// new one would, whatever earlier programs left committed: fuzz
+	// failures replay.
+	reserve bool
 	// used bounds the slots handed out since the slab was carved, purged
 	// or Reset: slots at or above it have header 0, so walks stop there.
 	// Lowest-first takes keep it tight.
@@ -40,7 +48,7 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 	n := 0
 	for s := cl.lowest; s < len(cl.slabs) && n < len(dst); s++ {
 		st := &cl.slabs[s]
-		if st.free == 0 || st.purged {
+		if st.free == 0 || st.purged || st.reserve {
 			continue
 		}
 		if st.free == classSlots[c] {
@@ -60,12 +68,16 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 	}
 	for s := range cl.slabs {
 		st := &cl.slabs[s]
-		if st.purged {
-			if err := a.reserve(int64(1) << classSlabShift[c]); err != nil {
-				return 0, err
+		if st.purged || st.reserve {
+			if st.purged {
+				if err := a.reserve(int64(1) << classSlabShift[c]); err != nil {
+					return 0, err
+				}
 			}
-			st.purged = false
-			cl.empty--
+			if !st.reserve {
+				cl.empty-- // a purged slab counted as empty; a reserve one did not
+			}
+			st.purged, st.reserve = false, false
 			n = takeBits(st, dst, uint32(s)<<classSlabShift[c], stride)
 			cl.handed.Store(true)
 			cl.lowest = min(cl.lowest, s)
@@ -97,7 +109,7 @@ func takeBits(st *slabState, dst []uint32, base, stride uint32) int {
 
 // advanceLowest moves the search start past slabs with nothing to give.
 func (cl *central) advanceLowest() {
-	for cl.lowest < len(cl.slabs) && (cl.slabs[cl.lowest].free == 0 || cl.slabs[cl.lowest].purged) {
+	for cl.lowest < len(cl.slabs) && (cl.slabs[cl.lowest].free == 0 || cl.slabs[cl.lowest].purged || cl.slabs[cl.lowest].reserve) {
 		cl.lowest++
 	}
 }

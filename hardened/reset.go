@@ -18,20 +18,25 @@ func (a *Allocator) Reset(seed uint64) error {
 		return &OpError{Op: "Reset", Err: ErrClosed}
 	}
 	// Verify, and forget every slot: headers back to "never used", every
-	// committed slab back to all-free (purged slabs stay purged).
+	// committed slab back to all-free and in reserve (purged slabs stay
+	// purged).
 	err := a.check("Reset", true, true)
 	for c := range numClasses {
 		cl := &a.classes[c]
 		if !cl.handed.Load() {
-			continue // untouched since the last Reset: already all free
+			continue // untouched since the last Reset: already all reserve
 		}
-		cl.empty, cl.lowest = len(cl.slabs), 0
+		// Every slab becomes reserve (see slabState.reserve): the class
+		// starts over as if new, reviving its slabs in order as it grows.
+		cl.empty, cl.lowest = 0, len(cl.slabs)
 		cl.handed.Store(false)
 		for s := range cl.slabs {
-			if st := &cl.slabs[s]; st.used > 0 { // else nothing left its bitmap
+			st := &cl.slabs[s]
+			if st.used > 0 { // else nothing left its bitmap
 				st.fillAll(classSlots[c])
 				st.used = 0
 			}
+			st.reserve = true
 		}
 	}
 	for _, pc := range a.allCaches() {
