@@ -93,6 +93,9 @@ type Allocator struct {
 	large largeHeap
 
 	mapped atomic.Int64 // readable bytes mapped: committed slabs and large blocks
+	// handed has bit c set once class c hands a slot out of its central
+	// list, cleared by Reset: walks and Reset visit only those classes.
+	handed [(numClasses + 63) / 64]atomic.Uint64
 	closed atomic.Bool
 
 	rng *rand.ChaCha8 // used only while New runs
@@ -108,10 +111,7 @@ type central struct {
 	lowest    int           // no slab below this has free slots to give
 	empty     int           // slabs whose every slot is free here (purged or not)
 	committed atomic.Uint64 // bytes of the class region carved into slabs
-	// handed is set when a slot leaves the central lists, cleared by
-	// Reset: walks skip classes that have handed out nothing since.
-	handed atomic.Bool
-	_      [64]byte
+	_         [64]byte
 }
 
 // cache is one P's stock of free slots per class: an array, not an in-band

@@ -58,9 +58,7 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 	}
 	if n > 0 {
 		cl.advanceLowest()
-		if !cl.handed.Load() {
-			cl.handed.Store(true)
-		}
+		a.setHanded(c)
 		return n, nil
 	}
 	if !revive {
@@ -79,7 +77,7 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 			}
 			st.purged, st.reserve = false, false
 			n = takeBits(st, dst, uint32(s)<<classSlabShift[c], stride)
-			cl.handed.Store(true)
+			a.setHanded(c)
 			cl.lowest = min(cl.lowest, s)
 			cl.advanceLowest()
 			return n, nil
@@ -162,5 +160,24 @@ func (cl *central) newSlab(c int) {
 	cl.empty++
 	if len(cl.slabs)-1 < cl.lowest {
 		cl.lowest = len(cl.slabs) - 1
+	}
+}
+
+// setHanded marks class c as having handed out slots since Reset.
+func (a *Allocator) setHanded(c int) {
+	w, bit := &a.handed[c/64], uint64(1)<<(c%64)
+	if w.Load()&bit == 0 {
+		w.Or(bit)
+	}
+}
+
+// handedClasses yields the classes marked by setHanded, in order.
+func (a *Allocator) handedClasses(yield func(int) bool) {
+	for i := range a.handed {
+		for m := a.handed[i].Load(); m != 0; m &= m - 1 {
+			if !yield(i*64 + bits.TrailingZeros64(m)) {
+				return
+			}
+		}
 	}
 }

@@ -21,15 +21,11 @@ func (a *Allocator) Reset(seed uint64) error {
 	// committed slab back to all-free and in reserve (purged slabs stay
 	// purged).
 	err := a.check("Reset", true, true)
-	for c := range numClasses {
+	for c := range a.handedClasses { // the others are already all reserve
 		cl := &a.classes[c]
-		if !cl.handed.Load() {
-			continue // untouched since the last Reset: already all reserve
-		}
 		// Every slab becomes reserve (see slabState.reserve): the class
 		// starts over as if new, reviving its slabs in order as it grows.
 		cl.empty, cl.lowest = 0, len(cl.slabs)
-		cl.handed.Store(false)
 		for s := range cl.slabs {
 			st := &cl.slabs[s]
 			if st.used > 0 { // else nothing left its bitmap
@@ -38,6 +34,9 @@ func (a *Allocator) Reset(seed uint64) error {
 			}
 			st.reserve = true
 		}
+	}
+	for i := range a.handed {
+		a.handed[i].Store(0)
 	}
 	for _, pc := range a.allCaches() {
 		pc.lockForRead()

@@ -72,11 +72,8 @@ func (a *Allocator) Stats() Stats {
 // only a stray write could have made their headers non-zero).
 func (a *Allocator) walk(fn func(slot unsafe.Pointer, c int, soff uint32)) {
 	var used []uint32
-	for c := range numClasses {
+	for c := range a.handedClasses { // the others have handed nothing out since New or Reset: all headers 0
 		cl := &a.classes[c]
-		if !cl.handed.Load() {
-			continue // nothing handed out since New or Reset: all headers 0
-		}
 		cl.mu.Lock()
 		used = used[:0]
 		for s := range cl.slabs {

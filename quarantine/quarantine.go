@@ -48,6 +48,10 @@ type Quarantine struct {
 	held   int   // used places in all classes
 	queue  fifo
 	always []*fifo // nil unless the class is Always
+	// touched lists the classes pushed since New or Reset, so Reset
+	// visits only those (a fuzz harness resets per exec).
+	touched   []int
+	isTouched []bool
 }
 
 // New returns a quarantine for classes size classes with a budget in
@@ -61,6 +65,8 @@ func New(classes int, budget int64, seed uint64) *Quarantine {
 		used:   make([][RandomSlots]bool, classes),
 		nused:  make([]int, classes),
 		always: make([]*fifo, classes),
+
+		isTouched: make([]bool, classes),
 	}
 }
 
@@ -96,6 +102,10 @@ func (q *Quarantine) PushAll(items []Item, buf []Item) (evicted []Item) {
 
 func (q *Quarantine) push(it Item, evicted []Item) []Item {
 	q.count++
+	if !q.isTouched[it.Class] {
+		q.isTouched[it.Class] = true
+		q.touched = append(q.touched, it.Class)
+	}
 	if f := q.always[it.Class]; f != nil {
 		f.push(it)
 		if f.len() > AlwaysDepth {
@@ -176,15 +186,15 @@ func (q *Quarantine) take(c, i int) Item {
 func (q *Quarantine) Reset(budget int64, seed uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for c, n := range q.nused {
-		if n > 0 {
-			q.used[c] = [RandomSlots]bool{}
-			q.nused[c] = 0
-		}
+	for _, c := range q.touched {
+		q.used[c] = [RandomSlots]bool{}
+		q.nused[c] = 0
 		if f := q.always[c]; f != nil {
 			f.head, f.size = 0, 0
 		}
+		q.isTouched[c] = false
 	}
+	q.touched = q.touched[:0]
 	q.queue.head, q.queue.size = 0, 0
 	q.held, q.bytes, q.count = 0, 0, 0
 	q.budget, q.rng = max(budget, 0), seed
