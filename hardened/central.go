@@ -146,8 +146,11 @@ func (a *Allocator) purge(c, s int) {
 // fillAll marks all n slots of the slab free here.
 func (st *slabState) fillAll(n uint32) {
 	st.free = n
-	for i := uint32(0); i < n; i++ {
-		st.bits[i/64] |= 1 << (i % 64)
+	for w := range st.bits {
+		st.bits[w] = ^uint64(0)
+	}
+	if r := n % 64; r != 0 {
+		st.bits[len(st.bits)-1] = 1<<r - 1
 	}
 }
 

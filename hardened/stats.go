@@ -83,6 +83,9 @@ func (a *Allocator) walk(fn func(slot unsafe.Pointer, c int, soff uint32)) {
 		slab := uint64(1) << classSlabShift[c]
 		stride := uint64(classSize[c] + headerSize)
 		for s, n := range used {
+			if n == 0 {
+				continue // nothing handed out of this slab (reserve slabs, mostly)
+			}
 			// One slot past the mark too: a linear overflow out of the
 			// last slot handed out lands in its header first.
 			for i := range uint64(min(n+1, classSlots[c])) {
