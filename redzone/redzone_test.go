@@ -109,3 +109,34 @@ func TestFillZeroBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestBulkFillVerify: long regions (the copy/shifted-compare path) fill
+// to the same bytes as the word loop, and every single damaged byte is
+// found at its own offset, at any alignment.
+func TestBulkFillVerify(t *testing.T) {
+	buf := make([]byte, 3000)
+	for _, lo := range []int{0, 1, 7, 8, 13} {
+		for _, n := range []int{bulkMin - 1, bulkMin, bulkMin + 5, 1000, 2987} {
+			if lo+n > len(buf) {
+				continue
+			}
+			b := buf[lo : lo+n]
+			base := Addr(b)
+			w := Poison(9, base)
+			Fill(b, base, w)
+			if string(b) != string(Expected(w, base, n)) {
+				t.Fatalf("lo %d n %d: Fill differs from the pattern", lo, n)
+			}
+			for _, j := range []int{0, 5, 7, 8, 9, n / 2, n - 9, n - 8, n - 1} {
+				b[j] ^= 0x20
+				if i := Verify(b, base, w); i != j {
+					t.Fatalf("lo %d n %d: flip at %d found at %d", lo, n, j, i)
+				}
+				b[j] ^= 0x20
+			}
+			if i := Verify(b, base, w); i != -1 {
+				t.Fatalf("lo %d n %d: clean region reports %d", lo, n, i)
+			}
+		}
+	}
+}
