@@ -40,8 +40,9 @@ func (a *Allocator) slabIndex(c int, off uint32) (slab int, idx uint32) {
 }
 
 // take moves up to len(dst) free slots into dst (cl.mu held), lowest
-// slab first, reviving a purged slab (if revive) only when no other has
-// free slots. It returns how many it took; 0 means the class must grow.
+// slab first; only when no other slab has free slots, and if revive, it
+// revives the lowest purged or reserve slab, as a new class would carve
+// its next one. It returns how many it took; 0 means the class must grow.
 func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 	cl := &a.classes[c]
 	stride := classSize[c] + headerSize
