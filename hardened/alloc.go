@@ -88,7 +88,10 @@ type Allocator struct {
 	classes [numClasses]central
 	divMul  [numClasses]uint32 // slot index = offset*divMul>>32
 	ccap    [numClasses]uint8  // per-class cache capacity
-	noSpill [numClasses]bool   // classes that never borrow larger slots (spill)
+	// always marks the classes every free quarantines, even without a
+	// budget (hardened builds: thread capsules, Options.AlwaysQuarantine).
+	// They never spill: their blocks must stay in their own class.
+	always [numClasses]bool
 
 	large largeHeap
 
@@ -383,7 +386,7 @@ const (
 // purged slab. Always-quarantined classes (thread capsules) never spill:
 // their blocks must stay in their own class.
 func (a *Allocator) spill(c, n int) (int, uint32, bool) {
-	if a.noSpill[c] {
+	if a.always[c] {
 		return 0, 0, false
 	}
 	for d := c + 1; d < numClasses && d <= c+spillClasses && float64(classSize[d]) <= spillRatio*float64(classSize[c]); d++ {

@@ -35,10 +35,8 @@ type hardState struct {
 	canaryKey   uint64
 	poisonKey   uint64
 	pendCap     int64 // bytes of freed blocks each P batches before the quarantine
-	// always marks the classes quarantined even without a budget (thread
-	// capsules, Options.AlwaysQuarantine); noBudget is set when the
-	// budget is zero, so other classes skip the quarantine altogether.
-	always   [numClasses]bool
+	// noBudget is set when the quarantine budget is zero: frees of
+	// classes other than Allocator.always skip the quarantine altogether.
 	noBudget bool
 	depth    int // stack frames to record; 0 = none
 	depot    depot
@@ -118,8 +116,7 @@ func (a *Allocator) initHardened() error {
 	h.noBudget = budget <= 0
 	always := func(c int) {
 		h.q.SetAlways(c)
-		h.always[c] = true
-		a.noSpill[c] = true // its blocks must stay in their class
+		a.always[c] = true
 	}
 	always(sizeClass(uintptr(h.front + CapsuleSize + h.rear)))
 	for _, n := range a.opts.AlwaysQuarantine {
@@ -337,7 +334,7 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	rec := a.rec(c, soff)
 	g, st := a.who()
 	a.profileRemove(uintptr(slot) + headerSize + hd.off)
-	if h.noBudget && !h.always[c] {
+	if h.noBudget && !a.always[c] {
 		// No quarantine: the slot is reused at once, so poison would be
 		// overwritten before anything could check it. Record the free
 		// and recycle the slot as release builds do.

@@ -88,18 +88,6 @@ func (q *Quarantine) Push(it Item, buf []Item) (evicted []Item) {
 	return q.push(it, buf[:0])
 }
 
-// PushAll is Push for each item in order, under one lock acquisition:
-// callers batch frees to keep the lock off their fast path.
-func (q *Quarantine) PushAll(items []Item, buf []Item) (evicted []Item) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	evicted = buf[:0]
-	for _, it := range items {
-		evicted = q.push(it, evicted)
-	}
-	return evicted
-}
-
 func (q *Quarantine) push(it Item, evicted []Item) []Item {
 	q.count++
 	if !q.isTouched[it.Class] {
@@ -139,10 +127,11 @@ func (q *Quarantine) push(it Item, evicted []Item) []Item {
 }
 
 // takeRandom removes some random-array entry, preferring class c, and
-// the newest item (class c, place newest) only when nothing else is held:
-// every block gets what residency the budget allows.
+// the newest item (class c, place newest; -1 for none) only when nothing
+// else is held: every block gets what residency the budget allows.
 func (q *Quarantine) takeRandom(c, newest int) Item {
-	if q.held > 1 || !q.used[c][newest] {
+	isNewest := newest >= 0 && q.used[c][newest]
+	if q.held > 1 || !isNewest {
 		for k := range len(q.random) {
 			cl := (c + k) % len(q.random)
 			if q.nused[cl] == 0 {
@@ -155,7 +144,7 @@ func (q *Quarantine) takeRandom(c, newest int) Item {
 			}
 		}
 	}
-	if q.used[c][newest] {
+	if isNewest {
 		return q.take(c, newest)
 	}
 	panic("quarantine: over budget with nothing held")

@@ -142,7 +142,7 @@ func (q *Quarantine) evict(want int64, out []Item) ([]Item, int64) {
 		if q.queue.len() > 0 {
 			it = q.queue.pop()
 		} else {
-			it = q.takeAny()
+			it = q.takeRandom(0, -1)
 		}
 		q.bytes -= it.Bytes
 		q.count--
@@ -150,19 +150,4 @@ func (q *Quarantine) evict(want int64, out []Item) ([]Item, int64) {
 		out = append(out, it)
 	}
 	return out, freed
-}
-
-// takeAny removes some random-array entry; one must be held.
-func (q *Quarantine) takeAny() Item {
-	for c, n := range q.nused {
-		if n == 0 {
-			continue
-		}
-		for i, u := range q.used[c] {
-			if u {
-				return q.take(c, i)
-			}
-		}
-	}
-	panic("quarantine: budgeted bytes with nothing held")
 }
