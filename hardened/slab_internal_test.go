@@ -1,0 +1,45 @@
+package hardened
+
+import (
+	"runtime/debug"
+	"testing"
+	"unsafe"
+)
+
+// TestSlabTailNotCommitted: a slab commits its slots rounded up to a page,
+// not its whole power-of-two span. The tail is not counted as mapped,
+// and touching it faults.
+func TestSlabTailNotCommitted(t *testing.T) {
+	a, err := New(Options{Seed: 1, StackDepth: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	front, rear := a.pads()
+	n := 60000 - front - rear
+	c := sizeClass(uintptr(n + front + rear))
+	slab := uintptr(1) << classSlabShift[c]
+	used := uintptr(classSlots[c]) * uintptr(classSize[c]+headerSize)
+	if slab-used < pageSize {
+		t.Fatalf("class %d has no page of tail to test with", c)
+	}
+	b, err := a.Alloc(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Free(b)
+	want := int64(alignUp(used, pageSize))
+	if got := a.Stats().Mapped; got != want {
+		t.Fatalf("Mapped = %d after one %d-byte block, want %d (slots rounded to a page; the slab is %d)", got, n, want, slab)
+	}
+	tail := unsafe.Add(a.base, classBase(c)+uintptr(want))
+	faulted := func() (f bool) {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer func() { f = recover() != nil }()
+		_ = *(*byte)(tail)
+		return false
+	}()
+	if !faulted {
+		t.Fatal("the slab tail past the committed pages is readable")
+	}
+}
