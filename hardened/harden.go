@@ -918,6 +918,9 @@ func (a *Allocator) explainSmall(addr, off uintptr) *Report {
 	slot, c, soff, ok := a.locate(off)
 	p := unsafe.Add(a.base, off)
 	if !ok {
+		if r := a.explainTail(addr, off); r != nil {
+			return r
+		}
 		return &Report{Kind: Overflow, Op: "fault", Addr: addr, Size: -1, Class: int(off >> classShift),
 			Detail: "an access to reserved allocator address space that holds no block"}
 	}
@@ -936,6 +939,27 @@ func (a *Allocator) explainSmall(addr, off uintptr) *Report {
 		return a.newReport(Overflow, "fault", p, slot, c, soff, hd, "an access past the end of a block")
 	}
 	return nil
+}
+
+// explainTail explains a fault in the PROT_NONE tail of a committed slab
+// (see slabCommit): a linear overflow out of the slab's last slot gets
+// there first, so the report is about that block when it is live.
+func (a *Allocator) explainTail(addr, off uintptr) *Report {
+	c := int(off>>classShift) % numClasses
+	coff := uint64(off & (classRegion - 1))
+	if coff >= a.classes[c].committed.Load() {
+		return nil
+	}
+	stride := uint64(classSize[c] + headerSize)
+	last := coff&^(uint64(1)<<classSlabShift[c]-1) + (uint64(classSlots[c])-1)*stride
+	slot := a.slotAt(c, uint32(last))
+	old := loadHeader(slot)
+	hd, ok := a.decode(slot, old)
+	if !ok || hd.state != stateAllocated {
+		return nil
+	}
+	return a.newReport(Overflow, "fault", unsafe.Add(a.base, off), slot, c, uint32(last), hd,
+		"an access past the end of the last block of a slab, into the slab's unused tail")
 }
 
 func (a *Allocator) explainZero(addr uintptr) *Report {

@@ -43,3 +43,40 @@ func TestSlabTailNotCommitted(t *testing.T) {
 		t.Fatal("the slab tail past the committed pages is readable")
 	}
 }
+
+// TestSlabTailFaultExplained: a linear overflow out of a slab's last slot
+// faults in the uncommitted tail, and Explain blames that block.
+func TestSlabTailFaultExplained(t *testing.T) {
+	var got []*Report
+	a, err := New(Options{Seed: 1, StackDepth: -1, OnReport: func(r *Report) { got = append(got, r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	front, rear := a.pads()
+	n := 60000 - front - rear
+	c := sizeClass(uintptr(n + front + rear))
+	var last []byte
+	for range classSlots[c] {
+		b, err := a.Alloc(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Free(b)
+		if last == nil || uintptr(unsafe.Pointer(&b[0])) > uintptr(unsafe.Pointer(&last[0])) {
+			last = b
+		}
+	}
+	used := uintptr(classSlots[c]) * uintptr(classSize[c]+headerSize)
+	tail := unsafe.Add(a.base, classBase(c)+alignUp(used, pageSize))
+	r := a.CatchFault(func() { *(*byte)(tail) = 1 })
+	if r == nil {
+		t.Fatal("a write into the slab tail did not fault")
+	}
+	if r.Kind != Overflow || r.Size != n || r.Block != uintptr(unsafe.Pointer(&last[0])) {
+		t.Fatalf("got %v (block %#x, size %d), want an Overflow of the %d-byte block at %#x", r.Kind, r.Block, r.Size, n, uintptr(unsafe.Pointer(&last[0])))
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d reports, want 1", len(got))
+	}
+}
