@@ -143,6 +143,20 @@ func (a *Allocator) allCaches() []*cache {
 	return append(a.caches[:len(a.caches):len(a.caches)], a.spare)
 }
 
+// pop takes a free slot of class c from the cache (pinned or locked),
+// counting an n-byte allocation; false if it has none.
+func (pc *cache) pop(c, n int) (uint32, bool) {
+	k := pc.n[c]
+	if k == 0 {
+		return 0, false
+	}
+	k--
+	pc.n[c] = k
+	pc.allocs[c]++
+	pc.requested += int64(n)
+	return pc.free[c][k], true
+}
+
 // qBatch is the most freed blocks a P batches for the quarantine.
 const qBatch = 32
 
@@ -273,7 +287,7 @@ func (a *Allocator) alloc(op string, n, align int) ([]byte, error) {
 	if need <= maxSmall && front+align-16 <= maxHdrOffset {
 		c := sizeClass(need)
 		for {
-			c, off, err := a.popSlot(c, n)
+			c, off, seq, err := a.popSlot(c, n)
 			if err != nil {
 				if errors.Is(err, errClassFull) {
 					break // fall back to a large block
@@ -282,7 +296,7 @@ func (a *Allocator) alloc(op string, n, align int) ([]byte, error) {
 			}
 			slot := a.slotAt(c, off)
 			payOff := alignUp(uintptr(slot)+headerSize+uintptr(front), uintptr(align)) - uintptr(slot) - headerSize
-			if b := a.finishSmall(c, off, n, payOff); b != nil {
+			if b := a.finishSmall(c, off, n, payOff, seq); b != nil {
 				return b, nil
 			}
 			// The slot's header was damaged while it was free: it has been
@@ -307,9 +321,13 @@ var errClassFull = errors.New("size class region exhausted")
 // P's cache if it has one, else a batch from the class's central list;
 // when that is empty, one free slot of a slightly larger class (spill)
 // before carving a new slab. It returns the class of the slot it took.
-func (a *Allocator) popSlot(c int, n int) (int, uint32, error) {
-	if off, ok := a.popFast(c, n); ok {
-		return c, off, nil
+func (a *Allocator) popSlot(c int, n int) (int, uint32, uint64, error) {
+	if Enabled {
+		if off, seq, ok := a.popFastSeq(c, n); ok {
+			return c, off, seq, nil
+		}
+	} else if off, ok := a.popFast(c, n); ok {
+		return c, off, 0, nil
 	}
 
 	var batch [cacheCap]uint32
@@ -319,8 +337,8 @@ func (a *Allocator) popSlot(c int, n int) (int, uint32, error) {
 	k, err := a.take(c, batch[:want], false)
 	if err == nil && k == 0 {
 		cl.mu.Unlock()
-		if d, off, ok := a.spill(c, n); ok {
-			return d, off, nil
+		if d, off, seq, ok := a.spill(c, n); ok {
+			return d, off, seq, nil
 		}
 		cl.mu.Lock()
 		k, err = a.take(c, batch[:want], true)
@@ -344,7 +362,7 @@ func (a *Allocator) popSlot(c int, n int) (int, uint32, error) {
 	}
 	cl.mu.Unlock()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 
 	// Keep one, stock this P's cache with the rest.
@@ -363,7 +381,7 @@ func (a *Allocator) popSlot(c int, n int) (int, uint32, error) {
 		a.put(c, batch[:k-m])
 		cl.mu.Unlock()
 	}
-	return c, off, nil
+	return c, off, 0, nil // hardened builds take the sequence number in armSmall
 }
 
 // Spilling: a class whose free slots have all been handed out borrows one
@@ -385,13 +403,13 @@ const (
 // from this P's cache or the class's central list, without reviving a
 // purged slab. Always-quarantined classes (thread capsules) never spill:
 // their blocks must stay in their own class.
-func (a *Allocator) spill(c, n int) (int, uint32, bool) {
+func (a *Allocator) spill(c, n int) (int, uint32, uint64, bool) {
 	if a.always[c] {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	for d := c + 1; d < numClasses && d <= c+spillClasses && float64(classSize[d]) <= spillRatio*float64(classSize[c]); d++ {
 		if off, ok := a.popFast(d, n); ok {
-			return d, off, true
+			return d, off, 0, true
 		}
 		var one [1]uint32
 		cl := &a.classes[d]
@@ -403,10 +421,10 @@ func (a *Allocator) spill(c, n int) (int, uint32, bool) {
 			pc.allocs[d]++
 			pc.requested += int64(n)
 			a.unpin(pc)
-			return d, one[0], true
+			return d, one[0], 0, true
 		}
 	}
-	return 0, 0, false
+	return 0, 0, 0, false
 }
 
 // pushSlot returns a free slot to this P's cache, spilling half the cache
@@ -502,7 +520,7 @@ func (a *Allocator) reserve(n int64) error {
 // finishSmall writes the header of a slot just taken from a free list and
 // returns its zeroed payload, or nil if the slot's header shows it was
 // damaged while free (reported; the slot is dropped).
-func (a *Allocator) finishSmall(c int, off uint32, n int, payOff uintptr) []byte {
+func (a *Allocator) finishSmall(c int, off uint32, n int, payOff uintptr, seq uint64) []byte {
 	slot := a.slotAt(c, off)
 	// Release builds trust a free slot's header (the free list is out of
 	// band, so a damaged free header cannot redirect anything); hardened
@@ -520,7 +538,7 @@ func (a *Allocator) finishSmall(c int, off uint32, n int, payOff uintptr) []byte
 	if Enabled {
 		// Canaries go in before the header says "allocated", so a
 		// concurrent Check never sees a half-armed block.
-		return a.armSmall(c, off, slot, n, payOff)
+		return a.armSmall(c, off, slot, n, payOff, seq)
 	}
 	return a.publishSmall(slot, c, n, payOff)
 }

@@ -256,7 +256,7 @@ func slice(p unsafe.Pointer, n uintptr) []byte { return unsafe.Slice((*byte)(p),
 
 // armSmall zeroes the payload, fills both redzones with the canary,
 // records the allocation site, then publishes the header.
-func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, payOff uintptr) []byte {
+func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, payOff uintptr, seq uint64) []byte {
 	h := a.h
 	body := unsafe.Add(slot, headerSize)
 	end := uintptr(classSize[c])
@@ -271,7 +271,10 @@ func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, pay
 	redzone.FillRear(slice(rear, end-payOff-uintptr(n)), uintptr(rear), w)
 
 	rec := a.rec(c, soff)
-	g, seq, st := a.site(rec.freeSeq)
+	if seq == 0 { // not taken when the slot was popped (slow paths)
+		seq = a.nextSeq(rec.freeSeq)
+	}
+	g, st := a.who()
 	closeMeta := h.guard.open(unsafe.Pointer(rec))
 	*rec = siteRec{allocSeq: seq, allocG: g, allocStack: st}
 	closeMeta()

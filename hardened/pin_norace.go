@@ -55,19 +55,30 @@ func (c *cache) unlockForRead() {}
 func (a *Allocator) popFast(c, n int) (uint32, bool) {
 	pid := procPin()
 	if uint(pid) < uint(len(a.caches)) {
-		pc := a.caches[pid]
-		if k := pc.n[c]; k > 0 {
-			k--
-			off := pc.free[c][k]
-			pc.n[c] = k
-			pc.allocs[c]++
-			pc.requested += int64(n)
+		if off, ok := a.caches[pid].pop(c, n); ok {
 			procUnpin()
 			return off, true
 		}
 	}
 	procUnpin()
 	return 0, false
+}
+
+// popFastSeq is popFast for hardened builds: it also takes the
+// allocation's sequence number under the same pin (one pin instead of
+// two per Alloc).
+func (a *Allocator) popFastSeq(c, n int) (uint32, uint64, bool) {
+	pid := procPin()
+	if uint(pid) < uint(len(a.caches)) {
+		pc := a.caches[pid]
+		if off, ok := pc.pop(c, n); ok {
+			seq := a.takeSeq(pc, a.rec(c, off).freeSeq)
+			procUnpin()
+			return off, seq, true
+		}
+	}
+	procUnpin()
+	return 0, 0, false
 }
 
 // pushFast pushes a freed slot onto this P's cache if it has room.

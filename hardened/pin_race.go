@@ -29,14 +29,17 @@ func (c *cache) unlockForRead() { c.mu.Unlock() }
 func (a *Allocator) popFast(c, n int) (uint32, bool) {
 	pc := a.pin()
 	defer a.unpin(pc)
-	if k := pc.n[c]; k > 0 {
-		k--
-		pc.n[c] = k
-		pc.allocs[c]++
-		pc.requested += int64(n)
-		return pc.free[c][k], true
+	return pc.pop(c, n)
+}
+
+func (a *Allocator) popFastSeq(c, n int) (uint32, uint64, bool) {
+	pc := a.pin()
+	defer a.unpin(pc)
+	off, ok := pc.pop(c, n)
+	if !ok {
+		return 0, 0, false
 	}
-	return 0, false
+	return off, a.takeSeq(pc, a.rec(c, off).freeSeq), true
 }
 
 func (a *Allocator) pushFast(c int, off uint32, size int) bool {
