@@ -921,7 +921,7 @@ func (a *Allocator) explainSmall(addr, off uintptr) *Report {
 	slot, c, soff, ok := a.locate(off)
 	p := unsafe.Add(a.base, off)
 	if !ok {
-		if r := a.explainTail(addr, off); r != nil {
+		if r := a.explainTail(off, c); r != nil {
 			return r
 		}
 		return &Report{Kind: Overflow, Op: "fault", Addr: addr, Size: -1, Class: int(off >> classShift),
@@ -947,8 +947,7 @@ func (a *Allocator) explainSmall(addr, off uintptr) *Report {
 // explainTail explains a fault in the PROT_NONE tail of a committed slab
 // (see slabCommit): a linear overflow out of the slab's last slot gets
 // there first, so the report is about that block when it is live.
-func (a *Allocator) explainTail(addr, off uintptr) *Report {
-	c := int(off>>classShift) % numClasses
+func (a *Allocator) explainTail(off uintptr, c int) *Report {
 	coff := uint64(off & (classRegion - 1))
 	if coff >= a.classes[c].committed.Load() {
 		return nil

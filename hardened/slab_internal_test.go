@@ -6,23 +6,32 @@ import (
 	"unsafe"
 )
 
+// tailClass returns a new allocator (closed by t's cleanup), a request
+// size n whose class c has at least a page of slab tail, and the bytes
+// that class's slots span in a slab.
+func tailClass(t *testing.T, opts Options) (a *Allocator, n, c int, used uintptr) {
+	t.Helper()
+	opts.Seed, opts.StackDepth = 1, -1
+	a, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	front, rear := a.pads()
+	n = 60000 - front - rear
+	c = sizeClass(uintptr(n + front + rear))
+	used = uintptr(classSlots[c]) * uintptr(classSize[c]+headerSize)
+	if uintptr(1)<<classSlabShift[c]-used < pageSize {
+		t.Fatalf("class %d has no page of tail to test with", c)
+	}
+	return a, n, c, used
+}
+
 // TestSlabTailNotCommitted: a slab commits its slots rounded up to a page,
 // not its whole power-of-two span. The tail is not counted as mapped,
 // and touching it faults.
 func TestSlabTailNotCommitted(t *testing.T) {
-	a, err := New(Options{Seed: 1, StackDepth: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	front, rear := a.pads()
-	n := 60000 - front - rear
-	c := sizeClass(uintptr(n + front + rear))
-	slab := uintptr(1) << classSlabShift[c]
-	used := uintptr(classSlots[c]) * uintptr(classSize[c]+headerSize)
-	if slab-used < pageSize {
-		t.Fatalf("class %d has no page of tail to test with", c)
-	}
+	a, n, c, used := tailClass(t, Options{})
 	b, err := a.Alloc(n)
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +39,7 @@ func TestSlabTailNotCommitted(t *testing.T) {
 	defer a.Free(b)
 	want := int64(alignUp(used, pageSize))
 	if got := a.Stats().Mapped; got != want {
-		t.Fatalf("Mapped = %d after one %d-byte block, want %d (slots rounded to a page; the slab is %d)", got, n, want, slab)
+		t.Fatalf("Mapped = %d after one %d-byte block, want %d (slots rounded to a page; the slab is %d)", got, n, want, 1<<classSlabShift[c])
 	}
 	tail := unsafe.Add(a.base, classBase(c)+uintptr(want))
 	faulted := func() (f bool) {
@@ -48,14 +57,7 @@ func TestSlabTailNotCommitted(t *testing.T) {
 // faults in the uncommitted tail, and Explain blames that block.
 func TestSlabTailFaultExplained(t *testing.T) {
 	var got []*Report
-	a, err := New(Options{Seed: 1, StackDepth: -1, OnReport: func(r *Report) { got = append(got, r) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	front, rear := a.pads()
-	n := 60000 - front - rear
-	c := sizeClass(uintptr(n + front + rear))
+	a, n, c, used := tailClass(t, Options{OnReport: func(r *Report) { got = append(got, r) }})
 	var last []byte
 	for range classSlots[c] {
 		b, err := a.Alloc(n)
@@ -67,7 +69,6 @@ func TestSlabTailFaultExplained(t *testing.T) {
 			last = b
 		}
 	}
-	used := uintptr(classSlots[c]) * uintptr(classSize[c]+headerSize)
 	tail := unsafe.Add(a.base, classBase(c)+alignUp(used, pageSize))
 	r := a.CatchFault(func() { *(*byte)(tail) = 1 })
 	if r == nil {
