@@ -146,7 +146,7 @@ func (a *Allocator) purge(c, s int) {
 
 // slabCommit is the length of the prefix of each class's slab that is
 // made accessible: its slots, rounded up to a page. The rest of the
-// power-of-two slab (up to one slot less a byte, 6% of a 1 MiB slab of
+// power-of-two slab (up to one slot less a byte, 12% of the 512 KiB slab of
 // 64 KiB slots) stays PROT_NONE, so it costs no memory, is not counted as
 // mapped, and faults if an overflow out of the last slot runs that far.
 var slabCommit = func() (sc [numClasses]uintptr) {
