@@ -81,3 +81,33 @@ func TestSlabTailFaultExplained(t *testing.T) {
 		t.Fatalf("%d reports, want 1", len(got))
 	}
 }
+
+// TestSlabSizes pins the rule mkclasses.go sizes slabs by: the smallest
+// power of two (16 KiB at least) that holds four slots whose page-rounded
+// extent, the part committed, is at most 1/16 rounding. Slabs larger than
+// that hold more slots and empty less often (more memory held in
+// partly used slabs); smaller ones would waste committed memory.
+func TestSlabSizes(t *testing.T) {
+	fits := func(c int, slab uintptr) bool {
+		stride := uintptr(classSize[c] + headerSize)
+		n := slab / stride
+		commit := alignUp(n*stride, pageSize)
+		return n >= 4 && (commit-n*stride)*16 <= commit
+	}
+	for c := range numClasses {
+		slab := uintptr(1) << classSlabShift[c]
+		stride := uintptr(classSize[c] + headerSize)
+		if uintptr(classSlots[c]) != slab/stride {
+			t.Errorf("class %d: %d slots in a %d-byte slab of stride %d", c, classSlots[c], slab, stride)
+		}
+		if !fits(c, slab) {
+			t.Errorf("class %d: slab %d holds %d slots, committed %d", c, slab, classSlots[c], slabCommit[c])
+		}
+		if slab > 16<<10 && fits(c, slab/2) {
+			t.Errorf("class %d: slab %d, but %d would do", c, slab, slab/2)
+		}
+	}
+	if last := numClasses - 1; classSlots[last] > 8 {
+		t.Errorf("largest class: %d slots per slab, want a handful", classSlots[last])
+	}
+}
