@@ -763,7 +763,7 @@ func (a *Allocator) zeroLeaks(op string) []*Report {
 	for off, zb := range z.live {
 		if !zb.freed {
 			out = append(out, &Report{Kind: Leak, Op: op, Addr: base + off, Block: base + off, Class: -1,
-				Alloc: zb.alloc, Detail: "a 0-byte block still allocated at Close"})
+				Alloc: zb.alloc, Detail: "a 0-byte block still allocated at " + op})
 		}
 	}
 	return out
