@@ -3,6 +3,8 @@ package hardened_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/hardalloc/hardalloc/hardened"
@@ -20,9 +22,15 @@ func newBench(b *testing.B) *hardened.Allocator {
 	return a
 }
 
-// benchStackDepth is overridden by the HARDALLOC_BENCH_STACKS environment
-// variable in hardened builds (see bench_env_test.go).
-var benchStackDepth = -1
+// benchStackDepth is the benchmarks' Options.StackDepth: -1, no stacks
+// (goroutine and sequence number only), unless the HARDALLOC_BENCH_STACKS
+// environment variable gives another (0: the default 16 frames).
+var benchStackDepth = func() int {
+	if d, err := strconv.Atoi(os.Getenv("HARDALLOC_BENCH_STACKS")); err == nil {
+		return d
+	}
+	return -1
+}()
 
 // BenchmarkAllocFree measures one Alloc+Free pair per op.
 func BenchmarkAllocFree(b *testing.B) {
