@@ -337,30 +337,30 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	rec := a.rec(c, soff)
 	g, st := a.who()
 	a.profileRemove(uintptr(slot) + headerSize + hd.off)
-	if h.noBudget && !a.always[c] {
-		// No quarantine: the slot is reused at once, so poison would be
-		// overwritten before anything could check it. Record the free
-		// and recycle the slot as release builds do.
-		closeMeta := h.guard.open(unsafe.Pointer(rec))
-		pc := a.pin()
-		rec.freeSeq, rec.freeG, rec.freeStack = a.takeSeq(pc, rec.allocSeq), g, st
+	// Without a quarantine budget the slot is reused at once, so poison
+	// would be overwritten before anything could check it: the free is
+	// recorded and the slot recycled as release builds do.
+	quarantined := !h.noBudget || a.always[c]
+	if quarantined {
+		body := unsafe.Add(slot, headerSize)
+		redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), redzone.Poison(h.poisonKey, uintptr(slot)))
+	}
+
+	// One pin for the sequence number, the record, the state change and
+	// this P's quarantine batch (lock-free; a full batch goes to the
+	// shared quarantine under one lock acquisition). The metadata guard
+	// may take a lock, so it is opened before.
+	closeMeta := h.guard.open(unsafe.Pointer(rec))
+	pc := a.pin()
+	rec.freeSeq, rec.freeG, rec.freeStack = a.takeSeq(pc, rec.allocSeq), g, st
+	if !quarantined {
 		a.unpin(pc)
 		closeMeta()
 		storeRelease(hdrWord(slot), restate(old, stateFree))
 		a.pushSlot(c, soff, hd.size)
 		return true
 	}
-	body := unsafe.Add(slot, headerSize)
-	redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), redzone.Poison(h.poisonKey, uintptr(slot)))
-
-	// One pin for the sequence number, the record, the state change and
-	// this P's quarantine batch (lock-free; a full batch goes to the
-	// shared quarantine under one lock acquisition). The metadata guard
-	// may take a lock, so it is opened before.
 	it := quarantine.Item{Class: c, ID: uint64(soff), Bytes: int64(classSize[c] + headerSize)}
-	closeMeta := h.guard.open(unsafe.Pointer(rec))
-	pc := a.pin()
-	rec.freeSeq, rec.freeG, rec.freeStack = a.takeSeq(pc, rec.allocSeq), g, st
 	storeRelease(hdrWord(slot), restate(old, stateQuarantined))
 	pc.frees[c]++
 	pc.requested -= int64(hd.size)
@@ -701,16 +701,13 @@ func (a *Allocator) allocZero() []byte {
 func (a *Allocator) freeZero(op string, p unsafe.Pointer) bool {
 	z := &a.h.zero
 	off := uintptr(p) - uintptr(unsafe.Pointer(&z.mem[0]))
-	g, seq, st := a.site(0)
+	g, st := a.who()
 	z.mu.Lock()
 	zb := z.live[off]
 	r := zeroMisuse(op, p, zb, DoubleFree, "the 0-byte block is already free")
 	if r == nil {
-		if seq <= zb.alloc.Seq { // allocated from another P's batch
-			seq = a.nextSeq(zb.alloc.Seq)
-		}
 		zb.freed = true
-		zb.free = a.siteOf(g, seq, st)
+		zb.free = a.siteOf(g, a.nextSeq(zb.alloc.Seq), st)
 		z.freed = append(z.freed, off)
 		a.profileRemove(uintptr(p))
 	}

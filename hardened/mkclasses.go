@@ -38,6 +38,10 @@ const (
 	minSlots   = 4
 )
 
+// committed is what a slab of n slots of stride bytes commits: the slots,
+// rounded up to a page (slabCommit in central.go).
+func committed(n, stride int) int { return (n*stride + pageSize - 1) &^ (pageSize - 1) }
+
 type class struct {
 	size, stride, slab, slots int
 	commit                    int
@@ -61,8 +65,7 @@ func main() {
 		slab := minSlab
 		for ; slab <= maxSlab; slab *= 2 {
 			n := slab / stride
-			commit := (n*stride + pageSize - 1) &^ (pageSize - 1)
-			if n >= minSlots && (commit-n*stride)*16 <= commit {
+			if commit := committed(n, stride); n >= minSlots && (commit-n*stride)*16 <= commit {
 				break
 			}
 		}
@@ -70,7 +73,7 @@ func main() {
 			slab = maxSlab
 		}
 		n := slab / stride
-		commit := (n*stride + pageSize - 1) &^ (pageSize - 1)
+		commit := committed(n, stride)
 		// Worst case: a request of prev+1 bytes in this class, with the
 		// committed bytes past the last slot spread over the slots.
 		used := prev + 1

@@ -30,13 +30,13 @@ func NewShards(n, classes int, budget int64, seed uint64) *Shards {
 	for i := range s.shards {
 		// Each shard may hold the whole budget; the shared count is
 		// what is enforced (PushAll).
-		s.shards[i] = New(classes, s.budget, seed+uint64(i)*0x9e3779b97f4a7c15)
+		s.shards[i] = New(classes, s.budget, shardSeed(seed, i))
 	}
 	return s
 }
 
-// Len returns the number of shards.
-func (s *Shards) Len() int { return len(s.shards) }
+// shardSeed is shard i's placement seed.
+func shardSeed(seed uint64, i int) uint64 { return seed + uint64(i)*0x9e3779b97f4a7c15 }
 
 // SetAlways makes class c always quarantined, outside the budget.
 func (s *Shards) SetAlways(c int) {
@@ -125,7 +125,7 @@ func (s *Shards) Count() (items int, bytes int64) {
 func (s *Shards) Reset(budget int64, seed uint64) {
 	s.budget = max(budget, 0)
 	for i, q := range s.shards {
-		q.Reset(s.budget, seed+uint64(i)*0x9e3779b97f4a7c15)
+		q.Reset(s.budget, shardSeed(seed, i))
 		s.held[i].Store(0)
 	}
 	s.bytes.Store(0)
