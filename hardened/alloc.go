@@ -101,7 +101,7 @@ type Allocator struct {
 	handed [(numClasses + 63) / 64]atomic.Uint64
 	closed atomic.Bool
 
-	rng *rand.ChaCha8 // used only while New runs
+	rng *rand.ChaCha8 // used only while New and Reset run
 
 	h *hardState // nil unless Enabled
 }

@@ -1,9 +1,6 @@
 package hardened
 
-import (
-	"encoding/binary"
-	"math/rand/v2"
-)
+import "encoding/binary"
 
 // Reset verifies the allocator as Close does (corruption reported, every
 // live block reported as a Leak and returned, joined), then returns it to
@@ -51,7 +48,7 @@ func (a *Allocator) Reset(seed uint64) error {
 	a.dropLarge(true)
 
 	a.opts.Seed = seed
-	a.rng = rand.NewChaCha8(seedBytes(seed))
+	a.rng.Seed(seedBytes(seed)) // in place: NewChaCha8 allocates per Reset
 	a.secret = a.rng.Uint64()
 	if Enabled {
 		a.resetHardened()
