@@ -163,8 +163,7 @@ func decodeSize(sel byte, raw uint32) int {
 // (modulo 20), the low 24 bits a value taken modulo 1<<e, capped at
 // MaxSize. encodeSize is its inverse.
 func exactSize(raw uint32) int {
-	e := int(raw>>24) % 20
-	return min(int(raw&0xffffff)%(1<<e), MaxSize)
+	return min(belowPow2(raw, 20), MaxSize)
 }
 
 // encodeSize returns raw with exactSize(raw) == n, for 0 <= n <= MaxSize.
@@ -177,8 +176,15 @@ func encodeSize(n int) uint32 {
 // fraction of the bytes a uniform draw would make each op touch (zeroing,
 // the model's checks and hardened builds' poison all cost per byte).
 func logUniform(raw uint32, bits int) int {
-	e := int(raw>>24) % (bits + 1)
-	return 1 + int(raw&0xffffff)%(1<<e)
+	return 1 + belowPow2(raw, bits+1)
+}
+
+// belowPow2 is the decoding exactSize and logUniform share: the top byte
+// of raw picks an exponent e modulo exps, the low 24 bits a value modulo
+// 1<<e.
+func belowPow2(raw uint32, exps int) int {
+	e := int(raw>>24) % exps
+	return int(raw&0xffffff) % (1 << e)
 }
 
 // Encode turns a program back into input bytes that Decode(…, mix)

@@ -152,9 +152,21 @@ func (pc *cache) pop(c, n int) (uint32, bool) {
 	}
 	k--
 	pc.n[c] = k
+	pc.noteAlloc(c, n)
+	return pc.free[c][k], true
+}
+
+// noteAlloc counts an n-byte allocation of class c on this cache's P
+// (pinned or locked); Stats sums the caches.
+func (pc *cache) noteAlloc(c, n int) {
 	pc.allocs[c]++
 	pc.requested += int64(n)
-	return pc.free[c][k], true
+}
+
+// noteFree counts the free of a size-byte block of class c.
+func (pc *cache) noteFree(c, size int) {
+	pc.frees[c]++
+	pc.requested -= int64(size)
 }
 
 // qBatch is the most freed blocks a P batches for the quarantine.
@@ -369,8 +381,7 @@ func (a *Allocator) popSlot(c int, n int) (int, uint32, uint64, error) {
 	k--
 	off := batch[k]
 	pc := a.pin()
-	pc.allocs[c]++
-	pc.requested += int64(n)
+	pc.noteAlloc(c, n)
 	room := int(a.ccap[c]) - int(pc.n[c])
 	m := min(room, k)
 	copy(pc.free[c][pc.n[c]:], batch[k-m:k])
@@ -418,8 +429,7 @@ func (a *Allocator) spill(c, n int) (int, uint32, uint64, bool) {
 		cl.mu.Unlock()
 		if k == 1 {
 			pc := a.pin()
-			pc.allocs[d]++
-			pc.requested += int64(n)
+			pc.noteAlloc(d, n)
 			a.unpin(pc)
 			return d, one[0], 0, true
 		}
@@ -432,8 +442,7 @@ func (a *Allocator) spill(c, n int) (int, uint32, uint64, bool) {
 func (a *Allocator) pushSlot(c int, off uint32, size int) {
 	pc := a.pin()
 	if size >= 0 { // size -1: already counted as freed (hardened quarantine)
-		pc.frees[c]++
-		pc.requested -= int64(size)
+		pc.noteFree(c, size)
 	}
 	k := pc.n[c]
 	if bug(bugDoublePush) && (off>>4)%16 == 0 && k+1 < a.ccap[c] {
@@ -470,8 +479,7 @@ func (a *Allocator) pushSlot(c int, off uint32, size int) {
 // countFree counts a free of a size-byte block without recycling its slot.
 func (a *Allocator) countFree(c int, size int) {
 	pc := a.pin()
-	pc.frees[c]++
-	pc.requested -= int64(size)
+	pc.noteFree(c, size)
 	a.unpin(pc)
 }
 

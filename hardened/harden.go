@@ -362,8 +362,7 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	}
 	it := quarantine.Item{Class: c, ID: uint64(soff), Bytes: int64(classSize[c] + headerSize)}
 	storeRelease(hdrWord(slot), restate(old, stateQuarantined))
-	pc.frees[c]++
-	pc.requested -= int64(hd.size)
+	pc.noteFree(c, hd.size)
 	if pc.qn < len(pc.qpend) && pc.qbytes+it.Bytes <= h.pendCap {
 		pc.qpend[pc.qn] = it
 		pc.qn++

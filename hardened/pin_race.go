@@ -51,8 +51,7 @@ func (a *Allocator) pushFast(c int, off uint32, size int) bool {
 	if k := pc.n[c]; k < a.ccap[c] {
 		pc.free[c][k] = off
 		pc.n[c] = k + 1
-		pc.frees[c]++
-		pc.requested -= int64(size)
+		pc.noteFree(c, size)
 		return true
 	}
 	return false
