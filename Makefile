@@ -1,21 +1,29 @@
 # hardalloc: `make fuzz` is the main job, `make test` the whole test suite.
 GO       ?= go
+# Tools are built from the versions pinned in tools/go.mod into .bin/, so a
+# fresh clone needs only Go (and, for `make libfuzzer`, Debian's clang).
+BIN      := $(CURDIR)/.bin
+export PATH := $(BIN):$(PATH)
 FUZZTIME ?= 20s
 TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
 TAGS     ?= hardened
 
-.PHONY: test fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer
+.PHONY: test fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
 
 # Every check CI runs: formatting, vet, staticcheck, and the tests (seed
 # corpora included) with and without the race detector and -tags hardened.
-test: lint nightly-smoke gofuzz-smoke
+test: tools lint nightly-smoke gofuzz-smoke
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./...
 	$(GO) test -count=1 -tags hardened ./...
 	$(GO) test -count=1 -race -tags hardened ./...
 	$(GO) test -count=1 -tags hardened,faultinject ./thread/ ./fuzz/
 
-lint:
+# staticcheck, actionlint, go-fuzz and go-fuzz-build at their pinned versions.
+tools:
+	cd tools && GOBIN=$(BIN) $(GO) install tool
+
+lint: tools
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 	$(GO) vet ./...
 	$(GO) vet -tags hardened ./...
@@ -39,12 +47,12 @@ seeded:
 
 # A dvyukov/go-fuzz coordinator and two workers on loopback: the corpus and
 # the exec count must grow.
-gofuzz-smoke:
+gofuzz-smoke: tools
 	DURATION=8 WORKERS=2 scripts/gofuzz-cluster.sh
 
 # A libFuzzer build of the go-fuzz entry points (clang from Debian), run
 # for DURATION seconds.
-libfuzzer:
+libfuzzer: tools
 	DURATION=$(or $(DURATION),20) scripts/libfuzzer.sh
 
 # Regenerate the seed corpora from readable Go programs.

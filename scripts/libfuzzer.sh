@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds a libFuzzer binary of a package-fuzz entry point with
-# go-fuzz-build -libfuzzer and Debian's clang (installed if missing), then
+# go-fuzz-build -libfuzzer (from tools/go.mod: run it through `make
+# libfuzzer`) and clang (Debian: apt-get install clang), then
 # runs it for DURATION seconds (default 20) on CORPUS and checks that it executed
 # inputs and grew the corpus. FUNC picks the entry point (default
 # FuzzAllocFree). Extra arguments go to the libFuzzer binary.
@@ -10,13 +11,12 @@ FUNC=${FUNC:-FuzzAllocFree}
 DURATION=${DURATION:-20}
 out=${OUT:-$(mktemp -d)}
 corpus=${CORPUS:-$out/corpus}
-export PATH="$PATH:$(go env GOPATH)/bin"
-if ! command -v clang >/dev/null; then
-	apt-get update -qq && apt-get install -y -qq clang >/dev/null
-fi
-if ! command -v go-fuzz-build >/dev/null; then
-	go install "github.com/dvyukov/go-fuzz/go-fuzz-build@$(go list -m -f '{{.Version}}' github.com/dvyukov/go-fuzz)"
-fi
+for tool in clang go-fuzz-build; do
+	if ! command -v "$tool" >/dev/null; then
+		echo "libfuzzer.sh needs $tool on PATH: clang from your OS (Debian: apt-get install clang), go-fuzz-build through 'make libfuzzer' (tools/go.mod)" >&2
+		exit 2
+	fi
+done
 mkdir -p "$corpus"
 go-fuzz-build -libfuzzer -func "$FUNC" -o "$out/$FUNC.a" ./fuzz
 clang -fsanitize=fuzzer "$out/$FUNC.a" -o "$out/$FUNC-libfuzzer"
