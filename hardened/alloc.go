@@ -3,6 +3,7 @@ package hardened
 import (
 	crand "crypto/rand"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -23,10 +24,16 @@ type Options struct {
 	// canary and poison keys, quarantine picks), so a run replays exactly.
 	// Zero seeds from crypto/rand.
 	Seed uint64
-	// OnReport receives every detected bug. Nil means: panic with *Error.
-	// The allocator is usable again after OnReport returns; the block
-	// concerned is never reused.
+	// OnReport receives every detected bug. Nil means: print the whole
+	// report (Report.String) to ReportOutput, then panic with *Error, the
+	// way AddressSanitizer prints before it aborts. The allocator is usable
+	// again after OnReport returns; the block concerned is never reused.
 	OnReport func(*Report)
+	// ReportOutput is where the default OnReport prints reports and where
+	// Close prints the leaks it finds when OnReport is nil. Nil means
+	// os.Stderr; io.Discard keeps both quiet (Close still returns the
+	// leaks).
+	ReportOutput io.Writer
 	// Redzone is the minimum number of bytes between the header and the
 	// payload, and after the payload, in hardened builds (rounded up to 16;
 	// 0 means 16; negative means none beyond the size-class slack).
@@ -100,6 +107,7 @@ type Allocator struct {
 	// list, cleared by Reset: walks and Reset visit only those classes.
 	handed [(numClasses + 63) / 64]atomic.Uint64
 	closed atomic.Bool
+	holds  sync.WaitGroup // Hold: users Close waits for
 
 	rng *rand.ChaCha8 // used only while New and Reset run
 
@@ -177,7 +185,10 @@ const qBatch = 32
 func New(opts Options) (*Allocator, error) {
 	a := &Allocator{opts: opts, report: opts.OnReport}
 	if a.report == nil {
-		a.report = func(r *Report) { panic(&Error{Report: r}) }
+		a.report = func(r *Report) {
+			a.print(r.String())
+			panic(&Error{Report: r})
+		}
 	}
 	var seed [32]byte
 	if opts.Seed != 0 {
@@ -320,6 +331,16 @@ func (a *Allocator) alloc(op string, n, align int) ([]byte, error) {
 		return nil, &OpError{Op: op, Size: n, Align: align, Err: err}
 	}
 	return b, nil
+}
+
+// Hold registers a user of the allocator's memory that runs on its own,
+// such as package thread's workers, which touch their launch capsule after
+// the owner has let go: Close waits until every hold is released, so it
+// never unmaps memory under a running goroutine. release may be called
+// more than once; only the first call counts.
+func (a *Allocator) Hold() (release func()) {
+	a.holds.Add(1)
+	return sync.OnceFunc(a.holds.Done)
 }
 
 // maxAllocSize bounds requests so that size arithmetic cannot overflow.

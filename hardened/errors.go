@@ -33,11 +33,16 @@ type OpError struct {
 	Err   error  // one of the Err* sentinels, possibly wrapping an OS error
 }
 
+// Error reads like the call that failed: "hardalloc: AllocAligned(100, 3):
+// invalid alignment", "hardalloc: Close: allocator is closed".
 func (e *OpError) Error() string {
-	if e.Align != 0 {
-		return fmt.Sprintf("hardalloc: %s(%d, align %d): %v", e.Op, e.Size, e.Align, e.Err)
+	switch e.Op {
+	case "AllocAligned":
+		return fmt.Sprintf("hardalloc: %s(%d, %d): %v", e.Op, e.Size, e.Align, e.Err)
+	case "Alloc", "Realloc":
+		return fmt.Sprintf("hardalloc: %s(%d): %v", e.Op, e.Size, e.Err)
 	}
-	return fmt.Sprintf("hardalloc: %s(%d): %v", e.Op, e.Size, e.Err)
+	return fmt.Sprintf("hardalloc: %s: %v", e.Op, e.Err)
 }
 
 func (e *OpError) Unwrap() error { return e.Err }

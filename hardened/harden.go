@@ -984,7 +984,20 @@ func (a *Allocator) explainZero(addr uintptr) *Report {
 // goes to OnReport and is returned; any other panic propagates unchanged.
 // Hardened builds make most bad accesses to large blocks, freed large
 // blocks, 0-byte blocks and protected metadata fault.
-func (a *Allocator) CatchFault(fn func()) (r *Report) {
+func (a *Allocator) CatchFault(fn func()) *Report {
+	if r := a.catch(fn); r != nil {
+		// Reported once the recovery has finished, so that a panicking
+		// OnReport (the default) panics with the report alone, not under
+		// the fault's "[recovered]" header.
+		a.report(r)
+		return r
+	}
+	return nil
+}
+
+// catch runs fn with panic-on-fault and returns the report for a fault
+// Explain accounts for; any other panic propagates from its own frame.
+func (a *Allocator) catch(fn func()) (r *Report) {
 	old := setPanicOnFault(true)
 	defer setPanicOnFault(old)
 	defer func() {
@@ -994,7 +1007,6 @@ func (a *Allocator) CatchFault(fn func()) (r *Report) {
 		}
 		if f, ok := v.(interface{ Addr() uintptr }); ok {
 			if r = a.Explain(f.Addr()); r != nil {
-				a.report(r)
 				return
 			}
 		}

@@ -180,3 +180,33 @@ func TestLiveProfile(t *testing.T) {
 		t.Fatal("a second allocator took the same profile name")
 	}
 }
+
+// With the default handler, a fault CatchFault explains panics with the
+// report's *Error once the fault's recovery is over (not nested under a
+// "nil pointer dereference [recovered]" panic), after printing it.
+func TestCatchFaultDefaultHandler(t *testing.T) {
+	var out bytes.Buffer
+	a, err := hardened.New(hardened.Options{Seed: 5, ReportOutput: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := a.Alloc(100 << 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Free(b)
+	var v any
+	func() {
+		defer func() { v = recover() }()
+		a.CatchFault(func() { sink = b[10] })
+	}()
+	e, ok := v.(*hardened.Error)
+	if !ok || !errors.Is(e, hardened.UseAfterFree) {
+		t.Fatalf("panic %T %v, want *hardened.Error of a use-after-free", v, v)
+	}
+	if !strings.Contains(out.String(), "==hardalloc== ERROR: heap-use-after-free") ||
+		!strings.Contains(out.String(), "10 bytes inside a 102400-byte block") {
+		t.Fatalf("printed:\n%s", out.String())
+	}
+}

@@ -3,6 +3,7 @@ package hardened
 import (
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 )
 
@@ -120,8 +121,10 @@ func (r *Report) Summary() string {
 	s := r.Kind.String() + " in " + r.Op
 	if f := r.Alloc.TopFunction(); f != "" {
 		s += " of block allocated in " + f
+	} else if r.Block != 0 && r.Size >= 0 {
+		s += " of " + strconv.Itoa(r.Size) + "-byte block"
 	} else if r.Block != 0 {
-		s += fmt.Sprintf(" of %d-byte block", r.Size)
+		s += " of a block of unknown size"
 	}
 	return s
 }
@@ -139,11 +142,11 @@ func (r *Report) String() string {
 		case r.Size < 0:
 			where = fmt.Sprintf("located in a block at %#x of unknown size", r.Block)
 		case r.Offset < 0:
-			where = fmt.Sprintf("%d bytes before the start of a %d-byte block at %#x", -r.Offset, r.Size, r.Block)
+			where = fmt.Sprintf("%s before the start of a %d-byte block at %#x", plural(-r.Offset, "byte"), r.Size, r.Block)
 		case r.Offset >= r.Size && r.Offset > 0:
-			where = fmt.Sprintf("%d bytes after the end of a %d-byte block at %#x", r.Offset-r.Size, r.Size, r.Block)
+			where = fmt.Sprintf("%s after the end of a %d-byte block at %#x", plural(r.Offset-r.Size, "byte"), r.Size, r.Block)
 		default:
-			where = fmt.Sprintf("%d bytes inside a %d-byte block at %#x", r.Offset, r.Size, r.Block)
+			where = fmt.Sprintf("%s inside a %d-byte block at %#x", plural(r.Offset, "byte"), r.Size, r.Block)
 		}
 		fmt.Fprintf(&b, "  %s", where)
 		if r.Class >= 0 {
@@ -174,4 +177,12 @@ func writeSite(b *strings.Builder, verb string, s Site) {
 	for i, f := range s.Frames() {
 		fmt.Fprintf(b, "    #%d %s\n        %s:%d\n", i, f.Function, f.File, f.Line)
 	}
+}
+
+// plural spells a count with its noun: "1 byte", "3 bytes".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

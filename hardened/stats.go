@@ -2,7 +2,6 @@ package hardened
 
 import (
 	"errors"
-	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -114,9 +113,13 @@ func (a *Allocator) Check() error {
 // once it has been looked at, so Reset needs one walk, not two.
 func (a *Allocator) check(op string, leaks, forget bool) error {
 	var errs []error
+	var leaked []*Report
 	emit := func(r *Report) {
-		if r.Kind != Leak || a.opts.OnReport != nil {
+		switch {
+		case r.Kind != Leak || a.opts.OnReport != nil:
 			a.report(r)
+		case op == "Close":
+			leaked = append(leaked, r) // printed below, as LeakSanitizer does at exit
 		}
 		if Enabled && r.Kind == Leak {
 			a.profileRemove(r.Block) // the block is gone with Close or Reset
@@ -142,7 +145,7 @@ func (a *Allocator) check(op string, leaks, forget bool) error {
 		}
 		if leaks && h.state == stateAllocated {
 			emit(a.newReport(Leak, op, unsafe.Add(slot, headerSize+h.off), slot, c, soff, h,
-				strconv.Itoa(h.size)+" bytes still allocated at "+op)) // not Sprintf: fuzz execs end with dozens of these
+				plural(h.size, "byte")+" still allocated at "+op)) // not Sprintf: fuzz execs end with dozens of these
 		}
 	})
 	if Enabled && leaks {
@@ -162,13 +165,14 @@ func (a *Allocator) check(op string, leaks, forget bool) error {
 			}
 		}
 		if leaks {
-			found = append(found, a.largeReport(Leak, op, lb.p, lb, strconv.Itoa(lb.size)+" bytes still allocated at "+op+" (large block)"))
+			found = append(found, a.largeReport(Leak, op, lb.p, lb, plural(lb.size, "byte")+" still allocated at "+op+" (large block)"))
 		}
 	}
 	a.large.mu.Unlock()
 	for _, r := range found {
 		emit(r)
 	}
+	a.printLeaks(leaked)
 	return errors.Join(errs...)
 }
 
@@ -177,7 +181,13 @@ func (a *Allocator) check(op string, leaks, forget bool) error {
 // Leaks go to OnReport only when one was set (the default handler would
 // panic); they are always returned, joined, as *Error values. Any later
 // call fails with ErrClosed or reports UseAfterClose.
+//
+// With OnReport nil, the leaks are also printed to ReportOutput, so a
+// plain `defer a.Close()` shows them. Close first waits for every Hold to
+// be released: a detached thread (package thread) still running keeps its
+// allocator open until it ends.
 func (a *Allocator) Close() error {
+	a.holds.Wait()
 	if a.closed.Swap(true) {
 		return &OpError{Op: "Close", Err: ErrClosed}
 	}

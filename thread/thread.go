@@ -135,6 +135,9 @@ type entry struct {
 	opts   options
 	done   chan struct{} // closed when fn's result is published
 	exited chan struct{} // closed when the worker has dropped its reference
+	// release lets the allocator's Close proceed: the worker calls it once
+	// it touches no allocator memory any more.
+	release func()
 	err    error
 	perr   *PanicError
 }
@@ -192,6 +195,7 @@ func Start(a *hardened.Allocator, fn func() error, opts ...Option) (*Thread, err
 	c.handle = h
 	c.magic = capsuleMagic
 	t := &Thread{a: a, mem: mem, e: e, h: h}
+	e.release = a.Hold() // Close waits for this worker
 	go worker(a, mem, e, h)
 	return t, nil
 }
@@ -250,6 +254,7 @@ func worker(a *hardened.Allocator, mem []byte, e *entry, h uint64) {
 		dropRef(a, mem, h)
 	}
 	close(e.exited)
+	e.release()
 	if e.opts.onExit != nil {
 		e.opts.onExit()
 	}

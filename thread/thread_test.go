@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hardalloc/hardalloc/hardened"
 	"github.com/hardalloc/hardalloc/thread"
@@ -197,4 +198,43 @@ func TestManyConcurrentLifecycles(t *testing.T) {
 		t.Fatalf("ran %d of %d", ran.Load(), n)
 	}
 	closeClean(t, a, c)
+}
+
+// Close while a detached thread still runs waits for its worker instead
+// of unmapping the capsule under it (which killed the process with
+// SIGSEGV in thread.worker): the worker finishes, frees its capsule, and
+// Close finds nothing leaked.
+func TestCloseWaitsForDetachedWorker(t *testing.T) {
+	a, c := newAlloc(t, hardened.Options{})
+	gate := make(chan struct{})
+	var finished atomic.Bool
+	th, err := thread.Start(a, func() error {
+		<-gate
+		runtime.Gosched()
+		finished.Store(true)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := th.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- a.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while the detached worker was still running", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(gate)
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if !finished.Load() {
+		t.Fatal("Close returned before the worker finished")
+	}
+	for _, r := range c.take() {
+		t.Errorf("report:\n%s", r)
+	}
 }
