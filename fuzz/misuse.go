@@ -41,6 +41,16 @@ func at(b []byte, off int) *byte {
 	return (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), off))
 }
 
+// flip is the misuse's bad write: bits of a byte the program must not
+// touch. It is //go:norace (and noinline, so no caller's instrumentation
+// reaches it) so that under -asan the write gets through to the
+// allocator's own detection, which FuzzMisuse checks; AddressSanitizer
+// would stop the program at the access (the -asan catalog tests that).
+//
+//go:norace
+//go:noinline
+func flip(b []byte, off int, mask byte) { *at(b, off) ^= mask }
+
 // frontPad mirrors the hardened layout: header, then the front redzone.
 func frontPad(o hardened.Options) int {
 	if !hardened.Enabled || o.Redzone < 0 {
@@ -107,9 +117,9 @@ func (r *runner) misuse(i int, op Op) error {
 		// Writes that fault (hardened builds) become reports through
 		// CatchFault, as the fuzz targets promise.
 		if zero {
-			a.CatchFault(func() { *at(p, off) ^= 0x5a })
+			a.CatchFault(func() { flip(p, off, 0x5a) })
 		} else {
-			*at(p, off) ^= 0x5a
+			flip(p, off, 0x5a)
 		}
 	}
 	r.slots[op.Slot] = nil
@@ -131,7 +141,7 @@ func (r *runner) misuse(i int, op Op) error {
 			return r.fail(i, "Realloc of a freed block succeeded")
 		}
 	case MisuseHeaderDamage:
-		*at(p, -16-frontPad(r.opts)+op.Aux%6) ^= 1 << (op.Aux % 8)
+		flip(p, -16-frontPad(r.opts)+op.Aux%6, 1<<(op.Aux%8))
 		a.Free(p)
 	case MisuseOverflow:
 		poke(len(p) + op.Aux%8)

@@ -231,6 +231,7 @@ func New(opts Options) (*Allocator, error) {
 			return nil, err
 		}
 	}
+	asanRegister(a)
 	return a, nil
 }
 
@@ -267,7 +268,8 @@ func (a *Allocator) Alloc(n int) ([]byte, error) {
 			// call costs ~3.5 ns per pair here.
 			slot := a.slotAt(c, off)
 			v := uint64(n) | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
-			*hdrWord(slot) = v | a.checksum(slot, v)<<hdrSumShift // encode, inlined
+			storeHeader(slot, v|a.checksum(slot, v)<<hdrSumShift) // encode, inlined
+			asanSlotLive(slot, c, 0, n)
 			b := unsafe.Slice((*byte)(unsafe.Add(slot, headerSize)), n)
 			if !bug(bugNoZero) {
 				clear(b)
@@ -525,6 +527,7 @@ func (a *Allocator) grow(c int) error {
 			return err
 		}
 	}
+	a.asanSlab(c, start)
 	cl.newSlab(c)
 	cl.committed.Store(start + slab)
 	return nil
@@ -575,7 +578,8 @@ func (a *Allocator) finishSmall(c int, off uint32, n int, payOff uintptr, seq ui
 // publishSmall (release builds) writes an allocated header for an n-byte
 // payload at payOff and returns the zeroed payload.
 func (a *Allocator) publishSmall(slot unsafe.Pointer, c, n int, payOff uintptr) []byte {
-	*hdrWord(slot) = a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated})
+	storeHeader(slot, a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
+	asanSlotLive(slot, c, payOff, n)
 	b := unsafe.Slice((*byte)(unsafe.Add(slot, headerSize+payOff)), n)
 	if !bug(bugNoZero) {
 		clear(b)
@@ -614,6 +618,7 @@ func (a *Allocator) Free(b []byte) {
 				if old&mask == uint64(c)<<hdrClsShift|uint64(stateAllocated)<<hdrStShift|hdrUsedBit &&
 					old>>hdrSumShift == a.checksum(slot, old) && unsafe.Add(slot, headerSize) == p &&
 					atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateFree)) {
+					asanSlotDead(slot, c)
 					size := int(old & (1<<hdrSizeBits - 1))
 					if !a.pushFast(c, soff, size) {
 						a.pushSlot(c, soff, size)
@@ -676,6 +681,7 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 			// Check already reported this block's damage; this Free ends
 			// its life. It is withdrawn, never reused.
 			if atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn)) {
+				asanSlotDead(slot, c)
 				a.countFree(c, h.size)
 				return true
 			}
@@ -704,6 +710,7 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 			return a.freeSmallHardened(op, slot, c, soff, h, old)
 		}
 		if a.releaseSlot(slot, old, stateFree) {
+			asanSlotDead(slot, c)
 			a.pushSlot(c, soff, h.size)
 			return true
 		}
@@ -830,6 +837,7 @@ func (a *Allocator) reallocInPlace(p unsafe.Pointer, size, n int) ([]byte, bool)
 	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, nh)) {
 		return nil, false
 	}
+	asanSlotLive(slot, c, h.off, n)
 	b := unsafe.Slice((*byte)(p), n)
 	if n > size {
 		clear(b[size:])

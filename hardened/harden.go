@@ -162,6 +162,7 @@ func (a *Allocator) quarantineBudget() int64 {
 
 func (a *Allocator) closeHardened() {
 	unix.Munmap(a.h.meta)
+	asanUnmap(a.h.zero.mem[:a.h.zero.next])
 	unix.Munmap(a.h.zero.mem)
 }
 
@@ -280,6 +281,7 @@ func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, pay
 	closeMeta()
 
 	storeRelease(hdrWord(slot), a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
+	asanSlotLive(slot, c, payOff, n)
 	a.profileAdd(uintptr(p))
 	return b
 }
@@ -300,7 +302,7 @@ func (a *Allocator) verifyCanaries(op string, slot unsafe.Pointer, c int, soff u
 		bad := unsafe.Add(rear, i)
 		r := a.newReport(Overflow, op, bad, slot, c, soff, hd, "the rear redzone was overwritten")
 		m := min(16, int(n)-i)
-		r.Got = append([]byte(nil), slice(bad, uintptr(m))...)
+		r.Got = snapshot(bad, uintptr(m))
 		r.Want = redzone.ExpectedRear(w, uintptr(rear), uintptr(bad), m)
 		return r
 	}
@@ -312,7 +314,7 @@ func (a *Allocator) verifyCanaries(op string, slot unsafe.Pointer, c int, soff u
 func (a *Allocator) damage(k Kind, op string, bad, slot unsafe.Pointer, c int, soff uint32, hd header, w uint64, avail int, detail string) *Report {
 	r := a.newReport(k, op, bad, slot, c, soff, hd, detail)
 	n := min(16, avail)
-	r.Got = append([]byte(nil), slice(bad, uintptr(n))...)
+	r.Got = snapshot(bad, uintptr(n))
 	r.Want = redzone.Expected(w, uintptr(bad), n)
 	return r
 }
@@ -329,6 +331,7 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, busyWord) {
 		return a.free(op, unsafe.Add(slot, headerSize+hd.off)) // raced: look again
 	}
+	asanSlotDead(slot, c) // before anything can hand it out again
 	if r := a.verifyCanaries(op, slot, c, soff, hd); r != nil {
 		a.withdraw(slot, busyWord)
 		a.report(r)
@@ -578,7 +581,7 @@ func (a *Allocator) verifyLarge(op string, lb *largeBlock) *Report {
 		bad := unsafe.Add(rear, i)
 		r := a.largeReport(Overflow, op, bad, lb, "the rear redzone (page slack) of a large block was overwritten")
 		m := min(16, int(n)-i)
-		r.Got = append([]byte(nil), slice(bad, uintptr(m))...)
+		r.Got = snapshot(bad, uintptr(m))
 		r.Want = redzone.ExpectedRear(w, uintptr(rear), uintptr(bad), m)
 		return r
 	}
@@ -637,7 +640,7 @@ func (a *Allocator) unquarantine(lb *largeBlock, cache bool) {
 		a.unmapFreed(lb)
 		return
 	}
-	unix.Munmap(lb.mem) // its pages already left the mapped count
+	lb.unmap() // its pages already left the mapped count
 	l.remember(lb)
 }
 
@@ -690,6 +693,7 @@ func (a *Allocator) allocZero() []byte {
 		z.freed = z.freed[1:]
 	}
 	z.live[off] = &zeroBlock{alloc: a.siteOf(g, seq, st)}
+	asanZero(unsafe.Pointer(&z.mem[off]), false)
 	a.profileAdd(uintptr(unsafe.Pointer(&z.mem[off])))
 	pc := a.pin()
 	pc.allocs[0]++
@@ -706,6 +710,7 @@ func (a *Allocator) freeZero(op string, p unsafe.Pointer) bool {
 	r := zeroMisuse(op, p, zb, DoubleFree, "the 0-byte block is already free")
 	if r == nil {
 		zb.freed = true
+		asanZero(p, true)
 		zb.free = a.siteOf(g, a.nextSeq(zb.alloc.Seq), st)
 		z.freed = append(z.freed, off)
 		a.profileRemove(uintptr(p))

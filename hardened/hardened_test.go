@@ -55,7 +55,7 @@ func freeSite(a *hardened.Allocator, b []byte) { a.Free(b) }
 func TestOverflowReportShowsBytes(t *testing.T) {
 	a, c := newAlloc(t, hardened.Options{})
 	b := allocSite(t, a, 32)
-	copy(raw(b, 32, 3), "XYZ")
+	pokeBytes(b, 32, []byte("XYZ"))
 	a.Free(b)
 	r := c.take()
 	if len(r) != 1 || r[0].Kind != hardened.Overflow || r[0].Offset != 32 {
@@ -117,7 +117,7 @@ func TestQuarantineBudgetConcurrent(t *testing.T) {
 	}
 	b, _ := a.Alloc(100)
 	a.Free(b) // into this P's batch: not yet in the shared quarantine
-	raw(b, 10, 1)[0] ^= 0xff
+	flip(b, 10, 0xff)
 	if err := a.Check(); !errors.Is(err, hardened.WriteAfterFree) {
 		t.Fatalf("Check after a write into a batched freed block: %v", err)
 	}
@@ -199,7 +199,7 @@ func TestCatchFaultDefaultHandler(t *testing.T) {
 	var v any
 	func() {
 		defer func() { v = recover() }()
-		a.CatchFault(func() { sink = b[10] })
+		a.CatchFault(func() { sink = peek(b, 10) })
 	}()
 	e, ok := v.(*hardened.Error)
 	if !ok || !errors.Is(e, hardened.UseAfterFree) {

@@ -60,6 +60,47 @@ func raw(b []byte, off, n int) []byte {
 	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), off)), n)
 }
 
+// flip, poke, peek, pokeBytes and peekBytes simulate a bug's access to
+// bytes a program must not touch (headers, redzones, freed memory). They
+// are //go:norace (and noinline: inlined, they would take the caller's
+// instrumentation) so that an -asan build lets them through to the
+// allocator's own detection, which is what these tests check; the
+// access-time catalog (asan_test.go) makes the same accesses instrumented.
+//
+//go:norace
+//go:noinline
+func flip(b []byte, off int, mask byte) { *at(b, off) ^= mask }
+
+//go:norace
+//go:noinline
+func poke(b []byte, off int, v byte) { *at(b, off) = v }
+
+//go:norace
+//go:noinline
+func peek(b []byte, off int) byte { return *at(b, off) }
+
+//go:norace
+//go:noinline
+func pokeBytes(b []byte, off int, v []byte) {
+	for i, x := range v {
+		*at(b, off+i) = x
+	}
+}
+
+//go:norace
+//go:noinline
+func peekBytes(b []byte, off, n int) []byte {
+	out := make([]byte, n)
+	for i := range out {
+		out[i] = *at(b, off+i)
+	}
+	return out
+}
+
+func at(b []byte, off int) *byte {
+	return (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), off))
+}
+
 func fill(b []byte, seed byte) {
 	for i := range b {
 		b[i] = seed + byte(i*7)

@@ -132,6 +132,7 @@ func (a *Allocator) allocLarge(n, align int) ([]byte, error) {
 	if Enabled {
 		a.armLarge(lb)
 	}
+	asanLargeLive(lb)
 	a.large.mu.Lock()
 	a.large.live[uintptr(lb.p)] = lb
 	a.large.mu.Unlock()
@@ -212,6 +213,7 @@ func (a *Allocator) freeLarge(op string, p unsafe.Pointer) bool {
 	}
 	delete(l.live, uintptr(p))
 	lb.freed = true
+	asanLargeDead(lb)
 	if Enabled {
 		l.mu.Unlock()
 		if !a.freeLargeHardened(op, lb) {
@@ -257,6 +259,7 @@ func (a *Allocator) dropLarge(keep bool) {
 	defer l.mu.Unlock()
 	for _, lb := range l.live {
 		lb.freed = true
+		asanLargeDead(lb)
 		if keep {
 			// Hardened builds would make it PROT_NONE, but mprotect is
 			// slow per page and makes every page fault again when reused
@@ -268,11 +271,11 @@ func (a *Allocator) dropLarge(keep bool) {
 			a.park(lb)
 			continue
 		}
-		unix.Munmap(lb.mem)
+		lb.unmap()
 		a.mapped.Add(-int64(lb.span))
 	}
 	for _, lb := range l.withdrawn {
-		unix.Munmap(lb.mem)
+		lb.unmap()
 		a.mapped.Add(-int64(lb.span))
 	}
 	for _, lb := range l.quarantined {
@@ -287,6 +290,12 @@ func (a *Allocator) dropLarge(keep bool) {
 }
 
 func (lb *largeBlock) payload() []byte { return slice(lb.p, lb.span) }
+
+// unmap gives the whole mapping back to the OS.
+func (lb *largeBlock) unmap() {
+	asanUnmap(lb.mem)
+	unix.Munmap(lb.mem)
+}
 
 // largeCacheBudget is Options.LargeCacheBytes with its default applied.
 func (a *Allocator) largeCacheBudget() int64 {
@@ -334,7 +343,7 @@ func (a *Allocator) unmapOldestCached() {
 
 // unmapFreed unmaps a freed, still counted block (a.large.mu held).
 func (a *Allocator) unmapFreed(lb *largeBlock) {
-	unix.Munmap(lb.mem)
+	lb.unmap()
 	a.mapped.Add(-int64(lb.span))
 	a.large.remember(lb)
 }

@@ -16,28 +16,28 @@ func init() {
 		misuse{"overflow by 1 small", hardened.Overflow, false, 40, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 40)
 			if bug {
-				raw(b, 40, 1)[0] = 0
+				poke(b, 40, 0)
 			}
 			a.Free(b)
 		}},
 		misuse{"overflow by 8 small", hardened.Overflow, false, 40, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 40)
 			if bug {
-				copy(raw(b, 40, 8), "overflow")
+				pokeBytes(b, 40, []byte("overflow"))
 			}
 			a.Free(b)
 		}},
 		misuse{"overflow inside size-class slack", hardened.Overflow, false, 33, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 33) // the class holds more: the slack is canary too
 			if bug {
-				raw(b, 60, 1)[0] ^= 0xff
+				flip(b, 60, 0xff)
 			}
 			a.Free(b)
 		}},
 		misuse{"overflow found by Check", hardened.Overflow, false, 100, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 100)
 			if bug {
-				raw(b, 101, 1)[0] ^= 0xff
+				flip(b, 101, 0xff)
 				a.Check()
 				return // the block is left live (a leak is not the point here)
 			}
@@ -46,7 +46,7 @@ func init() {
 		misuse{"overflow by 1 large (page slack)", hardened.Overflow, false, 100_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 100_000)
 			if bug {
-				raw(b, 100_000, 1)[0] ^= 0xff
+				flip(b, 100_000, 0xff)
 			}
 			a.Free(b)
 		}},
@@ -54,21 +54,21 @@ func init() {
 			b := allocSite(t, a, 100_000)
 			if bug {
 				guard := (100_000 + 16 + 4095) &^ 4095
-				a.CatchFault(func() { raw(b, guard, 1)[0] = 1 })
+				a.CatchFault(func() { poke(b, guard, 1 )})
 			}
 			a.Free(b)
 		}},
 		misuse{"underflow by 1 small", hardened.Underflow, false, 64, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 64)
 			if bug {
-				raw(b, -1, 1)[0] ^= 0xff
+				flip(b, -1, 0xff)
 			}
 			a.Free(b)
 		}},
 		misuse{"underflow large (guard page faults)", hardened.Underflow, false, 70_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 70_000)
 			if bug {
-				a.CatchFault(func() { sink = raw(b, -1, 1)[0] })
+				a.CatchFault(func() { sink = peek(b, -1) })
 			}
 			a.Free(b)
 		}},
@@ -76,7 +76,7 @@ func init() {
 			b := allocSite(t, a, 48)
 			a.Free(b)
 			if bug {
-				raw(b, 3, 1)[0] ^= 1
+				flip(b, 3, 1)
 			}
 			for range 100_000 { // other alloc/free pairs push it out of quarantine
 				x, _ := a.Alloc(48)
@@ -87,7 +87,7 @@ func init() {
 			b := allocSite(t, a, 200)
 			a.Free(b)
 			if bug {
-				raw(b, 199, 1)[0] ^= 1
+				flip(b, 199, 1)
 			}
 			a.Check()
 		}},
@@ -95,20 +95,20 @@ func init() {
 			b := allocSite(t, a, 300_000)
 			a.Free(b)
 			if bug {
-				a.CatchFault(func() { raw(b, 5, 1)[0] = 1 })
+				a.CatchFault(func() { poke(b, 5, 1 )})
 			}
 		}},
 		misuse{"read after free large (faults)", hardened.UseAfterFree, false, 300_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 300_000)
 			a.Free(b)
 			if bug {
-				a.CatchFault(func() { sink = raw(b, 5000, 1)[0] })
+				a.CatchFault(func() { sink = peek(b, 5000) })
 			}
 		}},
 		misuse{"access through Alloc(0) faults", hardened.Overflow, false, 0, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 0)
 			if bug {
-				a.CatchFault(func() { sink = raw(b, 0, 1)[0] })
+				a.CatchFault(func() { sink = peek(b, 0) })
 			}
 			a.Free(b)
 		}},

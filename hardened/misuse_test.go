@@ -170,7 +170,7 @@ var catalog = []misuse{
 	{"header damage", hardened.HeaderCorruption, true, -1, func(t *testing.T, a *hardened.Allocator, bug bool) {
 		b := allocSite(t, a, 56)
 		if bug {
-			raw(b, headerOffset()+1, 1)[0] ^= 0x40
+			flip(b, headerOffset()+1, 0x40)
 		}
 		a.Free(b)
 	}},
@@ -178,7 +178,7 @@ var catalog = []misuse{
 		b := allocSite(t, a, 56)
 		c := allocSite(t, a, 56)
 		if bug {
-			copy(raw(b, headerOffset(), 8), raw(c, headerOffset(), 8))
+			pokeBytes(b, headerOffset(), peekBytes(c, headerOffset(), 8))
 		}
 		a.Free(b)
 		a.Free(c)
@@ -254,7 +254,7 @@ func TestRejectedBlockNeverReused(t *testing.T) {
 	defer a.Close()
 	b, _ := a.Alloc(40)
 	bad := addr(b)
-	raw(b, headerOffset(), 1)[0] ^= 1
+	flip(b, headerOffset(), 1)
 	a.Free(b)
 	a.Free(b)
 	if r := c.take(); len(r) != 2 || r[0].Kind != hardened.HeaderCorruption {

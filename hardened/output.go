@@ -48,4 +48,3 @@ func (a *Allocator) printLeaks(leaks []*Report) {
 		plural(len(leaks), "allocation") + " at Close\n")
 	a.print(b.String())
 }
-

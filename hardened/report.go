@@ -113,6 +113,12 @@ type Report struct {
 	Alloc  Site    // where the block was last allocated
 	Free   Site    // where it was first freed (if it was)
 	Detail string  // anything else worth saying
+	// Access is the bad access itself, when AddressSanitizer caught it
+	// (-asan builds): the accessing stack, innermost first (no goroutine
+	// or sequence number); AccessSize is its width in bytes. Op is then
+	// "read" or "write".
+	Access     Site
+	AccessSize int
 }
 
 // Summary is a one-line description suitable for deduplicating crashes:
@@ -163,10 +169,30 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "  bytes at %#x: found % x\n", r.Addr, r.Got)
 		fmt.Fprintf(&b, "  %*s expected % x\n", len(fmt.Sprintf("bytes at %#x:", r.Addr)), "", r.Want)
 	}
+	writeAccess(&b, r)
 	writeSite(&b, "freed", r.Free)
 	writeSite(&b, "allocated", r.Alloc)
 	fmt.Fprintf(&b, "SUMMARY: hardalloc: %s\n", r.Summary())
 	return b.String()
+}
+
+func writeAccess(b *strings.Builder, r *Report) {
+	if len(r.Access.Stack) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "%s of size %d at %#x by:\n", strings.ToUpper(r.Op), r.AccessSize, r.Addr)
+	fr := r.Access.Frames()
+	if len(fr) == 0 || fr[0].Function == "" {
+		fmt.Fprintf(b, "    #0 %#x (C code: see AddressSanitizer's stack above)\n", r.Access.Stack[0])
+		return
+	}
+	writeFrames(b, fr)
+}
+
+func writeFrames(b *strings.Builder, frames []runtime.Frame) {
+	for i, f := range frames {
+		fmt.Fprintf(b, "    #%d %s\n        %s:%d\n", i, f.Function, f.File, f.Line)
+	}
 }
 
 func writeSite(b *strings.Builder, verb string, s Site) {
@@ -174,9 +200,7 @@ func writeSite(b *strings.Builder, verb string, s Site) {
 		return
 	}
 	fmt.Fprintf(b, "%s by goroutine %d (seq %d) at:\n", verb, s.Goroutine, s.Seq)
-	for i, f := range s.Frames() {
-		fmt.Fprintf(b, "    #%d %s\n        %s:%d\n", i, f.Function, f.File, f.Line)
-	}
+	writeFrames(b, s.Frames())
 }
 
 // plural spells a count with its noun: "1 byte", "3 bytes".

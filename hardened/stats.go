@@ -128,7 +128,7 @@ func (a *Allocator) check(op string, leaks, forget bool) error {
 	}
 	a.walk(func(slot unsafe.Pointer, c int, soff uint32) {
 		if forget {
-			defer func() { *hdrWord(slot) = 0 }()
+			defer storeHeader(slot, 0)
 		}
 		old := loadHeader(slot)
 		h, ok := a.decode(slot, old)
@@ -196,6 +196,8 @@ func (a *Allocator) Close() error {
 		a.closeHardened()
 	}
 	a.dropLarge(false)
+	asanUnregister(a)
+	a.asanClasses(true)
 	// Nothing is committed any more: the fast paths find no cached slot
 	// and no slab, and fall through to the checks that report ErrClosed.
 	for _, pc := range a.allCaches() {

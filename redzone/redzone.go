@@ -13,12 +13,18 @@
 // through copy and a shifted self-comparison (bulkMin).
 //
 // The package is a leaf: it knows nothing of the allocator.
+//
+// Fill, Verify and their rear variants touch only bytes no correct
+// program reads or writes (redzones, freed memory), which an -asan build
+// of the allocator marks unaddressable; they are //go:norace, which keeps
+// the compiler's sanitizer instrumentation out of them, and copy through
+// the runtime's memmove and compare with its memequal directly (the copy
+// builtin and string conversions check their operands under -asan).
 package redzone
 
 import (
-	"bytes"
 	"encoding/binary"
-	"unsafe"
+	"unsafe" // also for go:linkname
 )
 
 // Round returns the redzone size for a requested size: 16 for 0, none for a
@@ -70,6 +76,8 @@ func Stopper(w uint64) uint64 { return w &^ 0xff }
 const StopAfter = 8
 
 // FillRear fills a rear redzone: StopAfter bytes of w, then Stopper(w).
+//go:norace
+//go:noinline
 func FillRear(b []byte, base uintptr, w uint64) {
 	if base&7 == 0 && len(b) >= 8 { // the usual case: one plain word
 		binary.LittleEndian.PutUint64(b, w)
@@ -83,6 +91,8 @@ func FillRear(b []byte, base uintptr, w uint64) {
 
 // VerifyRear checks a redzone filled by FillRear; it returns the index of
 // the first bad byte or -1.
+//go:norace
+//go:noinline
 func VerifyRear(b []byte, base uintptr, w uint64) int {
 	if base&7 == 0 && len(b) >= 8 && binary.LittleEndian.Uint64(b) == w {
 		if i := Verify(b[8:], base+8, Stopper(w)); i >= 0 {
@@ -141,13 +151,15 @@ func native(w uint64) uint64 {
 const bulkMin = 512
 
 // Fill writes pattern w over b, whose first byte is at address base.
+//go:norace
+//go:noinline
 func Fill(b []byte, base uintptr, w uint64) {
 	if len(b) >= bulkMin {
 		for i := range 8 {
 			b[i] = At(w, base+uintptr(i))
 		}
 		for k := 8; k < len(b); k *= 2 {
-			copy(b[k:], b[:k]) // k is a multiple of the period
+			memmove(unsafe.Pointer(&b[k]), unsafe.Pointer(&b[0]), uintptr(min(k, len(b)-k))) // k is a multiple of the period
 		}
 		return
 	}
@@ -170,6 +182,8 @@ func Fill(b []byte, base uintptr, w uint64) {
 
 // Verify returns the index of the first byte of b (at address base) that
 // differs from pattern w, or -1.
+//go:norace
+//go:noinline
 func Verify(b []byte, base uintptr, w uint64) int {
 	if len(b) >= bulkMin {
 		for i := range 8 {
@@ -177,7 +191,7 @@ func Verify(b []byte, base uintptr, w uint64) int {
 				return i
 			}
 		}
-		if bytes.Equal(b[8:], b[:len(b)-8]) {
+		if memequal(unsafe.Pointer(&b[8]), unsafe.Pointer(&b[0]), uintptr(len(b)-8)) {
 			return -1
 		}
 		// Damaged: find the first bad byte the slow way.
@@ -219,3 +233,14 @@ func Expected(w uint64, addr uintptr, n int) []byte {
 
 // Addr is the address of b's first byte.
 func Addr(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
+
+// memmove and memequal are the runtime's, uninstrumented (see the package
+// comment).
+//
+//go:linkname memmove runtime.memmove
+//go:noescape
+func memmove(to, from unsafe.Pointer, n uintptr)
+
+//go:linkname memequal runtime.memequal
+//go:noescape
+func memequal(a, b unsafe.Pointer, n uintptr) bool

@@ -1,0 +1,220 @@
+//go:build asan
+
+package hardened
+
+// Access-time detection under -asan (see shadow.go for what is poisoned
+// when). This file and asan0.go are the only two that know the build tag.
+// Cgo is used only through package asanrt (a cgo package cannot hold this
+// package's Go assembly), once, at init, to learn where AddressSanitizer
+// keeps its shadow memory and to install the error-report callback.
+// Shadow bytes are then written from Go, without a cgo call per block.
+//
+// The report. ASan prints the bad access (kind, READ or WRITE, the
+// accessing pc) and then aborts; it knows nothing of hardalloc's blocks.
+// Its error-report callback runs in C on the faulting thread, where Go code
+// cannot run, so the callback hands the address, pc and sp through a pipe
+// to a watcher goroutine and waits (up to five seconds) for its answer.
+// The watcher asks every live allocator to Explain the address and prints
+// that report: the block, the offset, the allocation and free sites, and
+// the accessing goroutine's stack, unwound from the sp ASan reports along
+// the frame-pointer chain. The watcher needs a P other than the faulting
+// goroutine's, so the process needs GOMAXPROCS >= 2 (the default on any
+// machine with two CPUs); otherwise ASan's own report is all there is.
+
+import (
+	"encoding/binary"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hardalloc/hardalloc/hardened/internal/asanrt"
+)
+
+const asanEnabled = true
+
+var shadowScale, shadowOffset uintptr
+
+func init() {
+	shadowScale, shadowOffset = asanrt.ShadowMapping()
+	if shadowScale != 3 {
+		panic("hardalloc: AddressSanitizer shadow scale is not 8 bytes per shadow byte")
+	}
+}
+
+func shadowOf(p uintptr) uintptr { return p>>shadowScale + shadowOffset }
+
+// shadowSet marks [p, p+n) with shadow value v; p and n are multiples
+// of 8. Shadow memory is written with plain, uninstrumented stores (the
+// shadow of the shadow is ASan's protected gap: an instrumented access
+// would fault).
+//
+//go:norace
+//go:noinline
+//go:nocheckptr
+func shadowSet(p, n uintptr, v byte) {
+	if n == 0 {
+		return
+	}
+	s := unsafe.Slice((*byte)(unsafe.Pointer(shadowOf(p))), n>>3)
+	if v == 0 {
+		clear(s) // memclr is not instrumented
+		return
+	}
+	w := uint64(v) * 0x0101010101010101
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		*(*uint64)(unsafe.Pointer(&s[i])) = w
+	}
+	for ; i < len(s); i++ {
+		s[i] = v
+	}
+}
+
+// shadowLive makes exactly [p, p+n) addressable; p is a multiple of 8.
+// The granule holding the last byte says how many of its bytes are (ASan's
+// partial granule), so an access one byte past the end is reported.
+//
+//go:norace
+//go:noinline
+//go:nocheckptr
+func shadowLive(p, n uintptr) {
+	shadowSet(p, n&^7, 0)
+	if r := n & 7; r != 0 {
+		*(*byte)(unsafe.Pointer(shadowOf(p + n&^7))) = byte(r)
+	}
+}
+
+// storeHeader writes a header word the program may not touch (it is heap
+// redzone): sync/atomic operations are not instrumented.
+func storeHeader(slot unsafe.Pointer, v uint64) { atomic.StoreUint64(hdrWord(slot), v) }
+
+var asanState struct {
+	once   sync.Once
+	mu     sync.Mutex
+	allocs map[*Allocator]struct{}
+}
+
+// asanRegister makes a's blocks known to the watcher.
+func asanRegister(a *Allocator) {
+	asanState.once.Do(startWatcher)
+	asanState.mu.Lock()
+	asanState.allocs[a] = struct{}{}
+	asanState.mu.Unlock()
+}
+
+func asanUnregister(a *Allocator) {
+	asanState.mu.Lock()
+	delete(asanState.allocs, a)
+	asanState.mu.Unlock()
+}
+
+func startWatcher() {
+	asanState.allocs = make(map[*Allocator]struct{})
+	var req, rep [2]int
+	if unix.Pipe2(req[:], unix.O_CLOEXEC) != nil || unix.Pipe2(rep[:], unix.O_CLOEXEC) != nil {
+		return // no watcher: ASan's report alone
+	}
+	asanrt.InstallReportCallback(req[1], rep[0])
+	go watch(req[0], rep[1])
+}
+
+// watch answers the callback: one access at a time (ASan serializes its
+// reports).
+func watch(req, rep int) {
+	var buf [40]byte
+	for {
+		n, err := unix.Read(req, buf[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n != len(buf) {
+			return
+		}
+		w := func(i int) uintptr { return uintptr(binary.NativeEndian.Uint64(buf[8*i:])) }
+		if text := explainAccess(w(0), w(1), w(2), int(w(3)), w(4) != 0); text != "" {
+			os.Stderr.WriteString(text)
+		}
+		unix.Write(rep, []byte{1})
+	}
+}
+
+// explainAccess is hardalloc's part of an ASan report: the block the
+// address belongs to, with its sites and the accessing stack.
+func explainAccess(addr, pc, sp uintptr, size int, write bool) string {
+	asanState.mu.Lock()
+	var r *Report
+	for a := range asanState.allocs {
+		if r = a.Explain(addr); r != nil {
+			break
+		}
+	}
+	asanState.mu.Unlock()
+	if r == nil {
+		return ""
+	}
+	r.Op = "read"
+	if write {
+		r.Op = "write"
+	}
+	r.AccessSize = size
+	r.Access = Site{Stack: unwind(pc, sp)}
+	return "==hardalloc== the address above is in hardalloc memory:\n" + r.String()
+}
+
+// unwind returns the accessing goroutine's stack: pc (the access, in the
+// function that called the runtime's asanread or asanwrite), then the
+// return addresses along the frame-pointer chain, whose first record is
+// the first word above sp that points further up the stack next to a Go
+// return address. A pc outside Go code (a cgo access) has no Go stack to
+// unwind here; ASan's own report shows the C frames. The goroutine is
+// stopped in ASan's callback while this runs; a fault (a bad guess of the
+// first record) ends the walk.
+func unwind(pc, sp uintptr) (stack []uintptr) {
+	stack = []uintptr{pc}
+	if !goPC(pc) || sp == 0 {
+		return stack
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() { recover() }()
+	var fp uintptr
+	for s := sp; s < sp+64<<10; s += 8 {
+		if frameRecord(s) && (frameRecord(loadWord(s)) || loadWord(loadWord(s)) == 0) {
+			fp = s
+			break
+		}
+	}
+	for fp != 0 && len(stack) < 64 {
+		stack = append(stack, loadWord(fp+8))
+		next := loadWord(fp)
+		if !frameRecord(next) || next <= fp {
+			break
+		}
+		fp = next
+	}
+	return stack
+}
+
+// frameRecord reports whether the two words at fp look like a Go frame
+// record: a saved frame pointer further up the stack, then a return
+// address into Go code.
+func frameRecord(fp uintptr) bool {
+	if fp == 0 || fp&7 != 0 {
+		return false
+	}
+	next := loadWord(fp)
+	return next > fp && next-fp < 1<<20 && next&7 == 0 && goPC(loadWord(fp+8))
+}
+
+func goPC(pc uintptr) bool { return pc > 1 && runtime.FuncForPC(pc-1) != nil }
+
+// loadWord reads a word of the stopped goroutine's stack, uninstrumented.
+//
+//go:norace
+//go:noinline
+//go:nocheckptr
+func loadWord(p uintptr) uintptr { return *(*uintptr)(unsafe.Pointer(p)) }

@@ -1,0 +1,17 @@
+//go:build !asan
+
+package hardened
+
+import "unsafe"
+
+// asanEnabled reports whether the program is built with -asan. This file
+// and asan.go are the only two that know the build tag (the runtime's
+// asan0.go / asan.go pair): without -asan every shadow function below is
+// empty and inlined away, and no cgo is needed.
+const asanEnabled = false
+
+func shadowSet(p, n uintptr, v byte)            {}
+func shadowLive(p, n uintptr)                   {}
+func asanRegister(a *Allocator)                 {}
+func asanUnregister(a *Allocator)               {}
+func storeHeader(slot unsafe.Pointer, v uint64) { *hdrWord(slot) = v }

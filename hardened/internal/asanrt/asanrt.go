@@ -1,0 +1,78 @@
+//go:build asan
+
+// Package asanrt is hardalloc's only cgo: the two calls into
+// AddressSanitizer's runtime that package hardened needs in -asan builds
+// (where its shadow memory is, and a callback on every error report).
+package asanrt
+
+/*
+#cgo CFLAGS: -fsanitize=address
+#cgo LDFLAGS: -fsanitize=address
+
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sanitizer/asan_interface.h>
+
+struct ha_access { uint64_t addr, pc, sp, size, write; };
+
+static int ha_req = -1, ha_rep = -1;
+
+// ha_on_report runs after ASan has printed its report and before it
+// aborts: it passes the access to the Go watcher and waits for it to print
+// what hardalloc knows.
+static void ha_on_report(const char *text) {
+	struct ha_access a;
+	memset(&a, 0, sizeof a);
+	const char *s = strstr(text, " on address ");
+	if (ha_req < 0 || s == NULL ||
+	    sscanf(s, " on address %lx at pc %lx bp %*x sp %lx", &a.addr, &a.pc, &a.sp) < 1) {
+		return;
+	}
+	const char *w = strstr(text, "WRITE of size ");
+	const char *r = strstr(text, "READ of size ");
+	if (w != NULL && (r == NULL || w < r)) {
+		a.write = 1;
+		sscanf(w, "WRITE of size %lu", &a.size);
+	} else if (r != NULL) {
+		sscanf(r, "READ of size %lu", &a.size);
+	}
+	if (write(ha_req, &a, sizeof a) != (ssize_t)sizeof a) {
+		return;
+	}
+	struct pollfd p = { .fd = ha_rep, .events = POLLIN };
+	if (poll(&p, 1, 5000) == 1) {
+		char c;
+		(void)!read(ha_rep, &c, 1);
+	}
+}
+
+static void ha_mapping(size_t *scale, size_t *offset) {
+	__asan_get_shadow_mapping(scale, offset);
+}
+
+static void ha_install(int req, int rep) {
+	ha_req = req;
+	ha_rep = rep;
+	__asan_set_error_report_callback(ha_on_report);
+}
+*/
+import "C"
+
+// ShadowMapping returns ASan's shadow scale and offset: the shadow byte of
+// address p is at p>>scale + offset.
+func ShadowMapping() (scale, offset uintptr) {
+	var s, o C.size_t
+	C.ha_mapping(&s, &o)
+	return uintptr(s), uintptr(o)
+}
+
+// InstallReportCallback makes every ASan error report, once printed and
+// before the process aborts, write the access (addr, pc, sp, size, write:
+// five native-endian uint64) to the file descriptor req and wait up to
+// five seconds for one byte on rep.
+func InstallReportCallback(req, rep int) {
+	C.ha_install(C.int(req), C.int(rep))
+}

@@ -1,0 +1,145 @@
+package hardened
+
+import "unsafe"
+
+// This file is the allocator's one seam to AddressSanitizer: every place
+// a block becomes live or dead, and every mapping made or dropped, calls
+// one of the functions below. Without -asan they are empty (asanEnabled is
+// false) and compile away; with -asan they keep ASan's shadow memory true
+// for everything the allocator maps, using the shadow values of ASan's
+// own heap so its reports read "heap-buffer-overflow" and
+// "heap-use-after-free":
+//
+//	slab carved, Reset           every slot heap redzone (never allocated)
+//	small block live             header, front redzone, alignment slack and
+//	                             everything after the payload's last byte
+//	                             to the slot's end redzone; exactly len
+//	                             bytes addressable
+//	small block freed            the slot's body freed (quarantine, then
+//	                             the free list) until it is handed out again
+//	large block live             guard pages and page slack redzone
+//	large block freed, cached    freed
+//	zero-size block              redzone while live, freed after Free
+//	unmapped (Close, large)      shadow cleared: the address space may be
+//	                             reused by anyone
+//
+// The allocator's own accesses to non-addressable bytes (headers,
+// canaries, poison, Reset's and Check's walks) never trip ASan: header
+// words are read and written with sync/atomic or assembly, which Go's
+// ASan instrumentation does not see, and package redzone's fills and
+// checks, and snapshot below, are //go:norace, which turns the
+// instrumentation off.
+
+// ASan's shadow values for its heap (compiler-rt asan_internal.h).
+const (
+	shadowRedzone = 0xfa // kAsanHeapLeftRedzoneMagic
+	shadowFreed   = 0xfd // kAsanHeapFreeMagic
+)
+
+// asanSlotLive makes the n-byte payload at payOff of slot (class c) the
+// only addressable bytes of the slot.
+func asanSlotLive(slot unsafe.Pointer, c int, payOff uintptr, n int) {
+	if !asanEnabled {
+		return
+	}
+	s := uintptr(slot)
+	pay := s + headerSize + payOff
+	end := s + headerSize + uintptr(classSize[c])
+	shadowSet(s, pay-s, shadowRedzone)
+	shadowLive(pay, uintptr(n))
+	tail := alignUp(pay+uintptr(n), 8)
+	shadowSet(tail, end-tail, shadowRedzone)
+}
+
+// asanSlotDead marks a freed slot's body freed. It must run before the
+// slot can be handed out again.
+func asanSlotDead(slot unsafe.Pointer, c int) {
+	if asanEnabled {
+		shadowSet(uintptr(slot)+headerSize, uintptr(classSize[c]), shadowFreed)
+	}
+}
+
+// asanSlab marks a whole slab of class c, starting at class offset start,
+// never allocated (the uncommitted tail included).
+func (a *Allocator) asanSlab(c int, start uint64) {
+	if asanEnabled {
+		shadowSet(uintptr(a.slotAt(c, uint32(start))), uintptr(1)<<classSlabShift[c], shadowRedzone)
+	}
+}
+
+// asanClasses sets the shadow of every carved slab of the classes Reset
+// forgets (handed: redzone, nothing is allocated any more) or, for Close
+// (all), clears it before the reservation is unmapped.
+func (a *Allocator) asanClasses(closing bool) {
+	if !asanEnabled {
+		return
+	}
+	v := byte(shadowRedzone)
+	classes := a.handedClasses
+	if closing {
+		v = 0
+		classes = func(yield func(int) bool) {
+			for c := range numClasses {
+				if !yield(c) {
+					return
+				}
+			}
+		}
+	}
+	for c := range classes {
+		shadowSet(uintptr(a.slotAt(c, 0)), uintptr(a.classes[c].committed.Load()), v)
+	}
+}
+
+// asanLargeLive makes a large block's payload the only addressable bytes
+// of its mapping (guard pages, alignment slack and page slack redzone).
+func asanLargeLive(lb *largeBlock) {
+	if !asanEnabled {
+		return
+	}
+	base := uintptr(unsafe.Pointer(&lb.mem[0]))
+	p := uintptr(lb.p)
+	shadowSet(base, p-base, shadowRedzone)
+	shadowLive(p, uintptr(lb.size))
+	tail := alignUp(p+uintptr(lb.size), 8)
+	shadowSet(tail, base+uintptr(len(lb.mem))-tail, shadowRedzone)
+}
+
+// asanLargeDead marks a freed large block's pages freed.
+func asanLargeDead(lb *largeBlock) {
+	if asanEnabled {
+		shadowSet(uintptr(lb.p), lb.span, shadowFreed)
+	}
+}
+
+// asanUnmap clears the shadow of a mapping about to be unmapped.
+func asanUnmap(mem []byte) {
+	if asanEnabled && len(mem) > 0 {
+		shadowSet(uintptr(unsafe.Pointer(&mem[0])), alignUp(uintptr(len(mem)), 8), 0)
+	}
+}
+
+// asanZero marks a 16-byte zero-size block redzone (live) or freed.
+func asanZero(p unsafe.Pointer, freed bool) {
+	if !asanEnabled {
+		return
+	}
+	v := byte(shadowRedzone)
+	if freed {
+		v = shadowFreed
+	}
+	shadowSet(uintptr(p), 16, v)
+}
+
+// snapshot copies n bytes at p, which may be poisoned for ASan (a report's
+// found bytes), without instrumentation.
+//
+//go:norace
+//go:noinline
+func snapshot(p unsafe.Pointer, n uintptr) []byte {
+	out := make([]byte, n)
+	for i := range out {
+		out[i] = *(*byte)(unsafe.Add(p, i))
+	}
+	return out
+}
