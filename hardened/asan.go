@@ -60,7 +60,7 @@ func shadowSet(p, n uintptr, v byte) {
 	if n == 0 {
 		return
 	}
-	s := unsafe.Slice((*byte)(unsafe.Pointer(shadowOf(p))), n>>3)
+	s := unsafe.Slice((*byte)(addrPtr(shadowOf(p))), n>>3)
 	if v == 0 {
 		clear(s) // memclr is not instrumented
 		return
@@ -85,7 +85,7 @@ func shadowSet(p, n uintptr, v byte) {
 func shadowLive(p, n uintptr) {
 	shadowSet(p, n&^7, 0)
 	if r := n & 7; r != 0 {
-		*(*byte)(unsafe.Pointer(shadowOf(p + n&^7))) = byte(r)
+		*(*byte)(addrPtr(shadowOf(p + n&^7))) = byte(r)
 	}
 }
 
@@ -217,4 +217,8 @@ func goPC(pc uintptr) bool { return pc > 1 && runtime.FuncForPC(pc-1) != nil }
 //go:norace
 //go:noinline
 //go:nocheckptr
-func loadWord(p uintptr) uintptr { return *(*uintptr)(unsafe.Pointer(p)) }
+func loadWord(p uintptr) uintptr { return *(*uintptr)(addrPtr(p)) }
+
+// addrPtr turns an address outside the Go heap (shadow memory, a stopped
+// goroutine's stack) into a pointer.
+func addrPtr(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }

@@ -930,19 +930,54 @@ func (a *Allocator) explainSmall(addr, off uintptr) *Report {
 	}
 	old := loadHeader(slot)
 	hd, ok := a.decode(slot, old)
-	if !ok || old == 0 {
-		return nil
+	live := ok && (hd.state == stateAllocated || hd.state == stateDamaged)
+	// In a slot's header, right after a live block in the slot before it:
+	// that block's overflow (a linear overflow gets there first), unless
+	// the block here is live and this is its underflow.
+	if addr < uintptr(slot)+headerSize && !live {
+		if r := a.explainPrev(p, c, soff); r != nil {
+			return r
+		}
+	}
+	switch {
+	case old == 0:
+		return &Report{Kind: InvalidAccess, Op: "fault", Addr: addr, Size: -1, Class: c,
+			Detail: "an access to a slot that holds no block: never allocated, or forgotten by Reset"}
+	case !ok:
+		return &Report{Kind: HeaderCorruption, Op: "fault", Addr: addr, Block: uintptr(slot) + headerSize,
+			Size: -1, Class: c, Header: old, Detail: "an access to a slot whose header is damaged"}
 	}
 	pay := uintptr(slot) + headerSize + hd.off
 	switch {
-	case hd.state == stateQuarantined || hd.state == stateFree:
+	case !live:
 		return a.newReport(UseAfterFree, "fault", p, slot, c, soff, hd, "an access to a freed block")
+	case addr < uintptr(slot)+headerSize:
+		if r := a.explainPrev(p, c, soff); r != nil {
+			return r
+		}
+		return a.newReport(Underflow, "fault", p, slot, c, soff, hd, "an access to a block's header")
 	case addr < pay:
 		return a.newReport(Underflow, "fault", p, slot, c, soff, hd, "an access before the start of a block")
 	case addr >= pay+uintptr(hd.size):
 		return a.newReport(Overflow, "fault", p, slot, c, soff, hd, "an access past the end of a block")
 	}
 	return nil
+}
+
+// explainPrev explains an access at p in the header of slot soff as an
+// overflow of the live block in the slot before it, if there is one.
+func (a *Allocator) explainPrev(p unsafe.Pointer, c int, soff uint32) *Report {
+	stride := classSize[c] + headerSize
+	if soff&(1<<classSlabShift[c]-1) < stride {
+		return nil // the first slot of its slab
+	}
+	prev := soff - stride
+	slot := a.slotAt(c, prev)
+	hd, ok := a.decode(slot, loadHeader(slot))
+	if !ok || (hd.state != stateAllocated && hd.state != stateDamaged) {
+		return nil
+	}
+	return a.newReport(Overflow, "fault", p, slot, c, prev, hd, "an access past the end of a block, into the next slot's header")
 }
 
 // explainTail explains a fault in the PROT_NONE tail of a committed slab

@@ -54,7 +54,7 @@ func init() {
 			b := allocSite(t, a, 100_000)
 			if bug {
 				guard := (100_000 + 16 + 4095) &^ 4095
-				a.CatchFault(func() { poke(b, guard, 1 )})
+				a.CatchFault(func() { poke(b, guard, 1) })
 			}
 			a.Free(b)
 		}},
@@ -95,7 +95,7 @@ func init() {
 			b := allocSite(t, a, 300_000)
 			a.Free(b)
 			if bug {
-				a.CatchFault(func() { poke(b, 5, 1 )})
+				a.CatchFault(func() { poke(b, 5, 1) })
 			}
 		}},
 		misuse{"read after free large (faults)", hardened.UseAfterFree, false, 300_000, func(t *testing.T, a *hardened.Allocator, bug bool) {

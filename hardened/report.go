@@ -24,6 +24,7 @@ const (
 	Leak                             // a block still live at Close
 	MetadataWrite                    // a write to protected allocator metadata
 	UseAfterClose                    // an operation on a closed allocator
+	InvalidAccess                    // an access to allocator memory that holds no block (-asan)
 )
 
 var kindNames = [...]string{
@@ -37,6 +38,7 @@ var kindNames = [...]string{
 	Leak:             "memory-leak",
 	MetadataWrite:    "metadata-write",
 	UseAfterClose:    "use-after-close",
+	InvalidAccess:    "invalid-access",
 }
 
 func (k Kind) String() string {

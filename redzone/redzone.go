@@ -76,6 +76,7 @@ func Stopper(w uint64) uint64 { return w &^ 0xff }
 const StopAfter = 8
 
 // FillRear fills a rear redzone: StopAfter bytes of w, then Stopper(w).
+//
 //go:norace
 //go:noinline
 func FillRear(b []byte, base uintptr, w uint64) {
@@ -91,6 +92,7 @@ func FillRear(b []byte, base uintptr, w uint64) {
 
 // VerifyRear checks a redzone filled by FillRear; it returns the index of
 // the first bad byte or -1.
+//
 //go:norace
 //go:noinline
 func VerifyRear(b []byte, base uintptr, w uint64) int {
@@ -151,6 +153,7 @@ func native(w uint64) uint64 {
 const bulkMin = 512
 
 // Fill writes pattern w over b, whose first byte is at address base.
+//
 //go:norace
 //go:noinline
 func Fill(b []byte, base uintptr, w uint64) {
@@ -182,6 +185,7 @@ func Fill(b []byte, base uintptr, w uint64) {
 
 // Verify returns the index of the first byte of b (at address base) that
 // differs from pattern w, or -1.
+//
 //go:norace
 //go:noinline
 func Verify(b []byte, base uintptr, w uint64) int {

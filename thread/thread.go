@@ -138,8 +138,8 @@ type entry struct {
 	// release lets the allocator's Close proceed: the worker calls it once
 	// it touches no allocator memory any more.
 	release func()
-	err    error
-	perr   *PanicError
+	err     error
+	perr    *PanicError
 }
 
 var table struct {
@@ -212,6 +212,7 @@ func capsuleOf(mem []byte) *capsule { return (*capsule)(unsafe.Pointer(unsafe.Sl
 // unlocked, as the original C++ did, and let the allocator report the
 // write instead of spinning forever on poison.
 func (c *capsule) acquire() {
+	asanTouch(unsafe.Pointer(&c.lock), 4)
 	for !atomic.CompareAndSwapUint32(&c.lock, 0, 1) {
 		if atomic.LoadUint64(&c.magic) != capsuleMagic {
 			return
@@ -220,7 +221,10 @@ func (c *capsule) acquire() {
 	}
 }
 
-func (c *capsule) release() { atomic.StoreUint32(&c.lock, 0) }
+func (c *capsule) release() {
+	asanTouch(unsafe.Pointer(&c.lock), 4)
+	atomic.StoreUint32(&c.lock, 0)
+}
 
 // worker is the trampoline: run fn, publish its result, drop the worker's
 // reference.
@@ -282,6 +286,7 @@ func reportPanic(e *entry) {
 //go:noinline
 func dropRef(a *hardened.Allocator, mem []byte, h uint64) {
 	c := capsuleOf(mem)
+	asanTouch(unsafe.Pointer(&c.refs), 4)
 	if atomic.AddInt32(&c.refs, -1) == 0 {
 		unregister(h)
 		a.Free(mem)

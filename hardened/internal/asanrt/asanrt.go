@@ -9,7 +9,9 @@ package asanrt
 #cgo CFLAGS: -fsanitize=address
 #cgo LDFLAGS: -fsanitize=address
 
+#include <errno.h>
 #include <poll.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,13 +41,33 @@ static void ha_on_report(const char *text) {
 	} else if (r != NULL) {
 		sscanf(r, "READ of size %lu", &a.size);
 	}
-	if (write(ha_req, &a, sizeof a) != (ssize_t)sizeof a) {
+	ssize_t wr;
+	do {
+		wr = write(ha_req, &a, sizeof a);
+	} while (wr < 0 && errno == EINTR);
+	if (wr != (ssize_t)sizeof a) {
 		return;
 	}
-	struct pollfd p = { .fd = ha_rep, .events = POLLIN };
-	if (poll(&p, 1, 5000) == 1) {
-		char c;
-		(void)!read(ha_rep, &c, 1);
+	// Go preempts threads with signals (SIGURG), which end a poll early:
+	// wait again until five seconds have passed in all.
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long left = 5000 - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
+		struct pollfd p = { .fd = ha_rep, .events = POLLIN };
+		if (left <= 0) {
+			return;
+		}
+		int n = poll(&p, 1, (int)left);
+		if (n == 1) {
+			char c;
+			(void)!read(ha_rep, &c, 1);
+			return;
+		}
+		if (n < 0 && errno != EINTR) {
+			return;
+		}
 	}
 }
 

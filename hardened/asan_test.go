@@ -1,0 +1,235 @@
+//go:build asan
+
+package hardened_test
+
+import (
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"unsafe"
+
+	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/hardened/internal/cstore"
+)
+
+// The access-time catalog: each row makes one bad access to hardalloc
+// memory with an ordinary, instrumented Go (or C) load or store. Under
+// -asan it must be stopped at the access: AddressSanitizer's report (kind,
+// READ or WRITE) and hardalloc's (the block, the offset, the accessing
+// stack, the allocation and free sites). ASan aborts, so every row runs in
+// a child process of this test binary.
+
+type accessRow struct {
+	name   string
+	run    func(a *hardened.Allocator)
+	asan   string   // ASan's bug type
+	op     string   // READ or WRITE
+	where  string   // hardalloc's description of the address
+	whereH string   // the same in hardened builds, if it differs
+	frame  string   // the function that made the access, on the access stack
+	freed  bool     // a free site is expected (hardened builds)
+	only   bool     // hardened builds only (needs the quarantine or the zero region)
+	wild   bool     // no block there any more: no sites
+	extra  []string // more lines the output must hold
+}
+
+var sinkByte byte
+
+//go:noinline
+func readAfterFreeSmall(a *hardened.Allocator) {
+	b := mustAlloc(a, 40)
+	a.Free(b)
+	sinkByte = b[7]
+}
+
+//go:noinline
+func readAfterFreeLarge(a *hardened.Allocator) {
+	b := mustAlloc(a, 300<<10)
+	a.Free(b)
+	sinkByte = b[200<<10]
+}
+
+//go:noinline
+func writeAfterFreeElsewhere(a *hardened.Allocator) {
+	b := mustAlloc(a, 48)
+	a.Free(b)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		lateWrite(b)
+	}()
+	wg.Wait()
+}
+
+//go:noinline
+func lateWrite(b []byte) { b[4] = 1 }
+
+//go:noinline
+func readPastEnd(a *hardened.Allocator) {
+	b := mustAlloc(a, 40) // 40 bytes in a 48-byte class: byte 40 is class slack
+	p := unsafe.Slice(unsafe.SliceData(b), 41)
+	sinkByte = p[40]
+}
+
+//go:noinline
+func readPastEndExact(a *hardened.Allocator) {
+	b := mustAlloc(a, 4096)
+	p := unsafe.Slice(unsafe.SliceData(b), 4097)
+	sinkByte = p[4096]
+}
+
+//go:noinline
+func writeBeforeStart(a *hardened.Allocator) {
+	b := mustAlloc(a, 64)
+	*(*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), -1)) = 7
+}
+
+//go:noinline
+func readQuarantinedLater(a *hardened.Allocator) {
+	b := mustAlloc(a, 100)
+	a.Free(b)
+	for range 5000 {
+		c := mustAlloc(a, 100)
+		a.Free(c)
+	}
+	sinkByte = b[50]
+}
+
+//go:noinline
+func touchZeroBlock(a *hardened.Allocator) {
+	b := mustAlloc(a, 0)
+	p := unsafe.Slice(unsafe.SliceData(b), 1) // indexed, not dereferenced: a Go nil check would touch the page first
+	sinkByte = p[0]
+}
+
+//go:noinline
+func readShrunkTail(a *hardened.Allocator) {
+	b := mustAlloc(a, 100)
+	old := b
+	if _, err := a.Realloc(b, 90); err != nil {
+		panic(err)
+	}
+	sinkByte = old[95] // released builds shrink in place, hardened ones move: gone either way
+}
+
+//go:noinline
+func readAfterReset(a *hardened.Allocator) {
+	b := mustAlloc(a, 32)
+	a.Reset(9)
+	sinkByte = b[0]
+}
+
+//go:noinline
+func cWriteStale(a *hardened.Allocator) {
+	b := mustAlloc(a, 48)
+	a.Free(b)
+	cstore.Write(unsafe.Pointer(unsafe.SliceData(b)), 8, 1)
+}
+
+func mustAlloc(a *hardened.Allocator, n int) []byte {
+	b, err := a.Alloc(n)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+var accessRows = []accessRow{
+	{name: "read-after-free-small", run: readAfterFreeSmall, asan: "heap-use-after-free", op: "READ of size 1",
+		where: "7 bytes inside a 40-byte block", frame: "readAfterFreeSmall", freed: true},
+	{name: "read-after-free-large", run: readAfterFreeLarge, asan: "heap-use-after-free", op: "READ of size 1",
+		where: "204800 bytes inside a 307200-byte block", frame: "readAfterFreeLarge", freed: true},
+	{name: "write-after-free-other-goroutine", run: writeAfterFreeElsewhere, asan: "heap-use-after-free", op: "WRITE of size 1",
+		where: "4 bytes inside a 48-byte block", frame: "lateWrite", freed: true,
+		extra: []string{"writeAfterFreeElsewhere.func1"}},
+	{name: "read-1-past-end-class-slack", run: readPastEnd, asan: "heap-buffer-overflow", op: "READ of size 1",
+		where: "0 bytes after the end of a 40-byte block", frame: "readPastEnd"},
+	{name: "read-1-past-end", run: readPastEndExact, asan: "heap-buffer-overflow", op: "READ of size 1",
+		where: "0 bytes after the end of a 4096-byte block", frame: "readPastEndExact"},
+	{name: "write-1-before-start", run: writeBeforeStart, asan: "heap-buffer-overflow", op: "WRITE of size 1",
+		where: "1 byte before the start of a 64-byte block", frame: "writeBeforeStart"},
+	{name: "read-quarantined-after-5000-allocs", run: readQuarantinedLater, asan: "heap-use-after-free", op: "READ of size 1",
+		where: "50 bytes inside a 100-byte block", frame: "readQuarantinedLater", freed: true, only: true},
+	{name: "touch-0-byte-block", run: touchZeroBlock, asan: "heap-buffer-overflow", op: "READ of size 1",
+		where: "0-byte block", frame: "touchZeroBlock"},
+	{name: "read-shrunk-tail", run: readShrunkTail, asan: "heap-", op: "READ of size 1",
+		where: "5 bytes after the end of a 90-byte block", whereH: "95 bytes inside a 100-byte block", frame: "readShrunkTail"},
+	{name: "read-after-reset", run: readAfterReset, asan: "heap-buffer-overflow", op: "READ of size 1",
+		where: "invalid-access", frame: "readAfterReset", wild: true},
+	{name: "c-write-through-stale-pointer", run: cWriteStale, asan: "heap-use-after-free", op: "WRITE of size 1",
+		where: "8 bytes inside a 48-byte block", frame: "C code", freed: true,
+		extra: []string{"C code: see AddressSanitizer's stack above"}},
+}
+
+const rowEnv = "HARDALLOC_ASAN_ROW"
+
+func TestAccessCatalog(t *testing.T) {
+	for _, row := range accessRows {
+		t.Run(row.name, func(t *testing.T) {
+			if row.only && !hardened.Enabled {
+				t.Skip("needs -tags hardened (quarantine or the PROT_NONE zero region)")
+			}
+			if runtime.NumCPU() < 2 {
+				t.Skip("the report's hardalloc part needs a second P")
+			}
+			t.Parallel()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestAccessChild$")
+			cmd.Env = append(os.Environ(), rowEnv+"="+row.name, "GOMAXPROCS=2")
+			out, err := cmd.CombinedOutput()
+			text := string(out)
+			if err == nil {
+				t.Fatalf("the child exited 0: the bad access was not stopped\n%s", text)
+			}
+			where := row.where
+			if hardened.Enabled && row.whereH != "" {
+				where = row.whereH
+			}
+			want := []string{
+				"ERROR: AddressSanitizer: " + row.asan,
+				row.op,
+				"==hardalloc== the address above is in hardalloc memory",
+				where,
+				strings.ToUpper(row.op[:1]) + row.op[1:],
+				row.frame,
+			}
+			if hardened.Enabled && !row.wild {
+				want = append(want, "allocated by goroutine")
+				if row.freed {
+					want = append(want, "freed by goroutine")
+				}
+			}
+			want = append(want, row.extra...)
+			for _, w := range want {
+				if !strings.Contains(text, w) {
+					t.Errorf("output lacks %q", w)
+				}
+			}
+			if t.Failed() {
+				t.Logf("child output:\n%s", text)
+			}
+		})
+	}
+}
+
+// TestAccessChild is a catalog row, run alone in a child process.
+func TestAccessChild(t *testing.T) {
+	name := os.Getenv(rowEnv)
+	if name == "" {
+		t.Skip("run by TestAccessCatalog")
+	}
+	for _, row := range accessRows {
+		if row.name == name {
+			a, err := hardened.New(hardened.Options{Seed: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			row.run(a)
+			t.Fatalf("row %s: the bad access went on", name)
+		}
+	}
+	t.Fatalf("no row %q", name)
+}
