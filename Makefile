@@ -8,7 +8,7 @@ FUZZTIME ?= 20s
 TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
 TAGS     ?= hardened
 
-.PHONY: test fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
+.PHONY: test test-asan fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
 
 # Every check CI runs: formatting, vet, staticcheck, and the tests (seed
 # corpora included) with and without the race detector and -tags hardened.
@@ -18,6 +18,21 @@ test: tools lint nightly-smoke gofuzz-smoke
 	$(GO) test -count=1 -tags hardened ./...
 	$(GO) test -count=1 -race -tags hardened ./...
 	$(GO) test -count=1 -tags hardened,faultinject ./thread/ ./fuzz/
+	$(MAKE) --no-print-directory test-asan
+
+# The suite under AddressSanitizer (go test -asan), release and hardened,
+# with the access-time catalog; skipped, saying so, where no C compiler
+# with ASan exists.
+CC ?= cc
+test-asan:
+	@if echo 'int main(void){return 0;}' | $(CC) -fsanitize=address -x c - -o /dev/null 2>/dev/null; then \
+		set -ex; \
+		$(GO) test -count=1 -asan ./...; \
+		$(GO) test -count=1 -asan -tags hardened ./...; \
+		$(GO) test -count=1 -asan -tags hardened,faultinject -run Asan ./thread/; \
+	else \
+		echo "SKIP test-asan: '$(CC) -fsanitize=address' does not link (install gcc, or clang with its ASan runtime)"; \
+	fi
 
 # staticcheck, actionlint, go-fuzz and go-fuzz-build at their pinned versions.
 tools:
@@ -28,8 +43,11 @@ lint: tools
 	$(GO) vet ./...
 	$(GO) vet -tags hardened ./...
 	$(GO) vet -tags hardened,faultinject ./...
-	staticcheck ./...
-	staticcheck -tags hardened ./...
+	$(GO) vet -tags gofuzz ./...
+	for tags in "" hardened race race,hardened hardened,faultinject gofuzz; do staticcheck -tags "$$tags" ./... || exit 1; done
+	if echo 'int main(void){return 0;}' | $(CC) -fsanitize=address -x c - -o /dev/null 2>/dev/null; then \
+		$(GO) vet -tags asan ./... && $(GO) vet -tags asan,hardened ./... && \
+		staticcheck -tags asan ./... && staticcheck -tags asan,hardened ./...; fi
 	actionlint .github/workflows/*.yml
 
 # A short run of the nightly script, so it cannot rot unnoticed.

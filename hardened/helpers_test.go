@@ -73,14 +73,6 @@ func flip(b []byte, off int, mask byte) { *at(b, off) ^= mask }
 
 //go:norace
 //go:noinline
-func poke(b []byte, off int, v byte) { *at(b, off) = v }
-
-//go:norace
-//go:noinline
-func peek(b []byte, off int) byte { return *at(b, off) }
-
-//go:norace
-//go:noinline
 func pokeBytes(b []byte, off int, v []byte) {
 	for i, x := range v {
 		*at(b, off+i) = x

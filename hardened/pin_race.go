@@ -15,12 +15,6 @@ func (a *Allocator) pin() *cache {
 	return c
 }
 
-// pinSpare exists for symmetry with pin_norace.go.
-func (a *Allocator) pinSpare() *cache {
-	a.spare.mu.Lock()
-	return a.spare
-}
-
 func (a *Allocator) unpin(c *cache) { c.mu.Unlock() }
 
 func (c *cache) lockForRead()   { c.mu.Lock() }

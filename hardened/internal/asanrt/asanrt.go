@@ -71,6 +71,8 @@ static void ha_on_report(const char *text) {
 	}
 }
 
+static int ha_poisoned(void *p) { return __asan_address_is_poisoned(p); }
+
 static void ha_mapping(size_t *scale, size_t *offset) {
 	__asan_get_shadow_mapping(scale, offset);
 }
@@ -82,6 +84,8 @@ static void ha_install(int req, int rep) {
 }
 */
 import "C"
+
+import "unsafe"
 
 // ShadowMapping returns ASan's shadow scale and offset: the shadow byte of
 // address p is at p>>scale + offset.
@@ -98,3 +102,7 @@ func ShadowMapping() (scale, offset uintptr) {
 func InstallReportCallback(req, rep int) {
 	C.ha_install(C.int(req), C.int(rep))
 }
+
+// Poisoned reports whether ASan considers the byte at p unaddressable
+// (for tests of the shadow the allocator keeps).
+func Poisoned(p unsafe.Pointer) bool { return C.ha_poisoned(p) != 0 }

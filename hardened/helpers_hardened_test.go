@@ -1,0 +1,13 @@
+//go:build hardened
+
+package hardened_test
+
+// poke and peek: see flip (helpers_test.go).
+//
+//go:norace
+//go:noinline
+func poke(b []byte, off int, v byte) { *at(b, off) = v }
+
+//go:norace
+//go:noinline
+func peek(b []byte, off int) byte { return *at(b, off) }

@@ -1,0 +1,110 @@
+//go:build asan
+
+package hardened
+
+import (
+	"testing"
+	"unsafe"
+
+	"github.com/hardalloc/hardalloc/hardened/internal/asanrt"
+)
+
+// The shadow the allocator keeps, read back from ASan byte by byte: a
+// live block's len bytes and nothing else of its slot are addressable;
+// freed, Reset and never-allocated slots are not; after Close nothing the
+// allocator mapped is poisoned any more (the addresses may be reused).
+func TestShadowStates(t *testing.T) {
+	a, err := New(Options{Seed: 3, OnReport: func(r *Report) {
+		if r.Kind != Leak {
+			t.Errorf("report:\n%s", r)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poisoned := func(p unsafe.Pointer, off int) bool { return asanrt.Poisoned(unsafe.Add(p, off)) }
+	// exactly checks that [p, p+n) is addressable and the bytes around it
+	// (lo before, hi after) are not.
+	exactly := func(what string, p unsafe.Pointer, n, lo, hi int) {
+		t.Helper()
+		for i := -lo; i < n+hi; i++ {
+			if want := i < 0 || i >= n; poisoned(p, i) != want {
+				t.Fatalf("%s: byte %d of a %d-byte block: poisoned=%v", what, i, n, !want)
+			}
+		}
+	}
+	none := func(what string, p unsafe.Pointer, n int) {
+		t.Helper()
+		for i := range n {
+			if !poisoned(p, i) {
+				t.Fatalf("%s: byte %d is addressable", what, i)
+			}
+		}
+	}
+	var blocks [][]byte
+	for _, n := range []int{0, 1, 7, 8, 15, 16, 17, 40, 48, 100, 1000, 4095, 4096, 20000, 65536, 100 << 10, 1 << 20} {
+		b, err := a.Alloc(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := unsafe.Pointer(unsafe.SliceData(b))
+		if n == 0 && Enabled {
+			exactly("Alloc(0)", p, 0, 0, 16) // its own 16 bytes of the zero region
+		} else {
+			exactly("Alloc", p, n, 16, 16)
+		}
+		if n > 1 && n <= maxSmall {
+			// Realloc in place (release) or moved (hardened): the new
+			// block's boundary is exact, the old one's bytes are gone.
+			nb, err := a.Realloc(b, n-1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			np := unsafe.Pointer(unsafe.SliceData(nb))
+			exactly("Realloc smaller", np, n-1, 16, 16)
+			if np != p {
+				none("the old block after Realloc", p, n)
+			}
+			b = nb
+		}
+		c, err := a.AllocAligned(n, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exactly("AllocAligned", unsafe.Pointer(unsafe.SliceData(c)), n, 16, 16)
+		a.Free(c)
+		none("freed aligned", unsafe.Pointer(unsafe.SliceData(c)), max(n, 1))
+		blocks = append(blocks, b)
+	}
+	if err := a.Check(); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range blocks[:len(blocks)/2] {
+		a.Free(b)
+		none("freed", unsafe.Pointer(unsafe.SliceData(b)), max(len(b), 1))
+	}
+	// A never-allocated slot of a carved slab: the one after a fresh block.
+	b, _ := a.Alloc(24)
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	slot, c, _, _ := a.locate(uintptr(p) - uintptr(a.base))
+	none("the next slot", unsafe.Add(slot, classSize[c]+headerSize), int(classSize[c]+headerSize))
+	a.Free(b)
+
+	live := blocks[len(blocks)/2:]
+	a.Reset(4) // the live half leaks; nothing of it stays addressable
+	for _, b := range live {
+		if len(b) <= maxSmall { // large ones are cached; freed either way
+			none("after Reset", unsafe.Pointer(unsafe.SliceData(b)), max(len(b), 1))
+		}
+	}
+	b, _ = a.Alloc(300)
+	p = unsafe.Pointer(unsafe.SliceData(b))
+	if err := a.Close(); err == nil {
+		t.Fatal("Close found no leak")
+	}
+	for i := -16; i < 316; i++ {
+		if poisoned(p, i) {
+			t.Fatalf("after Close, byte %d of an unmapped block is still poisoned", i)
+		}
+	}
+}
