@@ -4,9 +4,9 @@ GO       ?= go
 # fresh clone needs only Go (and, for `make libfuzzer`, Debian's clang).
 BIN      := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
-FUZZTIME ?= 20s
+FUZZTIME ?= 10s
 TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
-TAGS     ?= hardened
+MODES    ?= release hardened
 
 .PHONY: test test-asan fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
 
@@ -55,9 +55,10 @@ nightly-smoke:
 	BUDGET=3s TARGETS=FuzzAllocFree MODES="release hardened+race" CORPUS=$$(mktemp -d) \
 		CRASHERS=$$(mktemp -d) SUMMARY=$$(mktemp -d)/summary.md scripts/nightly-fuzz.sh
 
-# The bounded fuzz campaign: every target, hardening on, FUZZTIME each.
+# The bounded fuzz campaign: every target in release and hardened builds,
+# FUZZTIME each; ASAN=1 runs it all under AddressSanitizer.
 fuzz:
-	FUZZTIME=$(FUZZTIME) TAGS=$(TAGS) scripts/fuzz.sh $(TARGETS)
+	FUZZTIME=$(FUZZTIME) MODES="$(MODES)" ASAN=$(ASAN) scripts/fuzz.sh $(TARGETS)
 
 # Every seeded bug against its target from an empty corpus: time to detect.
 seeded:

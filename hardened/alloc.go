@@ -3,6 +3,7 @@ package hardened
 import (
 	crand "crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"runtime"
@@ -72,12 +73,19 @@ type Options struct {
 	LargeCacheBytes int64
 }
 
+// Each size class owns 2^shift bytes of address space: 1 GiB
+// (maxClassShift) when New can reserve the 80 GiB this takes, less under an
+// address-space limit (ulimit -v), down to minClassShift; a class whose
+// region is full serves its requests as large blocks.
 const (
-	classShift  = 30 // each size class owns 1 GiB of address space
-	classRegion = 1 << classShift
-	regionSize  = numClasses << classShift
-	cacheCap    = 64
+	maxClassShift = 30
+	minClassShift = 24
+	cacheCap      = 64
 )
+
+// classRegion is the address space of one class; regionSize of them all.
+func (a *Allocator) classRegion() uintptr { return 1 << a.shift }
+func (a *Allocator) regionSize() uintptr  { return numClasses << a.shift }
 
 // An Allocator hands out off-heap memory. It is safe for concurrent use;
 // Close must not race with other calls.
@@ -86,8 +94,9 @@ type Allocator struct {
 	report func(*Report)
 	secret uint64
 
-	mem  []byte         // the reservation holding every class region
-	base unsafe.Pointer // &mem[0]
+	mem   []byte         // the reservation holding every class region
+	base  unsafe.Pointer // &mem[0]
+	shift uint           // log2 of each class region's size
 
 	caches []*cache // per P (or, under -race, a locked pool)
 	spare  *cache   // used when GOMAXPROCS grew beyond len(caches)
@@ -199,14 +208,6 @@ func New(opts Options) (*Allocator, error) {
 	a.rng = rand.NewChaCha8(seed)
 	a.secret = a.rng.Uint64()
 
-	mem, err := unix.Mmap(-1, 0, regionSize, unix.PROT_NONE,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
-	if err != nil {
-		return nil, &OpError{Op: "New", Err: mmapErr(err)}
-	}
-	a.mem = mem
-	a.base = unsafe.Pointer(&mem[0])
-
 	n := max(runtime.GOMAXPROCS(0), runtime.NumCPU())
 	a.caches = make([]*cache, n)
 	for i := range a.caches {
@@ -224,15 +225,39 @@ func New(opts Options) (*Allocator, error) {
 			a.ccap[c] = 0
 		}
 	}
-	a.large.init()
-	if Enabled {
-		if err := a.initHardened(); err != nil {
-			unix.Munmap(mem)
-			return nil, err
-		}
+	if err := a.reserveSpace(); err != nil {
+		return nil, err
 	}
+	a.large.init()
 	asanRegister(a)
 	return a, nil
+}
+
+// reserveSpace maps the PROT_NONE reservation of the class regions (and,
+// hardened, the site records sized by it), halving each region's size
+// until the reservation fits under an address-space limit.
+func (a *Allocator) reserveSpace() error {
+	for a.shift = maxClassShift; ; a.shift -= 2 {
+		mem, err := unix.Mmap(-1, 0, int(a.regionSize()), unix.PROT_NONE,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		if err == nil {
+			a.mem, a.base = mem, unsafe.Pointer(&mem[0])
+			if !Enabled {
+				return nil
+			}
+			if err = a.initHardened(); err == nil {
+				return nil
+			}
+			unix.Munmap(mem)
+		}
+		if !errors.Is(err, unix.ENOMEM) {
+			return err
+		}
+		if a.shift == minClassShift {
+			return &OpError{Op: "New", Err: fmt.Errorf("reserving %d MiB of address space for the size classes (is `ulimit -v` below that?): %w",
+				a.regionSize()>>20, mmapErr(err))}
+		}
+	}
 }
 
 func mmapErr(err error) error {
@@ -250,10 +275,10 @@ func sizeClass(n uintptr) int {
 	return int(sizeToClass128[(n-1024+127)>>7])
 }
 
-func classBase(c int) uintptr { return uintptr(c) << classShift }
+func (a *Allocator) classBase(c int) uintptr { return uintptr(c) << a.shift }
 
 func (a *Allocator) slotAt(c int, off uint32) unsafe.Pointer {
-	return unsafe.Add(a.base, classBase(c)+uintptr(off))
+	return unsafe.Add(a.base, a.classBase(c)+uintptr(off))
 }
 
 // Alloc returns n zeroed bytes with len == cap == n. Alloc(0) returns a
@@ -511,13 +536,13 @@ func (a *Allocator) grow(c int) error {
 	cl := &a.classes[c]
 	slab := uint64(1) << classSlabShift[c]
 	start := cl.committed.Load()
-	if start+slab > classRegion {
+	if start+slab > uint64(a.classRegion()) {
 		return errClassFull
 	}
 	if err := a.reserve(int64(slabCommit[c])); err != nil {
 		return err
 	}
-	lo := classBase(c) + uintptr(start)
+	lo := a.classBase(c) + uintptr(start)
 	if err := unix.Mprotect(a.mem[lo:lo+slabCommit[c]], unix.PROT_READ|unix.PROT_WRITE); err != nil {
 		a.mapped.Add(-int64(slabCommit[c]))
 		return mmapErr(err)
@@ -608,7 +633,7 @@ func (a *Allocator) Free(b []byte) {
 		// released with one compare-and-swap and one pinned push. Anything
 		// else (and everything after Close, when no slab is committed any
 		// more) takes the general path, which reports.
-		if off := uintptr(p) - uintptr(a.base); off < regionSize {
+		if off := uintptr(p) - uintptr(a.base); off < a.regionSize() {
 			slot, c, soff, ok := a.locate(off)
 			if ok {
 				// decode, inlined: allocated, used, payload right after
@@ -634,8 +659,8 @@ func (a *Allocator) Free(b []byte) {
 // locate maps a payload pointer inside the class regions to its slot.
 // ok is false when p is in no committed slot.
 func (a *Allocator) locate(off uintptr) (slot unsafe.Pointer, c int, soff uint32, ok bool) {
-	c = int(off>>classShift) % numClasses
-	coff := uint32(off & (classRegion - 1))
+	c = int(off>>a.shift) % numClasses
+	coff := uint32(off & (a.classRegion() - 1))
 	in := coff & (1<<classSlabShift[c] - 1)
 	idx := uint32(uint64(in) * uint64(a.divMul[c]) >> 32)
 	soff = coff - in + idx*(classSize[c]+headerSize)
@@ -652,7 +677,7 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 		return false
 	}
 	off := uintptr(p) - uintptr(a.base)
-	if off >= regionSize {
+	if off >= a.regionSize() {
 		if Enabled && a.h.zero.contains(uintptr(p)) {
 			return a.freeZero(op, p)
 		}
@@ -778,7 +803,7 @@ func (a *Allocator) Realloc(b []byte, n int) ([]byte, error) {
 func (a *Allocator) liveSize(op string, p unsafe.Pointer) (int, error) {
 	var got *Report
 	off := uintptr(p) - uintptr(a.base)
-	if off >= regionSize {
+	if off >= a.regionSize() {
 		if Enabled && a.h.zero.contains(uintptr(p)) {
 			return a.zeroSize(op, p)
 		}
@@ -814,7 +839,7 @@ func (a *Allocator) liveSize(op string, p unsafe.Pointer) (int, error) {
 // still fits with its pads, updating the header by compare-and-swap.
 func (a *Allocator) reallocInPlace(p unsafe.Pointer, size, n int) ([]byte, bool) {
 	off := uintptr(p) - uintptr(a.base)
-	if Enabled || off >= regionSize || n > maxSmall {
+	if Enabled || off >= a.regionSize() || n > maxSmall {
 		// Hardened builds always move: a moved block catches stale
 		// pointers, and canaries never change place under a Check.
 		return nil, false

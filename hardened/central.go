@@ -137,7 +137,7 @@ func (a *Allocator) put(c int, offs []uint32) {
 func (a *Allocator) purge(c, s int) {
 	cl := &a.classes[c]
 	size := uintptr(1) << classSlabShift[c]
-	lo := classBase(c) + uintptr(s)*size
+	lo := a.classBase(c) + uintptr(s)*size
 	unix.Madvise(a.mem[lo:lo+size], unix.MADV_DONTNEED) // headers read as zero: "never used"
 	cl.slabs[s].purged = true
 	cl.slabs[s].used = 0

@@ -97,7 +97,7 @@ func (a *Allocator) initHardened() error {
 	var total uintptr
 	for c := range numClasses {
 		h.metaStart[c] = total
-		slots := uintptr(classRegion>>classSlabShift[c]) * uintptr(classSlots[c])
+		slots := uintptr(a.classRegion()>>classSlabShift[c]) * uintptr(classSlots[c])
 		total += alignUp(slots*recSize, pageSize)
 	}
 	prot := unix.PROT_READ | unix.PROT_WRITE
@@ -125,15 +125,17 @@ func (a *Allocator) initHardened() error {
 		}
 	}
 	h.largeBudget = max(budget*4, 64<<20)
-	if a.opts.ProfileName != "" {
-		if pprof.Lookup(a.opts.ProfileName) != nil {
-			return &OpError{Op: "New", Err: fmt.Errorf("pprof profile %q already exists", a.opts.ProfileName)}
-		}
-		h.profile = pprof.NewProfile(a.opts.ProfileName)
-	}
 	if err := h.zero.init(); err != nil {
 		unix.Munmap(meta)
 		return &OpError{Op: "New", Err: mmapErr(err)}
+	}
+	if a.opts.ProfileName != "" {
+		if pprof.Lookup(a.opts.ProfileName) != nil {
+			unix.Munmap(meta)
+			unix.Munmap(h.zero.mem)
+			return &OpError{Op: "New", Err: fmt.Errorf("pprof profile %q already exists", a.opts.ProfileName)}
+		}
+		h.profile = pprof.NewProfile(a.opts.ProfileName)
 	}
 	a.h = h
 	return nil
@@ -897,7 +899,7 @@ func (a *Allocator) Explain(addr uintptr) *Report {
 		}
 	}
 	off := addr - uintptr(a.base)
-	if off < regionSize {
+	if off < a.regionSize() {
 		return a.explainSmall(addr, off)
 	}
 	a.large.mu.Lock()
@@ -925,7 +927,7 @@ func (a *Allocator) explainSmall(addr, off uintptr) *Report {
 		if r := a.explainTail(off, c); r != nil {
 			return r
 		}
-		return &Report{Kind: Overflow, Op: "fault", Addr: addr, Size: -1, Class: int(off >> classShift),
+		return &Report{Kind: Overflow, Op: "fault", Addr: addr, Size: -1, Class: int(off >> a.shift),
 			Detail: "an access to reserved allocator address space that holds no block"}
 	}
 	old := loadHeader(slot)
@@ -984,7 +986,7 @@ func (a *Allocator) explainPrev(p unsafe.Pointer, c int, soff uint32) *Report {
 // (see slabCommit): a linear overflow out of the slab's last slot gets
 // there first, so the report is about that block when it is live.
 func (a *Allocator) explainTail(off uintptr, c int) *Report {
-	coff := uint64(off & (classRegion - 1))
+	coff := uint64(off & (a.classRegion() - 1))
 	if coff >= a.classes[c].committed.Load() {
 		return nil
 	}

@@ -41,7 +41,7 @@ func TestSlabTailNotCommitted(t *testing.T) {
 	if got := a.Stats().Mapped; got != want {
 		t.Fatalf("Mapped = %d after one %d-byte block, want %d (slots rounded to a page; the slab is %d)", got, n, want, 1<<classSlabShift[c])
 	}
-	tail := unsafe.Add(a.base, classBase(c)+uintptr(want))
+	tail := unsafe.Add(a.base, a.classBase(c)+uintptr(want))
 	faulted := func() (f bool) {
 		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 		defer func() { f = recover() != nil }()
@@ -69,7 +69,7 @@ func TestSlabTailFaultExplained(t *testing.T) {
 			last = b
 		}
 	}
-	tail := unsafe.Add(a.base, classBase(c)+alignUp(used, pageSize))
+	tail := unsafe.Add(a.base, a.classBase(c)+alignUp(used, pageSize))
 	r := a.CatchFault(func() { *(*byte)(tail) = 1 })
 	if r == nil {
 		t.Fatal("a write into the slab tail did not fault")

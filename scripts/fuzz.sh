@@ -1,58 +1,83 @@
 #!/usr/bin/env bash
 # Bounded fuzz campaign: runs each native fuzz target with `go test -fuzz`
-# for FUZZTIME (default 20s) with -tags $TAGS (default hardened), prints
-# progress as it goes and a summary table at the end. A crasher is left in
-# testdata/fuzz/<Target>/ (go test writes it there), its report is printed,
-# and the script exits non-zero.
+# in each of MODES (default "release hardened": the release fast paths and
+# the hardening layer are different code) for FUZZTIME each (default
+# 10s), prints progress as it goes and a summary table at the end. ASAN=1
+# builds every run with -asan, so a bad access is stopped where it
+# happens. A crasher is left in testdata/fuzz/<Target>/ (go test writes it
+# there), its report is printed, and the script exits non-zero.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/fuzzlib.sh
-FUZZTIME=${FUZZTIME:-20s}
-TAGS=${TAGS:-hardened}
+FUZZTIME=${FUZZTIME:-10s}
+MODES=${MODES:-${TAGS:+${TAGS}}}
+MODES=${MODES:-release hardened}
 PARALLEL=${PARALLEL:-2}
+ASAN=${ASAN:-}
 # Each of the PARALLEL worker processes gets its share of the CPUs, not all
 # of them: Go's default (GOMAXPROCS = every CPU in each worker) runs 2x2 Ps
 # and the coordinator on 2 cores, and measured here 13.8k FuzzAllocFree
 # execs/s against 20.5k with GOMAXPROCS=1 (the trivial FuzzBaseline: 61k
 # against 110k). Targets still run their goroutines concurrently, and the
-# seeded thread bugs are found as fast; set FUZZPROCS to override.
+# seeded thread bugs are found as fast; set FUZZPROCS to override. Under
+# -asan a worker needs a second P: hardalloc's part of an ASan report is
+# printed by a goroutine while the faulting one is stopped.
 FUZZPROCS=${FUZZPROCS:-$(( $(nproc) / PARALLEL > 1 ? $(nproc) / PARALLEL : 1 ))}
+asanflag=()
+if [ -n "$ASAN" ]; then
+	asanflag=(-asan)
+	[ "$FUZZPROCS" -ge 2 ] || FUZZPROCS=2
+fi
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse)
 log=$(mktemp -d)
 failed=0
 rows=()
-echo "fuzz campaign: ${#targets[@]} targets, ${FUZZTIME} each, tags '${TAGS}', ${PARALLEL} workers (GOMAXPROCS=${FUZZPROCS} each)"
-go test -c -o "$log/hardalloc.test" ${TAGS:+-tags "$TAGS"} . || exit 1
-for t in "${targets[@]}"; do
-	echo "--- $t"
-	before=$(ls "testdata/fuzz/$t" 2>/dev/null | wc -l)
-	start=$(date +%s%N)
-	GOMAXPROCS=$FUZZPROCS go test ${TAGS:+-tags "$TAGS"} -run '^$' -fuzz "^${t}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 5x -parallel "$PARALLEL" . 2>&1 | tee "$log/$t.out" | grep --line-buffered -E '^fuzz: elapsed|FAIL|panic|failing input'
-	rc=${PIPESTATUS[0]}
-	ms=$(( ($(date +%s%N) - start) / 1000000 ))
-	execs=$(grep -oE 'execs: [0-9]+' "$log/$t.out" | tail -1 | grep -oE '[0-9]+' || echo 0)
-	newc=$(grep -oE 'new interesting: [0-9]+' "$log/$t.out" | tail -1 | grep -oE '[0-9]+' || echo 0)
-	after=$(ls "testdata/fuzz/$t" 2>/dev/null | wc -l)
-	crashers=$((after - before))
-	status=ok
-	newfile=$([ "$crashers" -gt 0 ] && echo yes)
-	if [ "$rc" -ne 0 ] && deadline_flake "$(cat "$log/$t.out")" "$newfile"; then
-		status=flake
-		echo "=== $t: 'context deadline exceeded' with no failing input: Go's fuzztime race (go.dev/issue/75804), not a crash"
-	elif [ "$rc" -ne 0 ]; then
-		status=FAIL
-		failed=1
-		echo "=== $t failed; report:"
-		sed -n '/--- FAIL/,/^FAIL/p' "$log/$t.out" | head -80
-		echo "crasher kept in testdata/fuzz/$t/ (replay: go test -tags '$TAGS' -run '$t' .)"
-	fi
-	rate=$(( ${execs:-0} * 1000 / (ms > 0 ? ms : 1) ))
-	rows+=("$(printf '| %-20s | %-9s | %10s | %8s | %4s | %3s | %-5s |' "$t" "$TAGS" "$execs" "$rate" "$newc" "$crashers" "$status")")
+read -r -a modes <<<"$MODES"
+echo "fuzz campaign: ${#targets[@]} targets x ${#modes[@]} modes (${MODES})${ASAN:+ under -asan}, ${FUZZTIME} each, ${PARALLEL} workers (GOMAXPROCS=${FUZZPROCS} each)"
+for mode in "${modes[@]}"; do
+	case $mode in
+	release) tags=() ;;
+	hardened) tags=(-tags hardened) ;;
+	*) echo "unknown mode $mode (release or hardened)" >&2; exit 2 ;;
+	esac
+	go test -c -o "$log/hardalloc.test" "${tags[@]}" "${asanflag[@]}" . || exit 1
+	for t in "${targets[@]}"; do
+		echo "--- $t [$mode${ASAN:++asan}]"
+		before=$(ls "testdata/fuzz/$t" 2>/dev/null | sort)
+		start=$(date +%s%N)
+		GOMAXPROCS=$FUZZPROCS go test "${tags[@]}" "${asanflag[@]}" -run '^$' -fuzz "^${t}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 5x -parallel "$PARALLEL" . >"$log/$t.out" 2>&1 &
+		pid=$!
+		tail -f --pid=$pid "$log/$t.out" 2>/dev/null | grep --line-buffered -E '^fuzz: elapsed|FAIL|panic|failing input|ERROR: AddressSanitizer'
+		wait $pid
+		rc=$?
+		ms=$(( ($(date +%s%N) - start) / 1000000 ))
+		execs=$(grep -oE 'execs: [0-9]+' "$log/$t.out" | tail -1 | grep -oE '[0-9]+' || echo 0)
+		newc=$(grep -oE 'new interesting: [0-9]+' "$log/$t.out" | tail -1 | grep -oE '[0-9]+' || echo 0)
+		crasher=$(comm -13 <(echo "$before") <(ls "testdata/fuzz/$t" 2>/dev/null | sort) | head -1)
+		status=ok
+		if [ "$rc" -ne 0 ] && deadline_flake "$(cat "$log/$t.out")" "$crasher"; then
+			status=flake
+			echo "=== $t: 'context deadline exceeded' with no failing input: Go's fuzztime race (go.dev/issue/75804), not a crash"
+		elif [ "$rc" -ne 0 ]; then
+			status=FAIL
+			failed=1
+			echo "=== $t [$mode] failed; report:"
+			sed -n '/--- FAIL/,/^FAIL/p' "$log/$t.out" | head -80
+			if [ -n "$crasher" ]; then
+				echo "crasher: testdata/fuzz/$t/$crasher (replay: go test ${tags[*]} ${asanflag[*]} -run '$t/$crasher' .)"
+			else
+				echo "no crasher was written (the full log follows)"
+				tail -40 "$log/$t.out"
+			fi
+		fi
+		rate=$(( ${execs:-0} * 1000 / (ms > 0 ? ms : 1) ))
+		rows+=("$(printf '| %-20s | %-13s | %10s | %8s | %4s | %-5s | %s' "$t" "$mode${ASAN:++asan}" "$execs" "$rate" "$newc" "$status" "${crasher:+testdata/fuzz/$t/$crasher}")")
+	done
 done
 echo
-echo "| target               | tags      |      execs |  execs/s |  new | crash | status |"
-echo "|----------------------|-----------|------------|----------|------|-----|-------|"
+echo "| target               | mode          |      execs |  execs/s |  new | status | crasher"
+echo "|----------------------|---------------|------------|----------|------|--------|--------"
 printf '%s\n' "${rows[@]}"
 rm -rf "$log"
 exit $failed

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Nightly fuzz campaign: every target x {release, hardened, hardened+race},
+# Nightly fuzz campaign: every target x {release, hardened, hardened+race,
+# hardened+asan (AddressSanitizer: bad accesses stopped where they happen)},
 # BUDGET each (default 10m), with a persistent corpus under CORPUS (go's
 # fuzz cache directory per target and mode, so it survives between runs and
 # can be cached by CI). Crashers are deduplicated by the one-line summary of
@@ -14,7 +15,7 @@ CRASHERS=${CRASHERS:-.fuzzwork/crashers}
 SUMMARY=${SUMMARY:-.fuzzwork/summary.md}
 PARALLEL=${PARALLEL:-2}
 TARGETS=${TARGETS:-"FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse"}
-MODES=${MODES:-"release hardened hardened+race"}
+MODES=${MODES:-"release hardened hardened+race hardened+asan"}
 mkdir -p "$CORPUS" "$CRASHERS" "$(dirname "$SUMMARY")"
 declare -A seen=()
 unique=0
@@ -31,6 +32,8 @@ for mode in $MODES; do
 	release) ;;
 	hardened) flags=(-tags hardened) ;;
 	hardened+race) flags=(-tags hardened -race) ;;
+	asan) flags=(-asan) ;;
+	hardened+asan) flags=(-tags hardened -asan) ;;
 	*) echo "unknown mode $mode" >&2; exit 2 ;;
 	esac
 	for t in $TARGETS; do
@@ -54,7 +57,9 @@ for mode in $MODES; do
 		elif [ $rc -ne 0 ]; then
 			failed=1
 			# The line that names the bug.
-			key=$(grep -oE 'SUMMARY: hardalloc: .*|fuzz: op -?[0-9]+: [^\n]*' <<<"$out" | head -1 | sed 's/fuzz: op -\?[0-9]*: //')
+			# (grep matches line by line: .* ends at the line's end.)
+			key=$(grep -oE 'SUMMARY: hardalloc: .*|fuzz: op -?[0-9]+: .*' <<<"$out" | head -1 | sed 's/fuzz: op -\?[0-9]*: //')
+			[ -n "$key" ] || key=$(grep -m1 -oE 'SUMMARY: AddressSanitizer: [a-z-]+' <<<"$out")
 			[ -n "$key" ] || key=$(grep -m1 -E 'panic:|fatal error:' <<<"$out" || echo "unknown failure")
 			id=$(printf '%s' "$key" | sha1sum | cut -c1-12)
 			if [ -z "${seen[$id]:-}" ]; then

@@ -25,7 +25,15 @@
 // counted holder shared by creator and trampoline). Hardened builds keep
 // the capsule's size class in quarantine, so a reintroduced early free
 // shows up as a WriteAfterFree, DoubleFree or UseAfterFree naming this
-// package's functions (see faultinject.go).
+// package's functions (fault_on.go reintroduces those bugs under -tags
+// faultinject, for the tests and fuzzers that prove they are caught).
+//
+// # Close
+//
+// Start takes an Allocator.Hold for the worker, released once the worker
+// no longer touches allocator memory: the allocator's Close waits for
+// running workers, detached ones included, instead of unmapping a capsule
+// under them.
 //
 // # Errors
 //

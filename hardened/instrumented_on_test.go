@@ -1,0 +1,5 @@
+//go:build race || asan
+
+package hardened_test
+
+const raceOrAsan = true
