@@ -51,21 +51,6 @@ func at(b []byte, off int) *byte {
 //go:noinline
 func flip(b []byte, off int, mask byte) { *at(b, off) ^= mask }
 
-// frontPad mirrors the hardened layout: header, then the front redzone.
-func frontPad(o hardened.Options) int {
-	if !hardened.Enabled || o.Redzone < 0 {
-		return 0
-	}
-	if o.Redzone == 0 {
-		return 16
-	}
-	return (o.Redzone + 15) &^ 15
-}
-
-// zeroSized reports whether b lives in the hardened PROT_NONE zero region:
-// 0-byte blocks with no alignment beyond 16 (aligned ones take a slot).
-func zeroSized(b *block) bool { return hardened.Enabled && len(b.b) == 0 && !b.aligned() }
-
 func (r *runner) misuse(i int, op Op) error {
 	if r.misused != nil {
 		return nil
@@ -80,30 +65,36 @@ func (r *runner) misuse(i int, op Op) error {
 		}
 		r.slots[op.Slot] = b
 	}
+	// Where the block's header and redzones are, from the allocator.
+	lay, ok := r.a.LayoutOf(b.b)
+	if !ok {
+		return r.fail(i, "LayoutOf a live %d-byte block failed", len(b.b))
+	}
 	v := op.Aux % numMisuse
 	if !hardened.Enabled {
 		v %= MisuseOverflow
 	}
-	if v == MisuseWriteAfterFree && r.opts.QuarantineBytes != 0 && !zeroSized(b) {
+	if v == MisuseWriteAfterFree && r.opts.QuarantineBytes != 0 && !lay.Zero {
 		// Poison is checked while a block sits in quarantine; only the
 		// default budget certainly holds it for the rest of a program.
 		v = MisuseDoubleFree
 	}
-	if frontPad(r.opts) == 0 && (v == MisuseOverflow || v == MisuseUnderflow) {
+	if lay.Front == 0 && (v == MisuseOverflow || v == MisuseUnderflow) {
 		v = MisuseDoubleFree // no redzones configured: nothing to detect it with
 	}
-	// Large blocks: big ones, and (conservatively) those whose alignment
-	// a slot may not give; their freed pages fault instead.
-	large := len(b.b) > 60000 || b.align >= 4096
-	if v == MisuseHeaderDamage && (b.aligned() || large) {
-		v = MisuseDoubleFree // no in-band header to damage at a known place
+	// Large blocks have no in-band header, and their freed pages fault.
+	large := lay.Large
+	if v == MisuseHeaderDamage && large {
+		v = MisuseDoubleFree // no in-band header to damage
 	}
 	if large && (v == MisuseUnderflow || v == MisuseWriteAfterFree) {
 		v = MisuseDoubleFree // large blocks fault instead (covered by the catalog)
 	}
-	m := &misuse{kind: misuseKinds[v], block: b, lo: b.start() - 4096, hi: b.end() + 4096}
+	// A report about this misuse names an address near the block, or its
+	// header (far before an aligned block's payload).
+	m := &misuse{kind: misuseKinds[v], block: b, lo: b.start() - uintptr(lay.Offset) - 4096, hi: b.end() + 4096}
 	a, p := r.a, b.b
-	zero := zeroSized(b) // lives in PROT_NONE memory: writes fault
+	zero := lay.Zero // lives in PROT_NONE memory: writes fault
 	if zero && v == MisuseHeaderDamage {
 		v = MisuseOverflow // a 0-byte block has no in-band header
 	}
@@ -141,7 +132,7 @@ func (r *runner) misuse(i int, op Op) error {
 			return r.fail(i, "Realloc of a freed block succeeded")
 		}
 	case MisuseHeaderDamage:
-		flip(p, -16-frontPad(r.opts)+op.Aux%6, 1<<(op.Aux%8))
+		flip(p, -lay.Offset+op.Aux%6, 1<<(op.Aux%8))
 		a.Free(p)
 	case MisuseOverflow:
 		poke(len(p) + op.Aux%8)

@@ -12,8 +12,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/hardalloc/hardalloc/quarantine"
 )
 
 // Options configures an Allocator. The zero value is a good default.
@@ -42,7 +40,7 @@ type Options struct {
 	// QuarantineBytes is the hardened builds' budget of freed bytes held
 	// back from reuse. 0 means 4 MiB; negative means no quarantine except
 	// for the class that holds thread launch capsules (and the
-	// AlwaysQuarantine sizes): other frees then skip poisoning, since
+	// AlwaysQuarantine and QuarantineAlways sizes): other frees then skip poisoning, since
 	// their slots are reused before any check could read it.
 	QuarantineBytes int64
 	// StackDepth is how many frames hardened builds record for each
@@ -84,8 +82,14 @@ const (
 )
 
 // classRegion is the address space of one class; regionSize of them all.
+//
+//go:norace
+//go:nocheckptr
 func (a *Allocator) classRegion() uintptr { return 1 << a.shift }
-func (a *Allocator) regionSize() uintptr  { return numClasses << a.shift }
+
+//go:norace
+//go:nocheckptr
+func (a *Allocator) regionSize() uintptr { return numClasses << a.shift }
 
 // An Allocator hands out off-heap memory. It is safe for concurrent use;
 // Close must not race with other calls.
@@ -105,7 +109,7 @@ type Allocator struct {
 	divMul  [numClasses]uint32 // slot index = offset*divMul>>32
 	ccap    [numClasses]uint8  // per-class cache capacity
 	// always marks the classes every free quarantines, even without a
-	// budget (hardened builds: thread capsules, Options.AlwaysQuarantine).
+	// budget (hardened builds: QuarantineAlways, Options.AlwaysQuarantine).
 	// They never spill: their blocks must stay in their own class.
 	always [numClasses]bool
 
@@ -120,7 +124,8 @@ type Allocator struct {
 
 	rng *rand.ChaCha8 // used only while New and Reset run
 
-	h *hardState // nil unless Enabled
+	//lint:ignore U1000 empty in release builds (harden0.go)
+	hardAlloc // the hardening layer's state
 }
 
 // central holds a class's free slots that are in no per-P cache, and the
@@ -144,15 +149,8 @@ type cache struct {
 	allocs    [numClasses]int64
 	frees     [numClasses]int64
 	requested int64
-	// Hardened builds: freed blocks on their way to the quarantine,
-	// pushed there in batches (FIFO order kept).
-	qpend  [qBatch]quarantine.Item
-	qn     int
-	qbytes int64
-	qi     int // this cache's quarantine shard
-	// Hardened builds: this P's batch of sequence numbers, [seq, seqEnd).
-	seq, seqEnd uint64
-	_           [64]byte
+	cacheHard // the hardening layer's per-P state (empty in release builds)
+	_         [64]byte
 }
 
 // allCaches returns every per-P cache and the spare one.
@@ -186,9 +184,6 @@ func (pc *cache) noteFree(c, size int) {
 	pc.requested -= int64(size)
 }
 
-// qBatch is the most freed blocks a P batches for the quarantine.
-const qBatch = 32
-
 // New maps the address-space reservation for the size classes (PROT_NONE,
 // nothing committed) and returns a ready allocator.
 func New(opts Options) (*Allocator, error) {
@@ -211,9 +206,9 @@ func New(opts Options) (*Allocator, error) {
 	n := max(runtime.GOMAXPROCS(0), runtime.NumCPU())
 	a.caches = make([]*cache, n)
 	for i := range a.caches {
-		a.caches[i] = &cache{qi: i}
+		a.caches[i] = &cache{cacheHard: newCacheHard(i)}
 	}
-	a.spare = &cache{shared: true, qi: n}
+	a.spare = &cache{shared: true, cacheHard: newCacheHard(n)}
 	for c := range numClasses {
 		stride := classSize[c] + headerSize
 		a.divMul[c] = ^uint32(0)/stride + 1
@@ -268,6 +263,9 @@ func mmapErr(err error) error {
 }
 
 // sizeClass returns the class of an n-byte payload, n <= maxSmall.
+//
+//go:norace
+//go:nocheckptr
 func sizeClass(n uintptr) int {
 	if n <= 1024 {
 		return int(sizeToClass16[(n+15)>>4])
@@ -277,12 +275,17 @@ func sizeClass(n uintptr) int {
 
 func (a *Allocator) classBase(c int) uintptr { return uintptr(c) << a.shift }
 
+//go:norace
+//go:nocheckptr
 func (a *Allocator) slotAt(c int, off uint32) unsafe.Pointer {
 	return unsafe.Add(a.base, a.classBase(c)+uintptr(off))
 }
 
 // Alloc returns n zeroed bytes with len == cap == n. Alloc(0) returns a
 // distinct, freeable, empty slice.
+//
+//go:norace
+//go:nocheckptr
 func (a *Allocator) Alloc(n int) ([]byte, error) {
 	if !Enabled && uint(n) <= maxSmall {
 		// Fast path: one pinned pop, the header, zeroing. After Close the
@@ -547,12 +550,7 @@ func (a *Allocator) grow(c int) error {
 		a.mapped.Add(-int64(slabCommit[c]))
 		return mmapErr(err)
 	}
-	if Enabled {
-		if err := a.growMeta(c, start, slab); err != nil {
-			return err
-		}
-	}
-	a.asanSlab(c, start)
+	a.asanSlab(c, start) // (hardened: the slab's site records are NORESERVE, backed on first touch)
 	cl.newSlab(c)
 	cl.committed.Store(start + slab)
 	return nil
@@ -623,6 +621,9 @@ func (a *Allocator) reportHeader(op string, slot unsafe.Pointer, c int, v uint64
 // Free releases b. Free(nil) is a no-op. Freeing anything but a live block
 // from this allocator (again, partially, or from elsewhere) is reported and
 // changes nothing.
+//
+//go:norace
+//go:nocheckptr
 func (a *Allocator) Free(b []byte) {
 	p := unsafe.Pointer(unsafe.SliceData(b))
 	if p == nil {
@@ -658,6 +659,9 @@ func (a *Allocator) Free(b []byte) {
 
 // locate maps a payload pointer inside the class regions to its slot.
 // ok is false when p is in no committed slot.
+//
+//go:norace
+//go:nocheckptr
 func (a *Allocator) locate(off uintptr) (slot unsafe.Pointer, c int, soff uint32, ok bool) {
 	c = int(off>>a.shift) % numClasses
 	coff := uint32(off & (a.classRegion() - 1))
@@ -678,7 +682,7 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 	}
 	off := uintptr(p) - uintptr(a.base)
 	if off >= a.regionSize() {
-		if Enabled && a.h.zero.contains(uintptr(p)) {
+		if a.zeroContains(uintptr(p)) {
 			return a.freeZero(op, p)
 		}
 		return a.freeLarge(op, p)
@@ -790,11 +794,9 @@ func (a *Allocator) Realloc(b []byte, n int) ([]byte, error) {
 		keep-- // seeded bug
 	}
 	copy(nb, unsafe.Slice((*byte)(p), keep))
-	if !a.free("Realloc", p) {
-		// The old block changed state under us (a concurrent Free): that
-		// was reported; the caller keeps the new block.
-		return nb, nil
-	}
+	// If the old block changed state under us (a concurrent Free), free
+	// reports it; the caller keeps the new block either way.
+	a.free("Realloc", p)
 	return nb, nil
 }
 
@@ -804,7 +806,7 @@ func (a *Allocator) liveSize(op string, p unsafe.Pointer) (int, error) {
 	var got *Report
 	off := uintptr(p) - uintptr(a.base)
 	if off >= a.regionSize() {
-		if Enabled && a.h.zero.contains(uintptr(p)) {
+		if a.zeroContains(uintptr(p)) {
 			return a.zeroSize(op, p)
 		}
 		return a.largeSize(op, p)
@@ -873,8 +875,20 @@ func (a *Allocator) reallocInPlace(p unsafe.Pointer, size, n int) ([]byte, bool)
 	return b, true
 }
 
-// CapsuleSize is the size of package thread's launch capsule. Hardened
-// builds always quarantine the size class that holds it, whatever the
-// quarantine budget: it is the class whose use-after-free this project was
-// born from (a late mutex write into a freed thread launch capsule).
-const CapsuleSize = 48
+// QuarantineAlways registers a request size whose size class every
+// Allocator created afterwards quarantines on each free in hardened
+// builds, whatever Options.QuarantineBytes, and never lends to a smaller
+// class: a size whose use after free matters most. Package thread
+// registers its launch capsule, the class this project was born from (a
+// late mutex write into a freed thread launch capsule).
+// Options.AlwaysQuarantine does the same for one allocator.
+func QuarantineAlways(n int) {
+	registered.Lock()
+	registered.sizes = append(registered.sizes, n)
+	registered.Unlock()
+}
+
+var registered struct {
+	sync.Mutex
+	sizes []int
+}

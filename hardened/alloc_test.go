@@ -3,6 +3,7 @@ package hardened_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -72,8 +73,8 @@ func TestZeroedAfterReuse(t *testing.T) {
 
 func TestAllocZeroIsDistinctAndFreeable(t *testing.T) {
 	a, _ := newAlloc(t, hardened.Options{})
-	x, _ := a.Alloc(0)
-	y, _ := a.Alloc(0)
+	x := mustAlloc(t, a, 0)
+	y := mustAlloc(t, a, 0)
 	if x == nil || y == nil || addr(x) == addr(y) {
 		t.Fatalf("Alloc(0) twice: %#x %#x", addr(x), addr(y))
 	}
@@ -106,7 +107,7 @@ func TestAllocAligned(t *testing.T) {
 
 func TestBadArguments(t *testing.T) {
 	a, _ := newAlloc(t, hardened.Options{})
-	live, _ := a.Alloc(10)
+	live := mustAlloc(t, a, 10)
 	fill(live, 9)
 	tests := []struct {
 		name string
@@ -181,10 +182,10 @@ func TestRealloc(t *testing.T) {
 
 func TestReallocShrinkThenGrowIsZeroed(t *testing.T) {
 	a, _ := newAlloc(t, hardened.Options{})
-	b, _ := a.Alloc(64)
+	b := mustAlloc(t, a, 64)
 	fill(b, 7)
-	b, _ = a.Realloc(b, 8)
-	b, _ = a.Realloc(b, 64) // likely in place: the old tail must not come back
+	b = mustRealloc(t, a, b, 8)
+	b = mustRealloc(t, a, b, 64) // likely in place: the old tail must not come back
 	verify(t, b, 7, 8)
 	if !isZero(b[8:]) {
 		t.Fatal("bytes beyond a shrink reappeared after growing")
@@ -289,8 +290,8 @@ func TestConcurrent(t *testing.T) {
 
 func TestStats(t *testing.T) {
 	a, _ := newAlloc(t, hardened.Options{})
-	b1, _ := a.Alloc(100)
-	b2, _ := a.Alloc(100_000)
+	b1 := mustAlloc(t, a, 100)
+	b2 := mustAlloc(t, a, 100_000)
 	s := a.Stats()
 	if s.LiveBlocks != 2 || s.LargeLive != 1 || s.Requested != 100_100 || s.Mapped < 100_100 {
 		t.Fatalf("stats: %+v", s)
@@ -315,7 +316,7 @@ func TestLargeFreedGoesBackToOS(t *testing.T) {
 	a, _ := newAlloc(t, hardened.Options{QuarantineBytes: -1, LargeCacheBytes: -1})
 	before := a.Stats().Mapped
 	for range 20 {
-		b, _ := a.Alloc(1 << 20)
+		b := mustAlloc(t, a, 1<<20)
 		a.Free(b)
 	}
 	// Hardened builds keep a bounded quarantine of freed ranges, but
@@ -368,7 +369,7 @@ func TestLargeCache(t *testing.T) {
 		// A smaller request (within 2x) reuses it too; the pages past the
 		// new span become guards and leave the mapped count.
 		m := a.Stats().Mapped
-		b, _ := a.Alloc(600 << 10)
+		b := mustAlloc(t, a, 600<<10)
 		if addr(b) != addrs[0] || a.Stats().Mapped != m-(1<<20-600<<10) {
 			t.Fatalf("shrinking reuse: block %#x (cached %#x), mapped %d -> %d", addr(b), addrs[0], m, a.Stats().Mapped)
 		}
@@ -385,7 +386,7 @@ func TestLargeCache(t *testing.T) {
 	if s.LargeCached == 0 || s.LargeCached > budget {
 		t.Fatalf("after Reset the cache holds %d bytes, want 1..%d", s.LargeCached, budget)
 	}
-	b, _ := a.Alloc(600 << 10)
+	b := mustAlloc(t, a, 600<<10)
 	if !slices.Contains(addrs, addr(b)) {
 		t.Fatalf("after Reset a large block came from a fresh mapping (%#x)", addr(b))
 	}
@@ -470,9 +471,9 @@ func TestCloseReportsLeaks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, _ := a.Alloc(33)
-	y, _ := a.Alloc(1 << 17)
-	z, _ := a.Alloc(8)
+	x := mustAlloc(t, a, 33)
+	y := mustAlloc(t, a, 1<<17)
+	z := mustAlloc(t, a, 8)
 	a.Free(z)
 	err = a.Close()
 	if !errors.Is(err, hardened.Leak) {
@@ -508,12 +509,12 @@ func TestCloseReportsLeaks(t *testing.T) {
 }
 
 func TestDefaultHandlerPanicsWithError(t *testing.T) {
-	a, err := hardened.New(hardened.Options{})
+	a, err := hardened.New(hardened.Options{ReportOutput: io.Discard}) // what it prints: TestDefaultHandlerPrintsReport
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, _ := a.Alloc(10)
+	b := mustAlloc(t, a, 10)
 	a.Free(b)
 	defer func() {
 		e, ok := recover().(*hardened.Error)

@@ -40,21 +40,21 @@ var sinkByte byte
 
 //go:noinline
 func readAfterFreeSmall(a *hardened.Allocator) {
-	b := mustAlloc(a, 40)
+	b := rowAlloc(a, 40)
 	a.Free(b)
 	sinkByte = b[7]
 }
 
 //go:noinline
 func readAfterFreeLarge(a *hardened.Allocator) {
-	b := mustAlloc(a, 300<<10)
+	b := rowAlloc(a, 300<<10)
 	a.Free(b)
 	sinkByte = b[200<<10]
 }
 
 //go:noinline
 func writeAfterFreeElsewhere(a *hardened.Allocator) {
-	b := mustAlloc(a, 48)
+	b := rowAlloc(a, 48)
 	a.Free(b)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -70,30 +70,30 @@ func lateWrite(b []byte) { b[4] = 1 }
 
 //go:noinline
 func readPastEnd(a *hardened.Allocator) {
-	b := mustAlloc(a, 40) // 40 bytes in a 48-byte class: byte 40 is class slack
+	b := rowAlloc(a, 40) // 40 bytes in a 48-byte class: byte 40 is class slack
 	p := unsafe.Slice(unsafe.SliceData(b), 41)
 	sinkByte = p[40]
 }
 
 //go:noinline
 func readPastEndExact(a *hardened.Allocator) {
-	b := mustAlloc(a, 4096)
+	b := rowAlloc(a, 4096)
 	p := unsafe.Slice(unsafe.SliceData(b), 4097)
 	sinkByte = p[4096]
 }
 
 //go:noinline
 func writeBeforeStart(a *hardened.Allocator) {
-	b := mustAlloc(a, 64)
+	b := rowAlloc(a, 64)
 	*(*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), -1)) = 7
 }
 
 //go:noinline
 func readQuarantinedLater(a *hardened.Allocator) {
-	b := mustAlloc(a, 100)
+	b := rowAlloc(a, 100)
 	a.Free(b)
 	for range 5000 {
-		c := mustAlloc(a, 100)
+		c := rowAlloc(a, 100)
 		a.Free(c)
 	}
 	sinkByte = b[50]
@@ -101,14 +101,14 @@ func readQuarantinedLater(a *hardened.Allocator) {
 
 //go:noinline
 func touchZeroBlock(a *hardened.Allocator) {
-	b := mustAlloc(a, 0)
+	b := rowAlloc(a, 0)
 	p := unsafe.Slice(unsafe.SliceData(b), 1) // indexed, not dereferenced: a Go nil check would touch the page first
 	sinkByte = p[0]
 }
 
 //go:noinline
 func readShrunkTail(a *hardened.Allocator) {
-	b := mustAlloc(a, 100)
+	b := rowAlloc(a, 100)
 	old := b
 	if _, err := a.Realloc(b, 90); err != nil {
 		panic(err)
@@ -118,19 +118,19 @@ func readShrunkTail(a *hardened.Allocator) {
 
 //go:noinline
 func readAfterReset(a *hardened.Allocator) {
-	b := mustAlloc(a, 32)
+	b := rowAlloc(a, 32)
 	a.Reset(9)
 	sinkByte = b[0]
 }
 
 //go:noinline
 func cWriteStale(a *hardened.Allocator) {
-	b := mustAlloc(a, 48)
+	b := rowAlloc(a, 48)
 	a.Free(b)
 	cstore.Write(unsafe.Pointer(unsafe.SliceData(b)), 8, 1)
 }
 
-func mustAlloc(a *hardened.Allocator, n int) []byte {
+func rowAlloc(a *hardened.Allocator, n int) []byte {
 	b, err := a.Alloc(n)
 	if err != nil {
 		panic(err)

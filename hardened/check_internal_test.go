@@ -31,7 +31,7 @@ func TestCheckWindowDeterministic(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			b, _ := a.Alloc(100)
+			b := allocT(t, a, 100)
 			for i := range b {
 				b[i] = byte(i)
 			}
@@ -44,7 +44,7 @@ func TestCheckWindowDeterministic(t *testing.T) {
 				hits++
 				a.Free(b)
 				if tc.realloc {
-					b, _ = a.Alloc(100)
+					b = allocT(t, a, 100)
 					if unsafe.Pointer(unsafe.SliceData(b)) != target {
 						t.Errorf("the freed slot was not reused at once: the test lost its point")
 					}

@@ -15,7 +15,7 @@ func TestLargeBlockIsOneVMA(t *testing.T) {
 	}
 	a, _ := New(Options{Seed: 1})
 	defer a.Close()
-	b, _ := a.Alloc(300_000)
+	b := allocT(t, a, 300_000)
 	lo := uintptr(unsafe.Pointer(&b[0]))
 	maps, _ := os.ReadFile("/proc/self/maps")
 	n := 0

@@ -1,3 +1,5 @@
+//go:build hardened
+
 package hardened
 
 import (
@@ -14,8 +16,10 @@ import (
 	"github.com/hardalloc/hardalloc/redzone"
 )
 
-// This file is the hardening layer. Every entry point is called behind
-// `if Enabled`, so a release build compiles all of it away.
+// This file is the hardening layer, compiled only with -tags hardened;
+// harden0.go holds the same entry points as empty stubs for release
+// builds (internal/race's race.go and norace.go), so shared code calls
+// them without a gate and a release build compiles them away.
 //
 // Small slot layout in hardened builds:
 //
@@ -29,7 +33,31 @@ import (
 // Allocation and free sites live out of band, in a metadata region that
 // Options.ProtectMetadata keeps read-only outside allocator calls.
 
-// hardState is the hardening layer's state; nil in release builds.
+// hardAlloc and cacheHard are embedded in Allocator and cache: the
+// hardening layer's state, empty structs in release builds (harden0.go).
+type hardAlloc struct {
+	h *hardState
+}
+
+type cacheHard struct {
+	// Freed blocks on their way to the quarantine, pushed there in
+	// batches (FIFO order kept).
+	qpend  [qBatch]quarantine.Item
+	qn     int
+	qbytes int64
+	qi     int // this cache's quarantine shard
+	// This P's batch of sequence numbers, [seq, seqEnd).
+	seq, seqEnd uint64
+}
+
+func newCacheHard(shard int) cacheHard { return cacheHard{qi: shard} }
+
+func (pc *cache) shard() int { return pc.qi }
+
+// qBatch is the most freed blocks a P batches for the quarantine.
+const qBatch = 32
+
+// hardState is the hardening layer's state.
 type hardState struct {
 	front, rear int // redzone bytes before and (at least) after the payload
 	canaryKey   uint64
@@ -118,8 +146,7 @@ func (a *Allocator) initHardened() error {
 		h.q.SetAlways(c)
 		a.always[c] = true
 	}
-	always(sizeClass(uintptr(h.front + CapsuleSize + h.rear)))
-	for _, n := range a.opts.AlwaysQuarantine {
+	for _, n := range a.alwaysSizes() {
 		if n >= 0 && n+h.front+h.rear <= maxSmall {
 			always(sizeClass(uintptr(n + h.front + h.rear)))
 		}
@@ -168,17 +195,14 @@ func (a *Allocator) closeHardened() {
 	unix.Munmap(a.h.zero.mem)
 }
 
-// pads returns the front and minimum rear redzone sizes (0, 0 in release
-// builds, where this compiles to constants).
-func (a *Allocator) pads() (front, rear int) {
-	if !Enabled {
-		return 0, 0
-	}
-	return a.h.front, a.h.rear
-}
+// pads returns the front and minimum rear redzone sizes.
+func (a *Allocator) pads() (front, rear int) { return a.h.front, a.h.rear }
 
-// growMeta: site records are in a NORESERVE mapping, backed on first touch.
-func (a *Allocator) growMeta(c int, start, slab uint64) error { return nil }
+// allocSeq takes the sequence number of an allocation from slot off of
+// class c, under pc's pin: after the slot's last free.
+func (a *Allocator) allocSeq(pc *cache, c int, off uint32) uint64 {
+	return a.takeSeq(pc, a.rec(c, off).freeSeq)
+}
 
 func (a *Allocator) rec(c int, soff uint32) *siteRec {
 	slab := uintptr(soff) >> classSlabShift[c]
@@ -254,8 +278,6 @@ func (a *Allocator) fillSites(r *Report, c int, soff uint32) {
 		r.Free = a.siteOf(rec.freeG, rec.freeSeq, rec.freeStack)
 	}
 }
-
-func slice(p unsafe.Pointer, n uintptr) []byte { return unsafe.Slice((*byte)(p), n) }
 
 // armSmall zeroes the payload, fills both redzones with the canary,
 // records the allocation site, then publishes the header.
@@ -877,129 +899,19 @@ func (d *depot) get(id uint32) []uintptr {
 	return d.stacks[id-1]
 }
 
-// --- faults ---
-
-// Explain says what the allocator knows about addr: which block it is in
-// or next to, and what that means for an access there. It is how a fault
-// becomes a report (see CatchFault). It returns nil for an address the
-// allocator knows nothing wrong about.
-func (a *Allocator) Explain(addr uintptr) *Report {
-	if a.closed.Load() {
-		return nil
+// explainHardened explains an address in the hardening layer's own
+// mappings: the site records and the zero-size region.
+func (a *Allocator) explainHardened(addr uintptr) *Report {
+	h := a.h
+	mb := uintptr(unsafe.Pointer(&h.meta[0]))
+	if addr-mb < uintptr(len(h.meta)) {
+		return &Report{Kind: MetadataWrite, Op: "fault", Addr: addr, Size: -1, Class: -1,
+			Detail: "an access to the allocator's protected metadata (allocation and free sites)"}
 	}
-	if Enabled {
-		h := a.h
-		mb := uintptr(unsafe.Pointer(&h.meta[0]))
-		if addr-mb < uintptr(len(h.meta)) {
-			return &Report{Kind: MetadataWrite, Op: "fault", Addr: addr, Size: -1, Class: -1,
-				Detail: "an access to the allocator's protected metadata (allocation and free sites)"}
-		}
-		if h.zero.contains(addr) {
-			return a.explainZero(addr)
-		}
-	}
-	off := addr - uintptr(a.base)
-	if off < a.regionSize() {
-		return a.explainSmall(addr, off)
-	}
-	a.large.mu.Lock()
-	lb := a.large.find(addr)
-	a.large.mu.Unlock()
-	if lb == nil {
-		return nil
-	}
-	p := unsafe.Add(lb.p, addr-uintptr(lb.p))
-	switch {
-	case lb.freed:
-		return a.largeReport(UseAfterFree, "fault", p, lb, "an access to a freed large block")
-	case addr < uintptr(lb.p):
-		return a.largeReport(Underflow, "fault", p, lb, "an access to the guard page before a large block")
-	case addr >= uintptr(lb.p)+uintptr(lb.size):
-		return a.largeReport(Overflow, "fault", p, lb, "an access past the end of a large block")
+	if h.zero.contains(addr) {
+		return a.explainZero(addr)
 	}
 	return nil
-}
-
-func (a *Allocator) explainSmall(addr, off uintptr) *Report {
-	slot, c, soff, ok := a.locate(off)
-	p := unsafe.Add(a.base, off)
-	if !ok {
-		if r := a.explainTail(off, c); r != nil {
-			return r
-		}
-		return &Report{Kind: Overflow, Op: "fault", Addr: addr, Size: -1, Class: int(off >> a.shift),
-			Detail: "an access to reserved allocator address space that holds no block"}
-	}
-	old := loadHeader(slot)
-	hd, ok := a.decode(slot, old)
-	live := ok && (hd.state == stateAllocated || hd.state == stateDamaged)
-	// In a slot's header, right after a live block in the slot before it:
-	// that block's overflow (a linear overflow gets there first), unless
-	// the block here is live and this is its underflow.
-	if addr < uintptr(slot)+headerSize && !live {
-		if r := a.explainPrev(p, c, soff); r != nil {
-			return r
-		}
-	}
-	switch {
-	case old == 0:
-		return &Report{Kind: InvalidAccess, Op: "fault", Addr: addr, Size: -1, Class: c,
-			Detail: "an access to a slot that holds no block: never allocated, or forgotten by Reset"}
-	case !ok:
-		return &Report{Kind: HeaderCorruption, Op: "fault", Addr: addr, Block: uintptr(slot) + headerSize,
-			Size: -1, Class: c, Header: old, Detail: "an access to a slot whose header is damaged"}
-	}
-	pay := uintptr(slot) + headerSize + hd.off
-	switch {
-	case !live:
-		return a.newReport(UseAfterFree, "fault", p, slot, c, soff, hd, "an access to a freed block")
-	case addr < uintptr(slot)+headerSize:
-		if r := a.explainPrev(p, c, soff); r != nil {
-			return r
-		}
-		return a.newReport(Underflow, "fault", p, slot, c, soff, hd, "an access to a block's header")
-	case addr < pay:
-		return a.newReport(Underflow, "fault", p, slot, c, soff, hd, "an access before the start of a block")
-	case addr >= pay+uintptr(hd.size):
-		return a.newReport(Overflow, "fault", p, slot, c, soff, hd, "an access past the end of a block")
-	}
-	return nil
-}
-
-// explainPrev explains an access at p in the header of slot soff as an
-// overflow of the live block in the slot before it, if there is one.
-func (a *Allocator) explainPrev(p unsafe.Pointer, c int, soff uint32) *Report {
-	stride := classSize[c] + headerSize
-	if soff&(1<<classSlabShift[c]-1) < stride {
-		return nil // the first slot of its slab
-	}
-	prev := soff - stride
-	slot := a.slotAt(c, prev)
-	hd, ok := a.decode(slot, loadHeader(slot))
-	if !ok || (hd.state != stateAllocated && hd.state != stateDamaged) {
-		return nil
-	}
-	return a.newReport(Overflow, "fault", p, slot, c, prev, hd, "an access past the end of a block, into the next slot's header")
-}
-
-// explainTail explains a fault in the PROT_NONE tail of a committed slab
-// (see slabCommit): a linear overflow out of the slab's last slot gets
-// there first, so the report is about that block when it is live.
-func (a *Allocator) explainTail(off uintptr, c int) *Report {
-	coff := uint64(off & (a.classRegion() - 1))
-	if coff >= a.classes[c].committed.Load() {
-		return nil
-	}
-	stride := uint64(classSize[c] + headerSize)
-	last := coff&^(uint64(1)<<classSlabShift[c]-1) + (uint64(classSlots[c])-1)*stride
-	slot := a.slotAt(c, uint32(last))
-	old := loadHeader(slot)
-	hd, ok := a.decode(slot, old)
-	if !ok || hd.state != stateAllocated {
-		return nil
-	}
-	return a.newReport(Overflow, "fault", unsafe.Add(a.base, off), slot, c, uint32(last), hd,
-		"an access past the end of the last block of a slab, into the slab's unused tail")
 }
 
 func (a *Allocator) explainZero(addr uintptr) *Report {
@@ -1020,40 +932,23 @@ func (a *Allocator) explainZero(addr uintptr) *Report {
 	return r
 }
 
-// CatchFault runs fn with runtime/debug.SetPanicOnFault on the calling
-// goroutine (it is per goroutine: faults in goroutines fn starts are not
-// caught). If fn faults at an address Explain can account for, the report
-// goes to OnReport and is returned; any other panic propagates unchanged.
-// Hardened builds make most bad accesses to large blocks, freed large
-// blocks, 0-byte blocks and protected metadata fault.
-func (a *Allocator) CatchFault(fn func()) *Report {
-	if r := a.catch(fn); r != nil {
-		// Reported once the recovery has finished, so that a panicking
-		// OnReport (the default) panics with the report alone, not under
-		// the fault's "[recovered]" header.
-		a.report(r)
-		return r
-	}
-	return nil
+func (a *Allocator) zeroContains(p uintptr) bool { return a.h.zero.contains(p) }
+
+func (a *Allocator) resetHardened() {
+	h := a.h
+	h.canaryKey = a.rng.Uint64()
+	h.poisonKey = a.rng.Uint64()
+	h.seq.Store(0)
+	h.q.Reset(a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
+	z := &h.zero
+	z.mu.Lock()
+	z.next, z.live, z.freed = 0, make(map[uintptr]*zeroBlock), nil
+	z.mu.Unlock()
 }
 
-// catch runs fn with panic-on-fault and returns the report for a fault
-// Explain accounts for; any other panic propagates from its own frame.
-func (a *Allocator) catch(fn func()) (r *Report) {
-	old := setPanicOnFault(true)
-	defer setPanicOnFault(old)
-	defer func() {
-		v := recover()
-		if v == nil {
-			return
-		}
-		if f, ok := v.(interface{ Addr() uintptr }); ok {
-			if r = a.Explain(f.Addr()); r != nil {
-				return
-			}
-		}
-		panic(v)
-	}()
-	fn()
-	return nil
+// alwaysSizes returns the registered sizes and Options.AlwaysQuarantine.
+func (a *Allocator) alwaysSizes() []int {
+	registered.Lock()
+	defer registered.Unlock()
+	return append(append([]int(nil), registered.sizes...), a.opts.AlwaysQuarantine...)
 }

@@ -11,13 +11,14 @@ import (
 	"testing"
 
 	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/thread"
 )
 
 // Alloc is zeroed even when the slot it reuses was poisoned.
 func TestPoisonedSlotsComeBackZeroed(t *testing.T) {
 	a, _ := newAlloc(t, hardened.Options{QuarantineBytes: 1 << 10})
 	for range 2000 {
-		b, _ := a.Alloc(96)
+		b := mustAlloc(t, a, 96)
 		if !isZero(b) {
 			t.Fatal("Alloc returned poisoned or stale bytes")
 		}
@@ -72,12 +73,12 @@ func TestOverflowReportShowsBytes(t *testing.T) {
 func TestCapsuleClassAlwaysQuarantined(t *testing.T) {
 	// With no quarantine budget, a capsule-sized block still waits.
 	a, _ := newAlloc(t, hardened.Options{QuarantineBytes: -1})
-	b, _ := a.Alloc(hardened.CapsuleSize)
+	b := mustAlloc(t, a, thread.CapsuleSize) // importing package thread registers its size
 	a.Free(b)
 	if s := a.Stats(); s.Quarantined != 1 {
 		t.Fatalf("capsule-sized block not quarantined: %+v", s.Quarantined)
 	}
-	x, _ := a.Alloc(200)
+	x := mustAlloc(t, a, 200)
 	a.Free(x)
 	if s := a.Stats(); s.Quarantined != 1 {
 		t.Fatalf("other classes should not be held with budget -1: %d", s.Quarantined)
@@ -88,7 +89,7 @@ func TestQuarantineBudget(t *testing.T) {
 	const budget = 64 << 10
 	a, _ := newAlloc(t, hardened.Options{QuarantineBytes: budget})
 	for i := range 5000 {
-		b, _ := a.Alloc(100 + i%900)
+		b := mustAlloc(t, a, 100+i%900)
 		a.Free(b)
 		if s := a.Stats(); s.QuarantinedBytes > budget {
 			t.Fatalf("quarantine holds %d bytes, budget %d", s.QuarantinedBytes, budget)
@@ -101,12 +102,16 @@ func TestQuarantineBudget(t *testing.T) {
 // found by Check.
 func TestQuarantineBudgetConcurrent(t *testing.T) {
 	const budget = 256 << 10
-	a, c := newAlloc(t, hardened.Options{QuarantineBytes: budget})
+	a, _ := newAlloc(t, hardened.Options{QuarantineBytes: budget})
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
 			for i := range 3000 {
-				b, _ := a.Alloc(16 + (g*977+i*31)%2000)
+				b, err := a.Alloc(16 + (g*977+i*31)%2000)
+				if err != nil {
+					t.Error(err)
+					return
+				}
 				a.Free(b)
 			}
 		})
@@ -115,7 +120,10 @@ func TestQuarantineBudgetConcurrent(t *testing.T) {
 	if s := a.Stats(); s.QuarantinedBytes > budget || s.Quarantined == 0 {
 		t.Fatalf("quarantine holds %d blocks, %d bytes; budget %d", s.Quarantined, s.QuarantinedBytes, budget)
 	}
-	b, _ := a.Alloc(100)
+	// A fresh allocator, so that no push can evict the block at random
+	// before the write (a full budget, as above, can).
+	a, c := newAlloc(t, hardened.Options{})
+	b := mustAlloc(t, a, 100)
 	a.Free(b) // into this P's batch: not yet in the shared quarantine
 	flip(b, 10, 0xff)
 	if err := a.Check(); !errors.Is(err, hardened.WriteAfterFree) {
@@ -138,7 +146,7 @@ func TestCatchFaultPassesOtherPanics(t *testing.T) {
 
 func TestStackDepthOff(t *testing.T) {
 	a, c := newAlloc(t, hardened.Options{StackDepth: -1})
-	b, _ := a.Alloc(10)
+	b := mustAlloc(t, a, 10)
 	a.Free(b)
 	a.Free(b)
 	r := c.take()
@@ -160,7 +168,7 @@ func TestLiveProfile(t *testing.T) {
 	}
 	var bs [][]byte
 	for _, n := range []int{0, 10, 100_000} {
-		b, _ := a.Alloc(n)
+		b := mustAlloc(t, a, n)
 		bs = append(bs, b)
 	}
 	if p.Count() != 3 {

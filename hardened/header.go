@@ -62,6 +62,9 @@ type header struct {
 // another slot, or forged without the secret, pass with probability 2^-16
 // only (Scudo's guarantee). A plain keyed hash, as before, missed one
 // single-bit flip in 65536; FuzzMisuse found one.
+//
+//go:norace
+//go:nocheckptr
 func (a *Allocator) checksum(slot unsafe.Pointer, v uint64) uint64 {
 	crc := crcT[0][byte(v)] ^ crcT[1][byte(v>>8)] ^ crcT[2][byte(v>>16)] ^
 		crcT[3][byte(v>>24)] ^ crcT[4][byte(v>>32)] ^ crcT[5][byte(v>>40)]
@@ -106,6 +109,8 @@ var crcT = func() (t [6][256]uint16) {
 	return t
 }()
 
+//go:norace
+//go:nocheckptr
 func (a *Allocator) encode(slot unsafe.Pointer, h header) uint64 {
 	v := uint64(h.size) | uint64(h.off/16)<<hdrOffShift | uint64(h.class)<<hdrClsShift |
 		uint64(h.state)<<hdrStShift | hdrUsedBit
@@ -116,12 +121,18 @@ func (a *Allocator) encode(slot unsafe.Pointer, h header) uint64 {
 // replaced by st. The checksum's CRC part is linear and the key part
 // depends on the slot alone, so only the state byte's share of the
 // checksum changes: one table lookup instead of a full checksum.
+//
+//go:norace
+//go:nocheckptr
 func restate(old uint64, st slotState) uint64 {
 	nw := old&^(7<<hdrStShift) | uint64(st)<<hdrStShift
 	return nw ^ uint64(crcT[5][byte((nw^old)>>40)])<<hdrSumShift
 }
 
 // decode unpacks v; ok is false when the checksum does not match.
+//
+//go:norace
+//go:nocheckptr
 func (a *Allocator) decode(slot unsafe.Pointer, v uint64) (h header, ok bool) {
 	h = header{
 		size:  int(v & (1<<hdrSizeBits - 1)),
@@ -131,6 +142,8 @@ func (a *Allocator) decode(slot unsafe.Pointer, v uint64) (h header, ok bool) {
 	}
 	return h, v&hdrUsedBit != 0 && v>>hdrSumShift == a.checksum(slot, v)
 }
+
+func slice(p unsafe.Pointer, n uintptr) []byte { return unsafe.Slice((*byte)(p), n) }
 
 func hdrWord(slot unsafe.Pointer) *uint64 { return (*uint64)(slot) }
 

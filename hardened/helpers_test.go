@@ -52,6 +52,27 @@ func newAlloc(t testing.TB, opts hardened.Options) (*hardened.Allocator, *collec
 	return a, c
 }
 
+// mustAlloc is a.Alloc(n) for a test: an error fails it at once. Not for
+// goroutines other than the test's (see TestQuarantineBudgetConcurrent).
+func mustAlloc(t testing.TB, a *hardened.Allocator, n int) []byte {
+	t.Helper()
+	b, err := a.Alloc(n)
+	if err != nil {
+		t.Fatalf("Alloc(%d): %v", n, err)
+	}
+	return b
+}
+
+// mustRealloc is a.Realloc(b, n) for a test.
+func mustRealloc(t testing.TB, a *hardened.Allocator, b []byte, n int) []byte {
+	t.Helper()
+	nb, err := a.Realloc(b, n)
+	if err != nil {
+		t.Fatalf("Realloc(%d bytes, %d): %v", len(b), n, err)
+	}
+	return nb
+}
+
 func addr(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
 
 // raw views n bytes at b's start plus off, ignoring bounds: the tool for

@@ -142,7 +142,7 @@ func (a *Allocator) allocLarge(n, align int) ([]byte, error) {
 	return unsafe.Slice((*byte)(lb.p), n), nil
 }
 
-// findLarge returns the live or recently freed large block whose mapping
+// find returns the live or recently freed large block whose mapping
 // contains addr (l.mu held).
 func (l *largeHeap) find(addr uintptr) *largeBlock {
 	if lb := l.live[addr]; lb != nil {

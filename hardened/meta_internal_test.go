@@ -15,7 +15,7 @@ func TestProtectMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, _ := a.Alloc(64) // writes metadata through the guard: must not fault
+	b := allocT(t, a, 64) // writes metadata through the guard: must not fault
 	a.Free(b)
 	r := a.CatchFault(func() { a.h.meta[100] = 1 })
 	if r == nil || r.Kind != MetadataWrite || len(got) != 1 {

@@ -79,7 +79,7 @@ func init() {
 				flip(b, 3, 1)
 			}
 			for range 100_000 { // other alloc/free pairs push it out of quarantine
-				x, _ := a.Alloc(48)
+				x := mustAlloc(t, a, 48)
 				a.Free(x)
 			}
 		}},

@@ -19,6 +19,9 @@ func procUnpin()
 
 // pin returns the cache of the current P, pinned. Callers must call unpin
 // with the same cache and must not block in between.
+//
+//go:norace
+//go:nocheckptr
 func (a *Allocator) pin() *cache {
 	pid := procPin()
 	if uint(pid) < uint(len(a.caches)) {
@@ -36,6 +39,8 @@ func (a *Allocator) pinSpare() *cache {
 	return a.spare
 }
 
+//go:norace
+//go:nocheckptr
 func (a *Allocator) unpin(c *cache) {
 	if c.shared {
 		c.mu.Unlock()
@@ -52,6 +57,9 @@ func (c *cache) unlockForRead() {}
 
 // popFast pops a free slot of class c from this P's cache, counting an
 // n-byte allocation; false if the cache is empty (the caller goes slow).
+//
+//go:norace
+//go:nocheckptr
 func (a *Allocator) popFast(c, n int) (uint32, bool) {
 	pid := procPin()
 	if uint(pid) < uint(len(a.caches)) {
@@ -67,12 +75,15 @@ func (a *Allocator) popFast(c, n int) (uint32, bool) {
 // popFastSeq is popFast for hardened builds: it also takes the
 // allocation's sequence number under the same pin (one pin instead of
 // two per Alloc).
+//
+//go:norace
+//go:nocheckptr
 func (a *Allocator) popFastSeq(c, n int) (uint32, uint64, bool) {
 	pid := procPin()
 	if uint(pid) < uint(len(a.caches)) {
 		pc := a.caches[pid]
 		if off, ok := pc.pop(c, n); ok {
-			seq := a.takeSeq(pc, a.rec(c, off).freeSeq)
+			seq := a.allocSeq(pc, c, off)
 			procUnpin()
 			return off, seq, true
 		}
@@ -82,6 +93,9 @@ func (a *Allocator) popFastSeq(c, n int) (uint32, uint64, bool) {
 }
 
 // pushFast pushes a freed slot onto this P's cache if it has room.
+//
+//go:norace
+//go:nocheckptr
 func (a *Allocator) pushFast(c int, off uint32, size int) bool {
 	if bug(bugDoublePush) {
 		return false // the seeded bug lives in pushSlot

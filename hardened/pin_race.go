@@ -33,7 +33,7 @@ func (a *Allocator) popFastSeq(c, n int) (uint32, uint64, bool) {
 	if !ok {
 		return 0, 0, false
 	}
-	return off, a.takeSeq(pc, a.rec(c, off).freeSeq), true
+	return off, a.allocSeq(pc, c, off), true
 }
 
 func (a *Allocator) pushFast(c int, off uint32, size int) bool {

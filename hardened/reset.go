@@ -41,8 +41,7 @@ func (a *Allocator) Reset(seed uint64) error {
 		pc.n = [numClasses]uint8{}
 		pc.allocs, pc.frees = [numClasses]int64{}, [numClasses]int64{}
 		pc.requested = 0
-		pc.qn, pc.qbytes = 0, 0 // their headers were just cleared
-		pc.seq, pc.seqEnd = 0, 0
+		pc.cacheHard = newCacheHard(pc.shard()) // the batched frees' headers were just cleared
 		pc.unlockForRead()
 	}
 
@@ -51,9 +50,7 @@ func (a *Allocator) Reset(seed uint64) error {
 	a.opts.Seed = seed
 	a.rng.Seed(seedBytes(seed)) // in place: NewChaCha8 allocates per Reset
 	a.secret = a.rng.Uint64()
-	if Enabled {
-		a.resetHardened()
-	}
+	a.resetHardened()
 	return err
 }
 
@@ -68,16 +65,4 @@ func seedBytes(s uint64) [32]byte {
 		binary.LittleEndian.PutUint64(seed[8*i:], z^z>>31)
 	}
 	return seed
-}
-
-func (a *Allocator) resetHardened() {
-	h := a.h
-	h.canaryKey = a.rng.Uint64()
-	h.poisonKey = a.rng.Uint64()
-	h.seq.Store(0)
-	h.q.Reset(a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
-	z := &h.zero
-	z.mu.Lock()
-	z.next, z.live, z.freed = 0, make(map[uintptr]*zeroBlock), nil
-	z.mu.Unlock()
 }

@@ -12,7 +12,7 @@ func TestReset(t *testing.T) {
 	a, c := newAlloc(t, hardened.Options{})
 	var old [][]byte
 	for _, n := range []int{0, 10, 100, 5000, 100_000} {
-		b, _ := a.Alloc(n)
+		b := mustAlloc(t, a, n)
 		fill(b, 3)
 		old = append(old, b)
 	}
@@ -73,7 +73,7 @@ func TestResetReplays(t *testing.T) {
 	history := func(size, n int) {
 		var bs [][]byte
 		for range n {
-			b, _ := a.Alloc(size)
+			b := mustAlloc(t, a, size)
 			bs = append(bs, b)
 		}
 		for _, b := range bs {

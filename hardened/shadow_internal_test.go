@@ -84,7 +84,7 @@ func TestShadowStates(t *testing.T) {
 		none("freed", unsafe.Pointer(unsafe.SliceData(b)), max(len(b), 1))
 	}
 	// A never-allocated slot of a carved slab: the one after a fresh block.
-	b, _ := a.Alloc(24)
+	b := allocT(t, a, 24)
 	p := unsafe.Pointer(unsafe.SliceData(b))
 	slot, c, _, _ := a.locate(uintptr(p) - uintptr(a.base))
 	none("the next slot", unsafe.Add(slot, classSize[c]+headerSize), int(classSize[c]+headerSize))
@@ -97,7 +97,7 @@ func TestShadowStates(t *testing.T) {
 			none("after Reset", unsafe.Pointer(unsafe.SliceData(b)), max(len(b), 1))
 		}
 	}
-	b, _ = a.Alloc(300)
+	b = allocT(t, a, 300)
 	p = unsafe.Pointer(unsafe.SliceData(b))
 	if err := a.Close(); err == nil {
 		t.Fatal("Close found no leak")

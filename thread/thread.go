@@ -4,7 +4,7 @@
 //
 // # The launch capsule
 //
-// Start allocates a capsule of hardened.CapsuleSize bytes from the given
+// Start allocates a capsule of CapsuleSize bytes from the given
 // Allocator, off the Go heap. It holds only plain words, because the
 // garbage collector does not scan it:
 //
@@ -12,7 +12,6 @@
 //	       futex-on-allocator-memory, now a write the allocator can see
 //	refs   the reference count, starting at 2: the owner and the worker
 //	state  worker-finished, owner-joined, owner-detached, panic-reported
-//	handle a key into a Go-side table holding fn and its result
 //	magic  a constant checked on every access
 //
 // # Lifetime
@@ -114,12 +113,11 @@ func OnExit(f func()) Option { return func(o *options) { o.onExit = f } }
 
 // capsule is the launch capsule's layout in allocator memory.
 type capsule struct {
-	lock   uint32
-	refs   int32
-	state  uint32
-	_      uint32
-	handle uint64
-	magic  uint64
+	lock  uint32
+	refs  int32
+	state uint32
+	_     uint32
+	magic uint64
 }
 
 const (
@@ -131,9 +129,15 @@ const (
 	stPanicReported
 )
 
+// CapsuleSize is the size of the launch capsule each Start allocates.
+// Importing this package registers it with hardened.QuarantineAlways, so
+// hardened builds quarantine the capsule's size class on every free.
+const CapsuleSize = 48
+
 func init() {
-	if unsafe.Sizeof(capsule{}) > hardened.CapsuleSize {
-		panic("thread: capsule larger than hardened.CapsuleSize")
+	hardened.QuarantineAlways(CapsuleSize)
+	if unsafe.Sizeof(capsule{}) > CapsuleSize {
+		panic("thread: capsule larger than CapsuleSize")
 	}
 }
 
@@ -150,36 +154,12 @@ type entry struct {
 	perr    *PanicError
 }
 
-var table struct {
-	sync.Mutex
-	next    uint64
-	entries map[uint64]*entry
-}
-
-func register(e *entry) uint64 {
-	table.Lock()
-	defer table.Unlock()
-	if table.entries == nil {
-		table.entries = make(map[uint64]*entry)
-	}
-	table.next++
-	table.entries[table.next] = e
-	return table.next
-}
-
-func unregister(h uint64) {
-	table.Lock()
-	delete(table.entries, h)
-	table.Unlock()
-}
-
 // Thread is the owner's handle.
 type Thread struct {
 	mu    sync.Mutex
 	a     *hardened.Allocator
 	mem   []byte // the capsule
 	e     *entry
-	h     uint64
 	ended error // ErrJoined or ErrDetached once the owner released
 }
 
@@ -197,20 +177,18 @@ func Start(a *hardened.Allocator, fn func() error, opts ...Option) (*Thread, err
 	for _, o := range opts {
 		o(&e.opts)
 	}
-	h := register(e)
 	c := (*capsule)(unsafe.Pointer(&mem[0]))
 	c.refs = 2
-	c.handle = h
 	c.magic = capsuleMagic
-	t := &Thread{a: a, mem: mem, e: e, h: h}
+	t := &Thread{a: a, mem: mem, e: e}
 	e.release = a.Hold() // Close waits for this worker
-	go worker(a, mem, e, h)
+	go worker(a, mem, e)
 	return t, nil
 }
 
 //go:noinline
 func allocCapsule(a *hardened.Allocator) ([]byte, error) {
-	return a.Alloc(hardened.CapsuleSize)
+	return a.Alloc(CapsuleSize)
 }
 
 func capsuleOf(mem []byte) *capsule { return (*capsule)(unsafe.Pointer(unsafe.SliceData(mem))) }
@@ -236,7 +214,7 @@ func (c *capsule) release() {
 
 // worker is the trampoline: run fn, publish its result, drop the worker's
 // reference.
-func worker(a *hardened.Allocator, mem []byte, e *entry, h uint64) {
+func worker(a *hardened.Allocator, mem []byte, e *entry) {
 	if e.opts.locked {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
@@ -252,8 +230,8 @@ func worker(a *hardened.Allocator, mem []byte, e *entry, h uint64) {
 		c.state |= stPanicReported
 	}
 	if inject(faultLateUnlock) {
-		dropRef(a, mem, h) // BUG (injected): the last release happens before the unlock
-		c.release()        // the seed's late futex write, into freed memory
+		dropRef(a, mem) // BUG (injected): the last release happens before the unlock
+		c.release()     // the seed's late futex write, into freed memory
 	} else {
 		c.release()
 	}
@@ -263,7 +241,7 @@ func worker(a *hardened.Allocator, mem []byte, e *entry, h uint64) {
 	if inject(faultWorkerFrees) || inject(faultDoubleFree) {
 		a.Free(mem) // BUG (injected): the worker frees the capsule on finish
 	} else if !inject(faultLateUnlock) {
-		dropRef(a, mem, h)
+		dropRef(a, mem)
 	}
 	close(e.exited)
 	e.release()
@@ -292,11 +270,10 @@ func reportPanic(e *entry) {
 // dropRef releases one reference; the last one frees the capsule.
 //
 //go:noinline
-func dropRef(a *hardened.Allocator, mem []byte, h uint64) {
+func dropRef(a *hardened.Allocator, mem []byte) {
 	c := capsuleOf(mem)
 	asanTouch(unsafe.Pointer(&c.refs), 4)
 	if atomic.AddInt32(&c.refs, -1) == 0 {
-		unregister(h)
 		a.Free(mem)
 	}
 }
@@ -368,5 +345,5 @@ func (t *Thread) ownerDone() {
 	if inject(faultWorkerFrees) {
 		return // BUG (injected): the worker already freed; the owner only touched it
 	}
-	dropRef(t.a, t.mem, t.h)
+	dropRef(t.a, t.mem)
 }

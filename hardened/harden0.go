@@ -1,0 +1,54 @@
+//go:build !hardened
+
+package hardened
+
+import "unsafe"
+
+// The hardening layer's entry points in release builds: the same names as
+// in harden.go, empty, so that shared code calls them unconditionally and
+// a release build compiles them away (internal/race's norace.go). A
+// release Allocator carries no hardening state.
+
+//lint:ignore U1000 embedded in Allocator, empty here
+type hardAlloc struct{}
+
+type cacheHard struct{}
+
+func newCacheHard(int) cacheHard { return cacheHard{} }
+func (pc *cache) shard() int     { return 0 }
+
+func (a *Allocator) initHardened() error                          { return nil }
+func (a *Allocator) closeHardened()                               {}
+func (a *Allocator) resetHardened()                               {}
+func (a *Allocator) pads() (front, rear int)                      { return 0, 0 }
+func (a *Allocator) allocSeq(pc *cache, c int, off uint32) uint64 { return 0 }
+func (a *Allocator) fillSites(r *Report, c int, soff uint32)      {}
+func (a *Allocator) profileRemove(p uintptr)                      {}
+func (a *Allocator) quarantineStats() (int64, int64)              { return 0, 0 }
+func (a *Allocator) drainQuarantine()                             {}
+func (a *Allocator) explainHardened(addr uintptr) *Report         { return nil }
+
+// Small blocks. Release builds never call these: their paths are behind
+// Enabled (a constant), kept so both builds type-check the same calls.
+func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, payOff uintptr, seq uint64) []byte {
+	return a.publishSmall(slot, c, n, payOff)
+}
+func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) bool {
+	return false
+}
+func (a *Allocator) verifyStable(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) *Report {
+	return nil
+}
+
+// Large blocks.
+func (a *Allocator) armLarge(lb *largeBlock)                          {}
+func (a *Allocator) verifyLarge(op string, lb *largeBlock) *Report    { return nil }
+func (a *Allocator) freeLargeHardened(op string, lb *largeBlock) bool { return true }
+func (a *Allocator) unquarantine(lb *largeBlock, cache bool)          {}
+
+// The zero-size region: release builds give Alloc(0) a slot.
+func (a *Allocator) zeroContains(p uintptr) bool                       { return false }
+func (a *Allocator) allocZero() []byte                                 { return nil }
+func (a *Allocator) freeZero(op string, p unsafe.Pointer) bool         { return false }
+func (a *Allocator) zeroSize(op string, p unsafe.Pointer) (int, error) { return 0, nil }
+func (a *Allocator) zeroLeaks(op string) []*Report                     { return nil }

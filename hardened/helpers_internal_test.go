@@ -1,0 +1,13 @@
+package hardened
+
+import "testing"
+
+// allocT is a.Alloc(n) for an internal test: an error fails it at once.
+func allocT(t testing.TB, a *Allocator, n int) []byte {
+	t.Helper()
+	b, err := a.Alloc(n)
+	if err != nil {
+		t.Fatalf("Alloc(%d): %v", n, err)
+	}
+	return b
+}

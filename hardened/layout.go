@@ -1,0 +1,55 @@
+package hardened
+
+import "unsafe"
+
+// Layout says where a live block's bytes lie, for tools that must aim at
+// its header or redzones (the fuzz layer's misuse programs) instead of
+// re-deriving the allocator's layout rules.
+type Layout struct {
+	Large bool // a large block: its own mapping between guard pages, no in-band header
+	Zero  bool // a hardened 0-byte block in the PROT_NONE zero-size region
+	// Offset is how far the payload starts after its slot's start: the
+	// header (HeaderSize), the front redzone and any alignment slack.
+	// Zero for large and zero-region blocks.
+	Offset int
+	// Front and Rear are the allocator's configured redzones (0 in
+	// release builds): the bytes before the payload that are canary, and
+	// the least after it.
+	Front, Rear int
+}
+
+// HeaderSize is the size of a small slot's in-band header.
+const HeaderSize = headerSize
+
+// LayoutOf returns the layout of the live block b; false if b is not the
+// start of a live block of a.
+func (a *Allocator) LayoutOf(b []byte) (Layout, bool) {
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	front, rear := a.pads()
+	l := Layout{Front: front, Rear: rear}
+	if p == nil || a.closed.Load() {
+		return l, false
+	}
+	off := uintptr(p) - uintptr(a.base)
+	if off >= a.regionSize() {
+		if a.zeroContains(uintptr(p)) {
+			l.Zero = true
+			return l, true
+		}
+		a.large.mu.Lock()
+		lb := a.large.live[uintptr(p)]
+		a.large.mu.Unlock()
+		l.Large = true
+		return l, lb != nil
+	}
+	slot, _, _, ok := a.locate(off)
+	if !ok {
+		return l, false
+	}
+	h, ok := a.decode(slot, loadHeader(slot))
+	if !ok || h.state != stateAllocated || unsafe.Add(slot, headerSize+h.off) != p {
+		return l, false
+	}
+	l.Offset = headerSize + int(h.off)
+	return l, true
+}
