@@ -56,10 +56,6 @@ type block struct {
 	align int    // AllocAligned's alignment (0: plain Alloc)
 }
 
-// aligned reports whether the block asked for more than the default
-// 16-byte alignment (its payload need not follow its header).
-func (b *block) aligned() bool { return b.align > 16 }
-
 // expect returns the byte the model expects at offset j.
 func (b *block) expect(j int) byte {
 	if b.want == nil {

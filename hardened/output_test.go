@@ -2,7 +2,9 @@ package hardened_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -134,5 +136,47 @@ func TestOpErrorMessages(t *testing.T) {
 		if c.err == nil || c.err.Error() != c.want {
 			t.Errorf("got %v, want %q", c.err, c.want)
 		}
+	}
+}
+
+// A report marshals to the README's JSON schema.
+func TestReportJSON(t *testing.T) {
+	var got *hardened.Report
+	a, err := hardened.New(hardened.Options{Seed: 6, OnReport: func(r *hardened.Report) { got = r }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b := mustAlloc(t, a, 24)
+	a.Free(b)
+	a.Free(b)
+	if got == nil {
+		t.Fatal("no report")
+	}
+	data, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"kind": "double-free", "op": "Free", "size": float64(24), "offset": float64(0),
+		"summary": got.Summary(), "addr": fmt.Sprintf("%#x", got.Addr), "block": fmt.Sprintf("%#x", got.Block)}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %v (%s)", k, m[k], v, data)
+		}
+	}
+	if hardened.Enabled {
+		for _, k := range []string{"alloc", "free"} {
+			s, _ := m[k].(map[string]any)
+			frames, _ := s["frames"].([]any)
+			if len(frames) == 0 || s["seq"] == nil {
+				t.Errorf("%s site missing or without frames: %s", k, data)
+			}
+		}
+	} else if m["alloc"] != nil {
+		t.Errorf("release report has an alloc site: %s", data)
 	}
 }
