@@ -60,7 +60,8 @@ type Options struct {
 	// with its allocation stack: `go tool pprof` then shows who holds
 	// memory. It costs a profile lock and a stack per Alloc and Free. The
 	// name must be unique in the process; runtime/pprof cannot unregister a
-	// profile, so after Close it stays, empty.
+	// profile, so after Close it stays, empty. Its stacks start at the
+	// allocator's caller. Release builds record no stacks: New fails.
 	ProfileName string
 	// LargeCacheBytes is how many bytes of freed large blocks (above
 	// 64 KiB) stay mapped for reuse, so that a large Alloc after a Free
@@ -237,9 +238,6 @@ func (a *Allocator) reserveSpace() error {
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 		if err == nil {
 			a.mem, a.base = mem, unsafe.Pointer(&mem[0])
-			if !Enabled {
-				return nil
-			}
 			if err = a.initHardened(); err == nil {
 				return nil
 			}

@@ -5,7 +5,9 @@ package hardened
 import (
 	"fmt"
 	"math/bits"
+	"runtime"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -169,9 +171,33 @@ func (a *Allocator) initHardened() error {
 }
 
 // profileAdd and profileRemove keep the live-block profile, if any.
+//
+//go:noinline
 func (a *Allocator) profileAdd(p uintptr) {
 	if a.h.profile != nil {
-		a.h.profile.Add(p, 3)
+		a.h.profile.Add(p, 1+ownFrames()) // 1: Add itself
+	}
+}
+
+// ownFrames counts this package's frames from its caller up, so that a
+// profile's stacks start at the code that called the allocator (the
+// depth differs between the small, large and zero-size paths).
+//
+//go:noinline
+func ownFrames() int {
+	var pcs [32]uintptr
+	n := runtime.Callers(2, pcs[:]) // from ownFrames' caller
+	fr := runtime.CallersFrames(pcs[:n])
+	k := 0
+	for {
+		f, more := fr.Next()
+		if !strings.HasPrefix(f.Function, pkgPath+".") {
+			return k
+		}
+		k++
+		if !more {
+			return k
+		}
 	}
 }
 

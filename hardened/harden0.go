@@ -2,7 +2,12 @@
 
 package hardened
 
-import "unsafe"
+import (
+	"errors"
+	"unsafe"
+)
+
+var errProfileRelease = errors.New("Options.ProfileName needs -tags hardened: release builds record no allocation stacks")
 
 // The hardening layer's entry points in release builds: the same names as
 // in harden.go, empty, so that shared code calls them unconditionally and
@@ -17,7 +22,12 @@ type cacheHard struct{}
 func newCacheHard(int) cacheHard { return cacheHard{} }
 func (pc *cache) shard() int     { return 0 }
 
-func (a *Allocator) initHardened() error                          { return nil }
+func (a *Allocator) initHardened() error {
+	if a.opts.ProfileName != "" {
+		return &OpError{Op: "New", Err: errProfileRelease}
+	}
+	return nil
+}
 func (a *Allocator) closeHardened()                               {}
 func (a *Allocator) resetHardened()                               {}
 func (a *Allocator) pads() (front, rear int)                      { return 0, 0 }

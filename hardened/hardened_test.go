@@ -178,6 +178,11 @@ func TestLiveProfile(t *testing.T) {
 	if err := p.WriteTo(&buf, 1); err != nil || !strings.Contains(buf.String(), "TestLiveProfile") {
 		t.Fatalf("profile text lacks the allocation site: %v\n%s", err, buf.String())
 	}
+	// Stacks start at the allocator's caller, on every path (small,
+	// large, zero-size): no allocator frame in them.
+	if strings.Contains(buf.String(), "hardened.(*Allocator)") {
+		t.Fatalf("profile stacks include the allocator's own frames:\n%s", buf.String())
+	}
 	for _, b := range bs {
 		a.Free(b)
 	}

@@ -180,3 +180,15 @@ func TestReportJSON(t *testing.T) {
 		t.Errorf("release report has an alloc site: %s", data)
 	}
 }
+
+// Release builds record no stacks, so a live profile cannot exist there:
+// New says so instead of leaving the profile silently empty.
+func TestProfileNameNeedsHardened(t *testing.T) {
+	if hardened.Enabled {
+		t.Skip("hardened builds have the profile (TestLiveProfile)")
+	}
+	_, err := hardened.New(hardened.Options{ProfileName: "hardalloc.test.release"})
+	if err == nil || !strings.Contains(err.Error(), "-tags hardened") {
+		t.Fatalf("New with ProfileName in a release build: %v", err)
+	}
+}
