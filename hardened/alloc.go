@@ -82,12 +82,14 @@ const (
 	cacheCap      = 64
 )
 
-// classRegion is the address space of one class; regionSize of them all.
+// classRegion is the address space of one class.
 //
 //go:norace
 //go:nocheckptr
 func (a *Allocator) classRegion() uintptr { return 1 << a.shift }
 
+// regionSize is the address space of all classes.
+//
 //go:norace
 //go:nocheckptr
 func (a *Allocator) regionSize() uintptr { return numClasses << a.shift }
@@ -273,6 +275,8 @@ func sizeClass(n uintptr) int {
 
 func (a *Allocator) classBase(c int) uintptr { return uintptr(c) << a.shift }
 
+// slotAt is the address of the slot at offset off of class c's region.
+//
 //go:norace
 //go:nocheckptr
 func (a *Allocator) slotAt(c int, off uint32) unsafe.Pointer {

@@ -978,3 +978,16 @@ func (a *Allocator) alwaysSizes() []int {
 	defer registered.Unlock()
 	return append(append([]int(nil), registered.sizes...), a.opts.AlwaysQuarantine...)
 }
+
+// quarantined calls fn for every small slot in the quarantine or in a P's
+// batch on its way there (Audit).
+func (a *Allocator) quarantined(fn func(c int, off uint32)) {
+	for _, pc := range a.allCaches() {
+		pc.lockForRead()
+		for _, it := range pc.qpend[:pc.qn] {
+			fn(it.Class, uint32(it.ID))
+		}
+		pc.unlockForRead()
+	}
+	a.h.q.Each(func(it quarantine.Item) { fn(it.Class, uint32(it.ID)) })
+}

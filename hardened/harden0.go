@@ -35,6 +35,7 @@ func (a *Allocator) allocSeq(pc *cache, c int, off uint32) uint64 { return 0 }
 func (a *Allocator) fillSites(r *Report, c int, soff uint32)      {}
 func (a *Allocator) profileRemove(p uintptr)                      {}
 func (a *Allocator) quarantineStats() (int64, int64)              { return 0, 0 }
+func (a *Allocator) quarantined(fn func(c int, off uint32))       {}
 func (a *Allocator) drainQuarantine()                             {}
 func (a *Allocator) explainHardened(addr uintptr) *Report         { return nil }
 

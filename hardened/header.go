@@ -109,6 +109,8 @@ var crcT = func() (t [6][256]uint16) {
 	return t
 }()
 
+// encode packs h into a header word sealed for slot.
+//
 //go:norace
 //go:nocheckptr
 func (a *Allocator) encode(slot unsafe.Pointer, h header) uint64 {

@@ -1,6 +1,9 @@
 package hardened
 
-import "testing"
+import (
+	"testing"
+	"unsafe"
+)
 
 // allocT is a.Alloc(n) for an internal test: an error fails it at once.
 func allocT(t testing.TB, a *Allocator, n int) []byte {
@@ -11,3 +14,5 @@ func allocT(t testing.TB, a *Allocator, n int) []byte {
 	}
 	return b
 }
+
+func addrOf(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }

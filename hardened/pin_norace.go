@@ -39,6 +39,8 @@ func (a *Allocator) pinSpare() *cache {
 	return a.spare
 }
 
+// unpin ends what pin began.
+//
 //go:norace
 //go:nocheckptr
 func (a *Allocator) unpin(c *cache) {

@@ -247,3 +247,26 @@ func (f *fifo) pop() Item {
 	f.size--
 	return it
 }
+
+// Each calls fn for every item held (the caller must not push or evict
+// meanwhile; fn must not call back into q).
+func (q *Quarantine) Each(fn func(Item)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	each := func(f *fifo) {
+		for i := range f.size {
+			fn(f.buf[(f.head+i)&(len(f.buf)-1)])
+		}
+	}
+	each(&q.queue)
+	for c := range q.random {
+		for i, u := range q.used[c] {
+			if u {
+				fn(q.random[c][i])
+			}
+		}
+		if f := q.always[c]; f != nil {
+			each(f)
+		}
+	}
+}

@@ -151,3 +151,10 @@ func (q *Quarantine) evict(want int64, out []Item) ([]Item, int64) {
 	}
 	return out, freed
 }
+
+// Each calls fn for every item held in any shard.
+func (s *Shards) Each(fn func(Item)) {
+	for _, q := range s.shards {
+		q.Each(fn)
+	}
+}

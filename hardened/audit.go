@@ -1,0 +1,100 @@
+package hardened
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Audit checks slot conservation, for fuzz harnesses and tests: every
+// slot handed out since its slab was carved (or Reset) is in exactly one
+// place, as its header says: allocated (live), quarantined (in the
+// quarantine or a P's batch of frees on their way there), or free (in
+// exactly one of a P's cache and its class's central bitmap); a slot
+// never handed out is free in the bitmap only. A slot in two places would
+// be handed out twice; a slot in none is lost for good. Audit must not run
+// concurrently with any other call.
+func (a *Allocator) Audit() error {
+	if a.closed.Load() {
+		return &OpError{Op: "Audit", Err: ErrClosed}
+	}
+	type key struct {
+		c   int
+		off uint32
+	}
+	cached := make(map[key]int)
+	for _, pc := range a.allCaches() {
+		pc.lockForRead()
+		for c := range numClasses {
+			for _, off := range pc.free[c][:pc.n[c]] {
+				cached[key{c, off}]++
+			}
+		}
+		pc.unlockForRead()
+	}
+	queued := make(map[key]int)
+	a.quarantined(func(c int, off uint32) { queued[key{c, off}]++ })
+	var errs []error
+	bad := func(c int, off uint32, format string, args ...any) {
+		if len(errs) < 8 {
+			errs = append(errs, fmt.Errorf("class %d slot %#x: %s", c, off, fmt.Sprintf(format, args...)))
+		}
+	}
+	for c := range numClasses {
+		cl := &a.classes[c]
+		cl.mu.Lock()
+		stride := classSize[c] + headerSize
+		for s := range cl.slabs {
+			st := &cl.slabs[s]
+			base := uint32(s) << classSlabShift[c]
+			var free uint32
+			for i := range classSlots[c] {
+				off := base + i*stride
+				inBits := st.bits[i/64]>>(i%64)&1 != 0
+				if inBits {
+					free++
+				}
+				k := key{c, off}
+				nc := cached[k]
+				n := nc + queued[k]
+				if inBits {
+					n++
+				}
+				delete(cached, k)
+				delete(queued, k)
+				if st.purged || st.reserve || i >= st.used {
+					if !inBits || n != 1 {
+						bad(c, off, "not handed out since its slab was carved, purged or Reset, but in %d places (bitmap: %v)", n, inBits)
+					}
+					continue
+				}
+				v := loadHeader(a.slotAt(c, off))
+				h, ok := a.decode(a.slotAt(c, off), v)
+				switch {
+				case v == 0: // handed out by a refill, never allocated yet
+					if n != 1 {
+						bad(c, off, "never allocated, but in %d free lists (cached %d, bitmap %v)", n, nc, inBits)
+					}
+				case !ok:
+					continue // damaged: reported when found, never reused
+				case h.state == stateFree && n != 1:
+					bad(c, off, "free, but in %d free lists (cached %d, bitmap %v)", n, nc, inBits)
+				case h.state == stateQuarantined && (n != 1 || inBits):
+					bad(c, off, "quarantined, but in %d places (bitmap %v)", n, inBits)
+				case (h.state == stateAllocated || h.state == stateDamaged || h.state == stateWithdrawn) && n != 0:
+					bad(c, off, "state %d, but also in %d free lists or queues", h.state, n)
+				}
+			}
+			if free != st.free {
+				bad(c, base, "slab %d counts %d free slots, its bitmap holds %d", s, st.free, free)
+			}
+		}
+		cl.mu.Unlock()
+	}
+	for k, n := range cached {
+		bad(k.c, k.off, "cached %d times but outside every carved slab", n)
+	}
+	for k, n := range queued {
+		bad(k.c, k.off, "quarantined %d times but outside every carved slab", n)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,79 @@
+package hardened
+
+import (
+	"strings"
+	"testing"
+)
+
+// Audit passes after a workload that fills and drains the per-P caches,
+// spills, quarantines and Resets, and finds a slot put in two free lists
+// or dropped from all of them (what a flush or refill bug would do).
+func TestAuditConservation(t *testing.T) {
+	a, err := New(Options{Seed: 8, OnReport: func(r *Report) { t.Errorf("report:\n%s", r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var live [][]byte
+	for round := range 3 {
+		for i := range 3000 {
+			live = append(live, allocT(t, a, 16+(i*97+round)%3000))
+		}
+		for i := len(live) - 1; i >= 0; i -= 2 {
+			a.Free(live[i])
+			live = append(live[:i], live[i+1:]...)
+		}
+		if err := a.Audit(); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+	for _, b := range live {
+		a.Free(b)
+	}
+	if err := a.Audit(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A free slot pushed twice: in a P's cache and in the bitmap.
+	b := allocT(t, a, 100)
+	a.Free(b)
+	_, c, off, _ := a.locate(addrOf(b) - uintptr(a.base))
+	pc := a.caches[0]
+	pc.free[c][pc.n[c]] = off
+	pc.n[c]++
+	if Enabled {
+		pc.n[c]-- // hardened: b is quarantined, so the push is the only copy...
+		pc.free[c][pc.n[c]] = off
+		pc.n[c]++ // ...and a quarantined slot in a free list is the bug
+	}
+	err = a.Audit()
+	if err == nil || !strings.Contains(err.Error(), "places") && !strings.Contains(err.Error(), "free lists") {
+		t.Fatalf("Audit after a double push: %v", err)
+	}
+	pc.n[c]--
+	if err := a.Audit(); err != nil {
+		t.Fatalf("Audit after undoing the double push: %v", err)
+	}
+
+	// A slot lost: taken from the central list and dropped.
+	var one [1]uint32
+	var cl *central
+	for c = range numClasses {
+		cl = &a.classes[c]
+		cl.mu.Lock()
+		k, _ := a.take(c, one[:], false)
+		cl.mu.Unlock()
+		if k == 1 {
+			break
+		}
+	}
+	if c == numClasses {
+		t.Fatal("no central list has a slot to take")
+	}
+	if err := a.Audit(); err == nil || !strings.Contains(err.Error(), "in 0") {
+		t.Fatalf("Audit after losing a slot: %v", err)
+	}
+	cl.mu.Lock()
+	a.put(c, one[:])
+	cl.mu.Unlock()
+}
