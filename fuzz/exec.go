@@ -42,11 +42,22 @@ func (f *Failure) Error() string {
 // hide every reuse bug), and several redzone sizes.
 func Options(p Program) hardened.Options {
 	s := p.Seed
-	return hardened.Options{
+	o := hardened.Options{
 		QuarantineBytes: [...]int64{-1, 2 << 10, 64 << 10, 0}[s%4],
 		Redzone:         [...]int{0, 16, 48, -1}[(s>>2)%4],
 		StackDepth:      [...]int{0, 4, -1, 0}[(s>>4)%4],
+		// The large-block cache: default, none, or one that a few large
+		// blocks overflow.
+		LargeCacheBytes: [...]int64{0, -1, 1 << 20, 0}[(s>>6)%4],
 	}
+	// One configuration in eight runs under a Limit near what programs
+	// hold (no per-P caching, out-of-memory and recovery paths), one in
+	// 32 with protected metadata (four mprotects per pair: rare).
+	if (s>>8)%8 == 0 {
+		o.Limit = [...]int64{2 << 20, 8 << 20}[(s>>11)%2]
+	}
+	o.ProtectMetadata = (s>>12)%32 == 0
+	return o
 }
 
 // block is the model of one live block.
@@ -92,6 +103,13 @@ type runner struct {
 	nreports atomic.Int32 // len(reports), readable without mu
 
 	misused *misuse // the injected misuse, once done
+
+	bulk        []bulkBlock   // the bulk set (bulk.go)
+	bulkBytes   int           // its bytes
+	spans       [][2]uintptr  // checkOverlap's scratch
+	fates       [NumSlots]int // what the thread in each slot does at its end (threadFate)
+	panics      atomic.Int32  // detached threads' panics (OnPanic)
+	fatedPanics int32         // detached threads fated to panic
 }
 
 // Run executes p against a new allocator configured by opts (Seed and
@@ -101,10 +119,33 @@ type runner struct {
 // correct use, Check clean, and Close reporting exactly the leaks the
 // model predicts. A misuse op (FuzzMisuse) must produce exactly the
 // expected report.
-func Run(p Program, opts hardened.Options) (err error) {
+//
+// A failing program is run again on a fresh allocator before Run returns,
+// so that every failure replays from its input alone: if the fresh run
+// passes, the failure depended on state a pooled allocator kept across
+// Reset, which is a bug of its own and is reported as such.
+func Run(p Program, opts hardened.Options) error {
 	growStack(0)
+	err := runOnce(p, opts, false)
+	if err == nil {
+		return nil
+	}
+	ferr := runOnce(p, opts, true)
+	if ferr == nil {
+		return &Failure{Op: -1, What: "fails only on a pooled allocator recycled by Reset (a fresh one passes: state Reset kept, or memory a fresh mapping gives zeroed, made the difference):\n" + err.Error(), Program: p}
+	}
+	return ferr
+}
+
+// runOnce is one execution of p: on a pooled allocator, or a fresh one.
+func runOnce(p Program, opts hardened.Options, fresh bool) (err error) {
 	opts.Seed = p.Seed | 1
-	pa, err := getAllocator(opts)
+	var pa *pooled
+	if fresh {
+		pa, err = newPooled(opts)
+	} else {
+		pa, err = getAllocator(opts)
+	}
 	if err != nil {
 		return err
 	}
@@ -112,7 +153,7 @@ func Run(p Program, opts hardened.Options) (err error) {
 	pa.cur.Store(r)
 	reuse := false
 	defer func() {
-		if reuse {
+		if reuse && !fresh {
 			pa.cur.Store(nil)
 			pa.spare = r
 			putAllocator(opts, pa)
@@ -132,9 +173,8 @@ func Run(p Program, opts hardened.Options) (err error) {
 		if err := r.sweep(i); err != nil {
 			return err
 		}
-		if r.misused != nil {
-			break // the detector answered; what follows is not meaningful
-		}
+		// After a misuse the program goes on: the allocator must stay
+		// usable, and report nothing more but that misuse's block.
 	}
 	if err := r.finish(); err != nil {
 		return err
@@ -168,7 +208,8 @@ func (pa *pooled) newRunner(p Program, opts hardened.Options) *runner {
 		return &runner{p: p, a: pa.a, opts: opts, workErrs: make(chan error, 64)}
 	}
 	clear(r.orphans)
-	*r = runner{p: p, a: pa.a, opts: opts, workErrs: r.workErrs, orphans: r.orphans[:0]}
+	clear(r.bulk)
+	*r = runner{p: p, a: pa.a, opts: opts, workErrs: r.workErrs, orphans: r.orphans[:0], bulk: r.bulk[:0], spans: r.spans[:0]}
 	return r
 }
 
@@ -190,6 +231,7 @@ type poolKey struct {
 	stacks     int
 	protect    bool
 	limit      int64
+	largeCache int64
 }
 
 var pool struct {
@@ -198,7 +240,7 @@ var pool struct {
 }
 
 func keyOf(o hardened.Options) poolKey {
-	return poolKey{o.QuarantineBytes, o.Redzone, o.StackDepth, o.ProtectMetadata, o.Limit}
+	return poolKey{o.QuarantineBytes, o.Redzone, o.StackDepth, o.ProtectMetadata, o.Limit, o.LargeCacheBytes}
 }
 
 func getAllocator(opts hardened.Options) (*pooled, error) {
@@ -217,7 +259,12 @@ func getAllocator(opts hardened.Options) (*pooled, error) {
 		}
 		return pa, nil
 	}
-	pa = new(pooled)
+	return newPooled(opts)
+}
+
+// newPooled makes an allocator whose reports go to its current runner.
+func newPooled(opts hardened.Options) (*pooled, error) {
+	pa := new(pooled)
 	opts.OnReport = func(rep *hardened.Report) {
 		if r := pa.cur.Load(); r != nil {
 			r.mu.Lock()
@@ -269,8 +316,11 @@ func (r *runner) takeReports() []*hardened.Report {
 // sweep checks that nothing was reported and that every live block still
 // holds its first and last expected bytes (a cheap overlap detector).
 func (r *runner) sweep(i int) error {
-	if reps := r.takeReports(); len(reps) > 0 {
-		return &Failure{Op: i, What: "unexpected report for correct use", Report: reps[0], Program: r.p}
+	for _, rep := range r.takeReports() {
+		if m := r.misused; m != nil && rep.Kind == m.kind && m.covers(rep) {
+			continue // the misuse's block, found again (its eviction, say)
+		}
+		return &Failure{Op: i, What: "unexpected report for correct use", Report: rep, Program: r.p}
 	}
 	select {
 	case err := <-r.workErrs:
@@ -397,6 +447,9 @@ func (r *runner) step(i int, op Op) error {
 		} else {
 			b, err = a.Alloc(op.Size)
 		}
+		if err != nil && r.oom(err) {
+			return nil // over the Limit: nothing was allocated, the slot keeps its block
+		}
 		nb, ferr := r.checkNew(i, b, op.Size, align, err)
 		if ferr != nil {
 			return ferr
@@ -413,6 +466,9 @@ func (r *runner) step(i int, op Op) error {
 			ob = old.b
 		}
 		b, err := a.Realloc(ob, op.Size)
+		if err != nil && r.oom(err) {
+			return nil // over the Limit: the old block is still valid and unchanged
+		}
 		r.slots[op.Slot] = nil
 		nb, ferr := r.checkNew(i, b, op.Size, 0, err)
 		if ferr != nil {
@@ -469,18 +525,23 @@ func (r *runner) step(i int, op Op) error {
 		}
 		r.exited.Add(1)
 		r.running.Add(1)
-		work, size := op.Aux%8, op.Size%8192
-		t, err := thread.Start(a, func() error { return threadWork(a, work, size) },
-			thread.OnExit(r.threadExited), thread.Name(slotNames[op.Slot]))
+		work, size, fate := op.Aux%8, op.Size%8192, threadFate(op.Aux)
+		t, err := thread.Start(a, func() error { return threadWork(a, work, size, fate) },
+			thread.OnExit(r.threadExited), thread.Name(slotNames[op.Slot]),
+			thread.OnPanic(func(*thread.PanicError) { r.panics.Add(1) }))
 		if err != nil {
 			r.threadExited()
+			if r.oom(err) {
+				return nil
+			}
 			return r.fail(i, "thread.Start: %v", err)
 		}
 		r.threads[op.Slot] = t
+		r.fates[op.Slot] = fate
 	case OpJoin:
 		if t := r.threads[op.Slot]; t != nil {
 			r.threads[op.Slot] = nil
-			if err := t.Join(); err != nil {
+			if err := r.joined(t.Join(), r.fates[op.Slot]); err != nil {
 				return r.fail(i, "Join: %v", err)
 			}
 			if err := t.Join(); !errors.Is(err, thread.ErrJoined) {
@@ -492,6 +553,9 @@ func (r *runner) step(i int, op Op) error {
 			r.threads[op.Slot] = nil
 			if err := t.Detach(); err != nil {
 				return r.fail(i, "Detach: %v", err)
+			}
+			if r.fates[op.Slot] == fatePanic {
+				r.fatedPanics++ // its panic must reach OnPanic, once
 			}
 			if err := t.Join(); !errors.Is(err, thread.ErrDetached) {
 				return r.fail(i, "Join after Detach: %v, want ErrDetached", err)
@@ -505,8 +569,51 @@ func (r *runner) step(i int, op Op) error {
 		}
 	case OpMisuse:
 		return r.misuse(i, op)
+	case OpBulkAlloc:
+		return r.bulkAlloc(i, op)
+	case OpBulkFree:
+		return r.bulkFree(i, op)
+	case OpRaceFree:
+		return r.raceFree(i, op)
+	case OpReset:
+		if err := r.finish(); err != nil {
+			return err
+		}
+		if err := r.close(); err != nil {
+			return err
+		}
+		r.slots, r.orphans, r.bulk, r.bulkBytes = [NumSlots]*block{}, r.orphans[:0], r.bulk[:0], 0
 	}
 	return nil
+}
+
+// Thread fates: what a spawned thread's function does at its end, so the
+// thread package's error and panic paths run too.
+const (
+	fateReturn = iota // return nil
+	fateError         // return errFated
+	fatePanic         // panic(errFated)
+)
+
+var errFated = errors.New("fuzz: the thread's fated error")
+
+func threadFate(aux int) int { return [...]int{fateReturn, fateReturn, fateError, fatePanic}[aux/64%4] }
+
+// joined checks what Join returned against the thread's fate (and allows
+// an out-of-memory error under a Limit).
+func (r *runner) joined(err error, fate int) error {
+	var pe *thread.PanicError
+	switch {
+	case err != nil && r.oom(err):
+		return nil
+	case fate == fateReturn && err == nil,
+		fate == fateError && err == errFated,
+		fate == fatePanic && errors.As(err, &pe) && pe.Value == errFated:
+		return nil
+	case err == nil:
+		return fmt.Errorf("join returned nil for a thread fated %d", fate)
+	}
+	return err
 }
 
 // fillPattern writes byte aux+13j+1 at every offset j of w: 256 bytes by
@@ -534,8 +641,9 @@ var slotNames = func() (n [NumSlots]string) {
 	return n
 }()
 
-// threadWork is what a spawned thread does: allocate, write, verify, free.
-func threadWork(a *hardened.Allocator, rounds, size int) error {
+// threadWork is what a spawned thread does: allocate, write, verify, free,
+// then meet its fate.
+func threadWork(a *hardened.Allocator, rounds, size, fate int) error {
 	for k := range rounds + 1 {
 		b, err := a.Alloc(size + k)
 		if err != nil {
@@ -551,6 +659,12 @@ func threadWork(a *hardened.Allocator, rounds, size int) error {
 			}
 		}
 		a.Free(b)
+	}
+	switch fate {
+	case fateError:
+		return errFated
+	case fatePanic:
+		panic(errFated)
 	}
 	return nil
 }
@@ -574,7 +688,7 @@ func (r *runner) stopThreads() error {
 	for s, t := range r.threads {
 		if t != nil {
 			r.threads[s] = nil
-			if err := t.Join(); err != nil && first == nil {
+			if err := r.joined(t.Join(), r.fates[s]); err != nil && first == nil {
 				first = err
 			}
 		}
@@ -588,10 +702,26 @@ func (r *runner) stopThreads() error {
 // own last verification is close's Reset, which walks every block as
 // Check does (a final Check as well walked everything twice per exec).
 func (r *runner) finish() error {
+	end := len(r.p.Ops)
 	if err := r.stopThreads(); err != nil {
-		return r.fail(len(r.p.Ops), "final Join: %v", err)
+		return r.fail(end, "final Join: %v", err)
 	}
-	return r.sweep(len(r.p.Ops))
+	if err := r.sweep(end); err != nil {
+		return err
+	}
+	if n := r.panics.Load(); n != r.fatedPanics {
+		return r.fail(end, "%d detached threads panicked into OnPanic, %d were fated to", n, r.fatedPanics)
+	}
+	if err := r.checkStats(end); err != nil {
+		return err
+	}
+	if err := r.checkOverlap(end); err != nil {
+		return err
+	}
+	if err := r.a.Audit(); err != nil {
+		return r.fail(end, "slot audit: %v", err)
+	}
+	return nil
 }
 
 // close closes the allocator and requires exactly the predicted leaks.
@@ -602,6 +732,9 @@ func (r *runner) close() error {
 			continue
 		}
 		want = append(want, len(b.b))
+	}
+	for _, bb := range r.bulk {
+		want = append(want, len(bb.b))
 	}
 	r.a.Reset(r.p.Seed + 1) // verifies like Close: leaks and damage are reported
 	var got []int

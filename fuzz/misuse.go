@@ -58,6 +58,9 @@ func (r *runner) misuse(i int, op Op) error {
 	b := r.slots[op.Slot]
 	if b == nil {
 		nb, err := r.a.Alloc(op.Size)
+		if err != nil && r.oom(err) {
+			return nil // over the Limit: no block to misuse
+		}
 		if nb2, ferr := r.checkNew(i, nb, op.Size, 0, err); ferr != nil {
 			return ferr
 		} else {

@@ -26,11 +26,15 @@ const (
 	OpDetach                     // detach the thread in Slot
 	OpYield                      // runtime.Gosched: let threads interleave
 	OpMisuse                     // inject the misuse Aux into Slot (FuzzMisuse only)
+	OpBulkAlloc                  // allocate a batch of blocks (count and sizes from Size and Aux) into the bulk set
+	OpBulkFree                   // free a batch of the bulk set, in an Aux-driven order, on this or another goroutine
+	OpRaceFree                   // free Slot from two goroutines at once: exactly one DoubleFree, nothing else
+	OpReset                      // join the threads, verify, Reset: the allocator starts over
 	numOps
 )
 
 var opNames = [...]string{"Alloc", "AllocAligned", "Realloc", "Free", "Write", "Verify", "Check",
-	"Spawn", "Join", "Detach", "Yield", "Misuse"}
+	"Spawn", "Join", "Detach", "Yield", "Misuse", "BulkAlloc", "BulkFree", "RaceFree", "Reset"}
 
 func (k OpKind) String() string {
 	if int(k) < len(opNames) {
@@ -85,11 +89,18 @@ type Mix []OpKind
 
 // The mixes used by the root fuzz targets.
 var (
-	MixAllocFree = Mix{OpAlloc, OpAlloc, OpAlloc, OpFree, OpFree, OpFree, OpWrite, OpWrite, OpVerify, OpRealloc, OpAllocAligned, OpCheck, OpYield}
-	MixRealloc   = Mix{OpRealloc, OpRealloc, OpRealloc, OpRealloc, OpAlloc, OpFree, OpWrite, OpWrite, OpVerify}
-	MixAligned   = Mix{OpAllocAligned, OpAllocAligned, OpAllocAligned, OpFree, OpFree, OpWrite, OpVerify, OpRealloc, OpAlloc}
-	MixThread    = Mix{OpSpawn, OpSpawn, OpJoin, OpJoin, OpDetach, OpYield, OpAlloc, OpFree, OpWrite, OpVerify, OpCheck}
-	MixMisuse    = Mix{OpAlloc, OpAlloc, OpFree, OpWrite, OpRealloc, OpAllocAligned, OpMisuse}
+	// (New ops go at the end of a mix, so that the generated seed corpora,
+	// which index their mix, decode as before.)
+	MixAllocFree = Mix{OpAlloc, OpAlloc, OpAlloc, OpFree, OpFree, OpFree, OpWrite, OpWrite, OpVerify, OpRealloc, OpAllocAligned, OpCheck, OpYield,
+		OpBulkAlloc, OpBulkAlloc, OpBulkFree, OpBulkFree, OpRaceFree, OpReset}
+	MixRealloc = Mix{OpRealloc, OpRealloc, OpRealloc, OpRealloc, OpAlloc, OpFree, OpWrite, OpWrite, OpVerify,
+		OpBulkAlloc, OpBulkFree}
+	MixAligned = Mix{OpAllocAligned, OpAllocAligned, OpAllocAligned, OpFree, OpFree, OpWrite, OpVerify, OpRealloc, OpAlloc,
+		OpBulkAlloc, OpBulkFree}
+	MixThread = Mix{OpSpawn, OpSpawn, OpJoin, OpJoin, OpDetach, OpYield, OpAlloc, OpFree, OpWrite, OpVerify, OpCheck,
+		OpBulkAlloc, OpBulkFree, OpRaceFree}
+	MixMisuse = Mix{OpAlloc, OpAlloc, OpFree, OpWrite, OpRealloc, OpAllocAligned, OpMisuse,
+		OpBulkAlloc, OpBulkFree}
 )
 
 // Decode turns fuzz input into a program. Every prefix of an input is a

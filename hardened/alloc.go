@@ -342,16 +342,16 @@ func (a *Allocator) alloc(op string, n, align int) ([]byte, error) {
 	if need <= maxSmall && front+align-16 <= maxHdrOffset {
 		c := sizeClass(need)
 		for {
-			c, off, seq, err := a.popSlot(c, n)
+			d, off, seq, err := a.popSlot(c, n)
 			if err != nil {
 				if errors.Is(err, errClassFull) {
 					break // fall back to a large block
 				}
 				return nil, &OpError{Op: op, Size: n, Align: align, Err: err}
 			}
-			slot := a.slotAt(c, off)
+			slot := a.slotAt(d, off)
 			payOff := alignUp(uintptr(slot)+headerSize+uintptr(front), uintptr(align)) - uintptr(slot) - headerSize
-			if b := a.finishSmall(c, off, n, payOff, seq); b != nil {
+			if b := a.finishSmall(d, off, n, payOff, seq, d != c); b != nil {
 				return b, nil
 			}
 			// The slot's header was damaged while it was free: it has been
@@ -437,7 +437,12 @@ func (a *Allocator) popSlot(c int, n int) (int, uint32, uint64, error) {
 	pc.noteAlloc(c, n)
 	room := int(a.ccap[c]) - int(pc.n[c])
 	m := min(room, k)
-	copy(pc.free[c][pc.n[c]:], batch[k-m:k])
+	if bug(bugRefillDup) && m < room {
+		m++ // seeded bug: batch[k], the slot kept, is stocked too
+		copy(pc.free[c][pc.n[c]:], batch[k-m+1:k+1])
+	} else {
+		copy(pc.free[c][pc.n[c]:], batch[k-m:k])
+	}
 	pc.n[c] += uint8(m)
 	a.unpin(pc)
 	if m < k {
@@ -523,6 +528,9 @@ func (a *Allocator) pushSlot(c int, off uint32, size int) {
 	pc.free[c][k-half] = off
 	pc.n[c] = k - half + 1
 	a.unpin(pc)
+	if bug(bugFlushLoses) {
+		m-- // seeded bug: the flush hands back one slot less than it took out
+	}
 	cl := &a.classes[c]
 	cl.mu.Lock()
 	a.put(c, batch[:m])
@@ -577,7 +585,8 @@ func (a *Allocator) reserve(n int64) error {
 // finishSmall writes the header of a slot just taken from a free list and
 // returns its zeroed payload, or nil if the slot's header shows it was
 // damaged while free (reported; the slot is dropped).
-func (a *Allocator) finishSmall(c int, off uint32, n int, payOff uintptr, seq uint64) []byte {
+// spilled says the slot was borrowed from a larger class than n's.
+func (a *Allocator) finishSmall(c int, off uint32, n int, payOff uintptr, seq uint64, spilled bool) []byte {
 	slot := a.slotAt(c, off)
 	// Release builds trust a free slot's header (the free list is out of
 	// band, so a damaged free header cannot redirect anything); hardened
@@ -595,18 +604,18 @@ func (a *Allocator) finishSmall(c int, off uint32, n int, payOff uintptr, seq ui
 	if Enabled {
 		// Canaries go in before the header says "allocated", so a
 		// concurrent Check never sees a half-armed block.
-		return a.armSmall(c, off, slot, n, payOff, seq)
+		return a.armSmall(c, off, slot, n, payOff, seq, spilled)
 	}
-	return a.publishSmall(slot, c, n, payOff)
+	return a.publishSmall(slot, c, n, payOff, spilled)
 }
 
 // publishSmall (release builds) writes an allocated header for an n-byte
 // payload at payOff and returns the zeroed payload.
-func (a *Allocator) publishSmall(slot unsafe.Pointer, c, n int, payOff uintptr) []byte {
+func (a *Allocator) publishSmall(slot unsafe.Pointer, c, n int, payOff uintptr, spilled bool) []byte {
 	storeHeader(slot, a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
 	asanSlotLive(slot, c, payOff, n)
 	b := unsafe.Slice((*byte)(unsafe.Add(slot, headerSize+payOff)), n)
-	if !bug(bugNoZero) {
+	if !bug(bugNoZero) && !(spilled && bug(bugSpillNoZero)) {
 		clear(b)
 	}
 	return b
@@ -645,7 +654,8 @@ func (a *Allocator) Free(b []byte) {
 				old := loadHeader(slot)
 				if old&mask == uint64(c)<<hdrClsShift|uint64(stateAllocated)<<hdrStShift|hdrUsedBit &&
 					old>>hdrSumShift == a.checksum(slot, old) && unsafe.Add(slot, headerSize) == p &&
-					atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateFree)) {
+					(!bug(bugPlainFree) && atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateFree)) ||
+						bug(bugPlainFree) && releasePlain(slot, old, stateFree)) { // releaseSlot, by hand
 					asanSlotDead(slot, c)
 					size := int(old & (1<<hdrSizeBits - 1))
 					if !a.pushFast(c, soff, size) {
@@ -697,6 +707,9 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 	}
 	for {
 		old := loadHeader(slot)
+		if freeHook != nil {
+			freeHook(slot) // tests: another goroutine acts between the load and the state change
+		}
 		h, ok := a.decode(slot, old)
 		if old == 0 {
 			a.report(&Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
@@ -749,10 +762,34 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 	}
 }
 
+// freeHook, when set by a test, runs in Free and Realloc's general path
+// between loading a slot's header and changing its state: the window in
+// which a racing Free of the same block must lose cleanly.
+var freeHook func(slot unsafe.Pointer)
+
 // releaseSlot moves a slot's header from old (allocated) to state by
 // compare-and-swap; false means another goroutine changed it first.
+//
+//go:norace
+//go:nocheckptr
 func (a *Allocator) releaseSlot(slot unsafe.Pointer, old uint64, state slotState) bool {
+	if bug(bugPlainFree) {
+		return releasePlain(slot, old, state)
+	}
 	return atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, state))
+}
+
+// releasePlain is the seeded bug BugPlainFree: a load, a compare and a
+// store where the state change must be one atomic step.
+//
+//go:noinline
+func releasePlain(slot unsafe.Pointer, old uint64, state slotState) bool {
+	if loadHeader(slot) != old {
+		return false
+	}
+	runtime.Gosched() // widen the window the CAS closes
+	storeHeader(slot, restate(old, state))
+	return true
 }
 
 // newReport builds a report about the small block in slot.

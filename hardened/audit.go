@@ -54,8 +54,8 @@ func (a *Allocator) Audit() error {
 					free++
 				}
 				k := key{c, off}
-				nc := cached[k]
-				n := nc + queued[k]
+				nc, nq := cached[k], queued[k]
+				n := nc + nq
 				if inBits {
 					n++
 				}
@@ -80,7 +80,12 @@ func (a *Allocator) Audit() error {
 					bad(c, off, "free, but in %d free lists (cached %d, bitmap %v)", n, nc, inBits)
 				case h.state == stateQuarantined && (n != 1 || inBits):
 					bad(c, off, "quarantined, but in %d places (bitmap %v)", n, inBits)
-				case (h.state == stateAllocated || h.state == stateDamaged || h.state == stateWithdrawn) && n != 0:
+				case h.state == stateWithdrawn && (n-nq != 0 || nq > 1):
+					// Withdrawn while quarantined (Check found its
+					// poison damaged): it may wait in the queue, whose
+					// eviction skips it, but in no free list.
+					bad(c, off, "withdrawn, but in %d free lists and %d queues", n-nq, nq)
+				case (h.state == stateAllocated || h.state == stateDamaged) && n != 0:
 					bad(c, off, "state %d, but also in %d free lists or queues", h.state, n)
 				}
 			}

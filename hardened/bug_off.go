@@ -6,6 +6,12 @@ const (
 	bugReallocShort = iota + 1
 	bugDoublePush
 	bugNoZero
+	bugFlushLoses
+	bugRefillDup
+	bugPlainFree
+	bugEvictTwice
+	bugCanarySkip
+	bugSpillNoZero
 )
 
 // bug is false in every normal build: the seeded bugs compile away.

@@ -15,10 +15,33 @@ const (
 	BugDoublePush
 	// BugNoZero: Alloc reuses memory without zeroing it.
 	BugNoZero
+	// BugFlushLoses: a full per-P cache's flush to the central list
+	// hands back one slot less than it took out: a slot lost for good.
+	BugFlushLoses
+	// BugRefillDup: a refill from the central list also stocks the slot
+	// it hands out (an off-by-one): one slot, two owners.
+	BugRefillDup
+	// BugPlainFree: a free changes the header's state by load, compare
+	// and store instead of compare-and-swap: two racing Frees both win.
+	BugPlainFree
+	// BugEvictTwice: an item evicted from the quarantine is queued again
+	// and evicted a second time.
+	BugEvictTwice
+	// BugCanarySkip: size class 5's canaries are never verified.
+	BugCanarySkip
+	// BugSpillNoZero: a slot borrowed from a larger class is handed out
+	// without zeroing.
+	BugSpillNoZero
 
 	bugReallocShort = BugReallocShort
 	bugDoublePush   = BugDoublePush
 	bugNoZero       = BugNoZero
+	bugFlushLoses   = BugFlushLoses
+	bugRefillDup    = BugRefillDup
+	bugPlainFree    = BugPlainFree
+	bugEvictTwice   = BugEvictTwice
+	bugCanarySkip   = BugCanarySkip
+	bugSpillNoZero  = BugSpillNoZero
 )
 
 var seeded atomic.Int32

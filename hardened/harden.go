@@ -307,7 +307,7 @@ func (a *Allocator) fillSites(r *Report, c int, soff uint32) {
 
 // armSmall zeroes the payload, fills both redzones with the canary,
 // records the allocation site, then publishes the header.
-func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, payOff uintptr, seq uint64) []byte {
+func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, payOff uintptr, seq uint64, spilled bool) []byte {
 	h := a.h
 	body := unsafe.Add(slot, headerSize)
 	end := uintptr(classSize[c])
@@ -315,7 +315,7 @@ func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, pay
 	redzone.Fill(slice(body, payOff), uintptr(body), w)
 	p := unsafe.Add(body, payOff)
 	b := slice(p, uintptr(n))
-	if !bug(bugNoZero) {
+	if !bug(bugNoZero) && !(spilled && bug(bugSpillNoZero)) {
 		clear(b)
 	}
 	rear := unsafe.Add(p, n)
@@ -341,6 +341,9 @@ func (a *Allocator) verifyCanaries(op string, slot unsafe.Pointer, c int, soff u
 	body := unsafe.Add(slot, headerSize)
 	w := redzone.Canary(a.h.canaryKey, uintptr(slot))
 	pay := unsafe.Add(body, hd.off)
+	if bug(bugCanarySkip) && c == 5 {
+		return nil // seeded bug: one size class's canaries are never checked
+	}
 	if i := redzone.Verify(slice(body, hd.off), uintptr(body), w); i >= 0 {
 		bad := unsafe.Add(body, i)
 		return a.damage(Underflow, op, bad, slot, c, soff, hd, w, int(hd.off)-i,
@@ -532,6 +535,16 @@ func (a *Allocator) quarantineBatch(shard int, items []quarantine.Item) {
 	}
 	for _, e := range ev[k:n] {
 		a.pushSlot(e.Class, uint32(e.ID), -1)
+	}
+	if bug(bugEvictTwice) && n > 0 {
+		// Seeded bug: an evicted item goes back into the quarantine,
+		// to be evicted (and recycled) a second time.
+		var again [2 * qBatch]quarantine.Item
+		for _, e := range a.h.q.PushAll(shard, ev[:1], again[:0]) {
+			if a.evict(e.Class, uint32(e.ID)) {
+				a.pushSlot(e.Class, uint32(e.ID), -1)
+			}
+		}
 	}
 }
 

@@ -41,8 +41,8 @@ func (a *Allocator) explainHardened(addr uintptr) *Report         { return nil }
 
 // Small blocks. Release builds never call these: their paths are behind
 // Enabled (a constant), kept so both builds type-check the same calls.
-func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, payOff uintptr, seq uint64) []byte {
-	return a.publishSmall(slot, c, n, payOff)
+func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, payOff uintptr, seq uint64, spilled bool) []byte {
+	return a.publishSmall(slot, c, n, payOff, spilled)
 }
 func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) bool {
 	return false

@@ -215,6 +215,10 @@ func (a *Allocator) freeLarge(op string, p unsafe.Pointer) bool {
 	lb.freed = true
 	asanLargeDead(lb)
 	if Enabled {
+		// Remembered before the lock is dropped: a Free of lb racing
+		// with this one must find it (a double free), not nothing (an
+		// invalid free); FuzzAllocFree's racing frees found the gap.
+		l.remember(lb)
 		l.mu.Unlock()
 		if !a.freeLargeHardened(op, lb) {
 			l.mu.Lock()

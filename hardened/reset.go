@@ -31,6 +31,12 @@ func (a *Allocator) Reset(seed uint64) error {
 				st.used = 0
 			}
 			st.reserve = true
+			if a.opts.Limit > 0 && !st.purged {
+				// Under a Limit, committed slabs would leave a Reset
+				// allocator less room than a new one: give them back
+				// (a revival charges the Limit again).
+				a.purge(c, s)
+			}
 		}
 	}
 	for i := range a.handed {

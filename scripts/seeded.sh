@@ -15,30 +15,40 @@ cd "$work"
 fail=0
 echo "| seeded bug | target | tags | time to detect | report |"
 echo "|---|---|---|---|---|"
+# env:name:target[:tags] (tags default to $TAGS)
 specs=(
 	"HARDALLOC_BUG=1:Realloc copies one byte short:FuzzRealloc"
 	"HARDALLOC_BUG=2:freed slot pushed twice (overlap):FuzzAllocFree"
 	"HARDALLOC_BUG=3:reuse without zeroing:FuzzAllocFree"
+	"HARDALLOC_BUG=4:cache flush loses a slot:FuzzAllocFree"
+	"HARDALLOC_BUG=5:cache refill duplicates a slot:FuzzAllocFree"
+	"HARDALLOC_BUG=6:non-atomic free state change (release fast path):FuzzAllocFree:faultinject"
+	"HARDALLOC_BUG=7:quarantine item evicted twice:FuzzAllocFree"
+	"HARDALLOC_BUG=8:canary skipped for one size class:FuzzMisuse"
+	"HARDALLOC_BUG=9:zeroing skipped on the spill path:FuzzAllocFree"
 	"HARDALLOC_FAULT=1:worker frees capsule:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=2:capsule double free:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=3:late unlock after release:FuzzThreadLifecycle"
 )
+ONLY=${ONLY:-}
 for spec in "${specs[@]}"; do
-	IFS=: read -r env name target <<<"$spec"
+	IFS=: read -r env name target tags <<<"$spec"
+	tags=${tags:-$TAGS}
+	[ -z "$ONLY" ] || grep -qE "$ONLY" <<<"$env" || continue
 	rm -rf testdata/fuzz "$work/cache"
 	start=$(date +%s%N)
-	out=$(env "$env" go test -tags "$TAGS" -run '^$' -fuzz "^${target}\$" -fuzztime "$CAP" -fuzzminimizetime 5x -parallel 2 -test.fuzzcachedir="$work/cache" . 2>&1)
+	out=$(env "$env" go test -tags "$tags" -run '^$' -fuzz "^${target}\$" -fuzztime "$CAP" -fuzzminimizetime 5x -parallel 2 -test.fuzzcachedir="$work/cache" . 2>&1)
 	ms=$(( ($(date +%s%N) - start) / 1000000 ))
 	# What the harness said first: "fuzz: op N: <what it saw>".
 	kind=$(grep -m1 -oE 'fuzz: op -?[0-9]+: .{0,90}' <<<"$out" | sed 's/|/\\|/g')
 	if grep -qE '^(# |.*\.go:[0-9]+:[0-9]+: )' <<<"$out" && ! grep -q -- '--- FAIL' <<<"$out"; then
-		printf '| %s | %s | %s | BUILD FAILED | - |\n' "$name" "$target" "$TAGS"
+		printf '| %s | %s | %s | BUILD FAILED | - |\n' "$name" "$target" "$tags"
 		printf '%s\n' "$out" | head -20 >&2
 		fail=1
 	elif grep -q -- '--- FAIL' <<<"$out" && ! deadline_flake "$out" "$(ls testdata/fuzz/"$target" 2>/dev/null)"; then
-		printf '| %s | %s | %s | %d.%03d s | %s |\n' "$name" "$target" "$TAGS" $((ms/1000)) $((ms%1000)) "${kind:-see log}"
+		printf '| %s | %s | %s | %d.%03d s | %s |\n' "$name" "$target" "$tags" $((ms/1000)) $((ms%1000)) "${kind:-see log}"
 	else
-		printf '| %s | %s | %s | not found in %s | - |\n' "$name" "$target" "$TAGS" "$CAP"
+		printf '| %s | %s | %s | not found in %s | - |\n' "$name" "$target" "$tags" "$CAP"
 		fail=1
 	fi
 done
