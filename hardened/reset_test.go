@@ -2,6 +2,8 @@ package hardened_test
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"unsafe"
 
@@ -94,5 +96,65 @@ func TestResetReplays(t *testing.T) {
 				t.Fatalf("history %d: block %d at %#x, after no history at %#x", k, i, runs[k][i], runs[0][i])
 			}
 		}
+	}
+}
+
+// The same program on a new allocator and on one recycled by Reset (after
+// another program) gives the same layout, the same reports and the same
+// Stats: what fuzzing on pooled allocators finds replays on a fresh one.
+func TestResetIsNew(t *testing.T) {
+	type result struct {
+		offs    []uintptr
+		reports []string
+		stats   hardened.Stats
+	}
+	program := func(a *hardened.Allocator, c *collector) result {
+		var r result
+		var live [][]byte
+		var first uintptr
+		for i := range 200 {
+			b := mustAlloc(t, a, []int{24, 600, 3000, 48, 0, 9000}[i%6])
+			if first == 0 {
+				first = addr(b)
+			}
+			r.offs = append(r.offs, addr(b)-first)
+			live = append(live, b)
+			if i%3 == 2 {
+				a.Free(live[0])
+				live = live[1:]
+			}
+		}
+		a.Free(live[0])
+		a.Free(live[0]) // a double free: its report must match too
+		for _, rep := range c.take() {
+			r.reports = append(r.reports, fmt.Sprintf("%v %d %d", rep.Kind, rep.Size, rep.Addr-first))
+		}
+		r.stats = a.Stats()
+		for _, b := range live[1:] {
+			a.Free(b)
+		}
+		return r
+	}
+	opts := hardened.Options{Seed: 9, Limit: 1 << 40} // a Limit: no per-P caches, no dependence on the P
+	fresh, fc := newAlloc(t, opts)
+	want := program(fresh, fc)
+	pooled, pc := newAlloc(t, opts)
+	for range 3 { // another program first, then Reset with the same seed
+		b := mustAlloc(t, pooled, 700)
+		mustAlloc(t, pooled, 5000) // leaked: Reset reports it
+		pooled.Free(b)
+	}
+	pooled.Reset(9)
+	pc.take()
+	got := program(pooled, pc)
+	if !slices.Equal(got.offs, want.offs) {
+		t.Errorf("layout differs after Reset:\n got %v\nwant %v", got.offs[:12], want.offs[:12])
+	}
+	if !slices.Equal(got.reports, want.reports) || len(want.reports) != 1 {
+		t.Errorf("reports differ: got %v, want %v", got.reports, want.reports)
+	}
+	if got.stats.Requested != want.stats.Requested || got.stats.LiveBlocks != want.stats.LiveBlocks ||
+		got.stats.Mapped != want.stats.Mapped {
+		t.Errorf("Stats differ: got %+v\nwant %+v", got.stats, want.stats)
 	}
 }
