@@ -20,9 +20,10 @@ func (a *Allocator) Explain(addr uintptr) *Report {
 	if off < a.regionSize() {
 		return a.explainSmall(addr, off)
 	}
+	// Under the lock: a concurrent Free writes the block's state and sites.
 	a.large.mu.Lock()
+	defer a.large.mu.Unlock()
 	lb := a.large.find(addr)
-	a.large.mu.Unlock()
 	if lb == nil {
 		return nil
 	}

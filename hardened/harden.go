@@ -661,11 +661,12 @@ func (a *Allocator) freeLargeHardened(op string, lb *largeBlock) bool {
 		return false
 	}
 	g, seq, st := a.site(lb.alloc.Seq)
-	lb.free = a.siteOf(g, seq, st)
+	free := a.siteOf(g, seq, st)
 	a.profileRemove(uintptr(lb.p))
 	l := &a.large
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	lb.free = free // under the lock: a racing Free's report reads it (-race found it)
 	// Keep the pages (PROT_NONE) when the cache will take the block after
 	// the quarantine, so its reuse costs no page faults; otherwise give
 	// them back now.

@@ -206,9 +206,11 @@ func (a *Allocator) freeLarge(op string, p unsafe.Pointer) bool {
 	l.mu.Lock()
 	lb := l.live[uintptr(p)]
 	if lb == nil {
-		other := l.find(uintptr(p))
+		// The report copies the block's sites under the lock: a racing
+		// Free of the same block writes them.
+		r := a.largeMisuse(op, p, l.find(uintptr(p)), DoubleFree, "the large block is already free")
 		l.mu.Unlock()
-		a.report(a.largeMisuse(op, p, other, DoubleFree, "the large block is already free"))
+		a.report(r)
 		return false
 	}
 	delete(l.live, uintptr(p))
