@@ -38,7 +38,7 @@ func TestAuditConservation(t *testing.T) {
 	b := allocT(t, a, 100)
 	a.Free(b)
 	_, c, off, _ := a.locate(addrOf(b) - uintptr(a.base))
-	pc := a.caches[0]
+	pc := a.spare // used only when GOMAXPROCS grows: room to push into
 	pc.free[c][pc.n[c]] = off
 	pc.n[c]++
 	if Enabled {

@@ -3,6 +3,7 @@ module github.com/hardalloc/hardalloc/tools
 go 1.26.0
 
 tool (
+	github.com/AdamKorcz/go-118-fuzz-build
 	github.com/dvyukov/go-fuzz/go-fuzz
 	github.com/dvyukov/go-fuzz/go-fuzz-build
 	github.com/rhysd/actionlint/cmd/actionlint
@@ -10,6 +11,7 @@ tool (
 )
 
 require (
+	github.com/AdamKorcz/go-118-fuzz-build v0.0.0-20250520111509-a70c2aa677fa // indirect
 	github.com/BurntSushi/toml v1.4.1-0.20240526193622-a339e1f7089c // indirect
 	github.com/bmatcuk/doublestar/v4 v4.10.0 // indirect
 	github.com/clipperhouse/uax29/v2 v2.7.0 // indirect
