@@ -67,7 +67,7 @@ seeded:
 # A dvyukov/go-fuzz coordinator and two workers on loopback: the corpus and
 # the exec count must grow.
 gofuzz-smoke: tools
-	DURATION=8 WORKERS=2 scripts/gofuzz-cluster.sh
+	DURATION=8 WORKERS=2 TAGS=hardened scripts/gofuzz-cluster.sh
 
 # The native targets built as OSS-Fuzz and ClusterFuzzLite build them
 # (go-118-fuzz-build, clang's libFuzzer), release and hardened, a few

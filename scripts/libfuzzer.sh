@@ -4,7 +4,10 @@
 # libfuzzer`) and clang (Debian: apt-get install clang), then
 # runs it for DURATION seconds (default 20) on CORPUS and checks that it executed
 # inputs and grew the corpus. FUNC picks the entry point (default
-# FuzzAllocFree). Extra arguments go to the libFuzzer binary.
+# FuzzAllocFree), TAGS the build tags (hardened: the debug layer). Extra
+# arguments go to the libFuzzer binary. (No -asan: go-fuzz-build links no
+# ASan runtime for Go code; see scripts/native-libfuzzer.sh for the
+# OSS-Fuzz build of the native targets.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUNC=${FUNC:-FuzzAllocFree}
@@ -18,7 +21,7 @@ for tool in clang go-fuzz-build; do
 	fi
 done
 mkdir -p "$corpus"
-go-fuzz-build -libfuzzer -func "$FUNC" -o "$out/$FUNC.a" ./fuzz
+go-fuzz-build -libfuzzer ${TAGS:+-tags "$TAGS"} -func "$FUNC" -o "$out/$FUNC.a" ./fuzz
 clang -fsanitize=fuzzer "$out/$FUNC.a" -o "$out/$FUNC-libfuzzer"
 "$out/$FUNC-libfuzzer" -max_total_time="$DURATION" -print_final_stats=1 "$@" "$corpus" 2>&1 | tee "$out/run.log" | grep -E '^#[0-9]+.*(pulse|DONE)|stat::|ERROR|SUMMARY' || true
 execs=$(grep -oE 'number_of_executed_units: *[0-9]+' "$out/run.log" | grep -oE '[0-9]+$' || echo 0)
