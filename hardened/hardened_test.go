@@ -223,3 +223,30 @@ func TestCatchFaultDefaultHandler(t *testing.T) {
 		t.Fatalf("printed:\n%s", out.String())
 	}
 }
+
+// One bug has one SUMMARY however it is caught: a write after free found
+// by Check and the same one found when the block leaves the quarantine.
+func TestSummaryIndependentOfWhereCaught(t *testing.T) {
+	var sums []string
+	for _, byCheck := range []bool{true, false} {
+		a, c := newAlloc(t, hardened.Options{QuarantineBytes: 4 << 10})
+		b := mustAlloc(t, a, 100)
+		a.Free(b)
+		flip(b, 3, 0x10)
+		if byCheck {
+			a.Check()
+		} else {
+			for range 2000 { // push it out of the 4 KiB quarantine
+				a.Free(mustAlloc(t, a, 100))
+			}
+		}
+		r := c.take()
+		if len(r) != 1 || r[0].Kind != hardened.WriteAfterFree {
+			t.Fatalf("byCheck=%v: reports %v", byCheck, r)
+		}
+		sums = append(sums, r[0].Summary())
+	}
+	if sums[0] != sums[1] {
+		t.Fatalf("one bug, two summaries: %q (Check) and %q (quarantine)", sums[0], sums[1])
+	}
+}

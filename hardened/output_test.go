@@ -50,7 +50,7 @@ func TestDefaultHandlerPrintsReport(t *testing.T) {
 	if got != e.Report.String() {
 		t.Fatalf("printed:\n%s\nwant the report's String:\n%s", got, e.Report.String())
 	}
-	for _, want := range []string{"==hardalloc== ERROR: double-free", "40-byte block", "SUMMARY: hardalloc: double-free in Free"} {
+	for _, want := range []string{"==hardalloc== ERROR: double-free", "40-byte block", "SUMMARY: hardalloc: double-free of "} {
 		if !strings.Contains(got, want) {
 			t.Errorf("printed report lacks %q:\n%s", want, got)
 		}

@@ -124,9 +124,11 @@ type Report struct {
 }
 
 // Summary is a one-line description suitable for deduplicating crashes:
-// the kind, the operation, and the top frame of the allocation site.
+// the kind and the top frame of the allocation site. It leaves out where
+// the bug was caught (Free, Check, the quarantine, Close, an access), so
+// that one bug is one crash id however a run found it.
 func (r *Report) Summary() string {
-	s := r.Kind.String() + " in " + r.Op
+	s := r.Kind.String()
 	if f := r.Alloc.TopFunction(); f != "" {
 		s += " of block allocated in " + f
 	} else if r.Block != 0 && r.Size >= 0 {
