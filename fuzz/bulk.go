@@ -32,7 +32,9 @@ type bulkBlock struct {
 	tag byte
 }
 
-func bulkCount(aux int) int { return 8 << (aux % 6) } // 8 .. 256
+// bulkCount is how many blocks a bulk op takes: mostly a few dozen, and
+// one op in six 256 (more than any per-P cache holds, so it flushes).
+func bulkCount(aux int) int { return [...]int{4, 8, 16, 32, 64, 256}[aux%6] }
 
 func tagAt(tag byte, j int) byte { return tag ^ byte(j*7) ^ 0x5c }
 

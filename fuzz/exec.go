@@ -110,7 +110,11 @@ type runner struct {
 	fates       [NumSlots]int // what the thread in each slot does at its end (threadFate)
 	panics      atomic.Int32  // detached threads' panics (OnPanic)
 	fatedPanics int32         // detached threads fated to panic
+	misusedAt   int           // the misuse's op
 }
+
+// afterMisuse is how many ops a program runs past its misuse.
+const afterMisuse = 32
 
 // Run executes p against a new allocator configured by opts (Seed and
 // OnReport are set from the program) and checks every result against the
@@ -173,8 +177,12 @@ func runOnce(p Program, opts hardened.Options, fresh bool) (err error) {
 		if err := r.sweep(i); err != nil {
 			return err
 		}
-		// After a misuse the program goes on: the allocator must stay
-		// usable, and report nothing more but that misuse's block.
+		// After a misuse the program goes on for a while: the allocator
+		// must stay usable, and report nothing more but that misuse's
+		// block.
+		if r.misused != nil && i > r.misusedAt+afterMisuse {
+			break
+		}
 	}
 	if err := r.finish(); err != nil {
 		return err

@@ -164,6 +164,6 @@ func (r *runner) misuse(i int, op Op) error {
 			return &Failure{Op: i, What: "misuse produced a second, unrelated report", Report: rep, Program: r.p}
 		}
 	}
-	r.misused = m
+	r.misused, r.misusedAt = m, i
 	return nil
 }
