@@ -90,17 +90,19 @@ type Mix []OpKind
 // The mixes used by the root fuzz targets.
 var (
 	// (New ops go at the end of a mix, so that the generated seed corpora,
-	// which index their mix, decode as before.)
+	// which index their mix, decode as before. Bulk ops do a hundred
+	// allocator calls' work: one entry each among a dozen or more cheap
+	// ones keeps the exec rate up.)
 	MixAllocFree = Mix{OpAlloc, OpAlloc, OpAlloc, OpFree, OpFree, OpFree, OpWrite, OpWrite, OpVerify, OpRealloc, OpAllocAligned, OpCheck, OpYield,
-		OpBulkAlloc, OpBulkAlloc, OpBulkFree, OpBulkFree, OpRaceFree, OpReset}
+		OpBulkAlloc, OpBulkFree, OpRaceFree, OpReset, OpAlloc, OpFree, OpWrite, OpAlloc, OpFree}
 	MixRealloc = Mix{OpRealloc, OpRealloc, OpRealloc, OpRealloc, OpAlloc, OpFree, OpWrite, OpWrite, OpVerify,
-		OpBulkAlloc, OpBulkFree}
+		OpBulkAlloc, OpBulkFree, OpRealloc, OpRealloc, OpAlloc, OpFree}
 	MixAligned = Mix{OpAllocAligned, OpAllocAligned, OpAllocAligned, OpFree, OpFree, OpWrite, OpVerify, OpRealloc, OpAlloc,
-		OpBulkAlloc, OpBulkFree}
+		OpBulkAlloc, OpBulkFree, OpAllocAligned, OpAllocAligned, OpFree, OpFree}
 	MixThread = Mix{OpSpawn, OpSpawn, OpJoin, OpJoin, OpDetach, OpYield, OpAlloc, OpFree, OpWrite, OpVerify, OpCheck,
-		OpBulkAlloc, OpBulkFree, OpRaceFree}
+		OpBulkAlloc, OpBulkFree, OpRaceFree, OpSpawn, OpJoin, OpAlloc, OpFree}
 	MixMisuse = Mix{OpAlloc, OpAlloc, OpFree, OpWrite, OpRealloc, OpAllocAligned, OpMisuse,
-		OpBulkAlloc, OpBulkFree}
+		OpBulkAlloc, OpBulkFree, OpAlloc, OpFree, OpWrite, OpAlloc, OpFree}
 )
 
 // Decode turns fuzz input into a program. Every prefix of an input is a

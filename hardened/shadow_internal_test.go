@@ -87,7 +87,12 @@ func TestShadowStates(t *testing.T) {
 	b := allocT(t, a, 24)
 	p := unsafe.Pointer(unsafe.SliceData(b))
 	slot, c, _, _ := a.locate(uintptr(p) - uintptr(a.base))
-	none("the next slot", unsafe.Add(slot, classSize[c]+headerSize), int(classSize[c]+headerSize))
+	stride := uintptr(classSize[c] + headerSize)
+	next := unsafe.Add(slot, stride)
+	for loadHeader(next) != 0 { // the first slot after b never handed out
+		next = unsafe.Add(next, stride)
+	}
+	none("a never-allocated slot", next, int(stride))
 	a.Free(b)
 
 	live := blocks[len(blocks)/2:]
