@@ -28,8 +28,9 @@ const (
 
 // bulkBlock is a block of the bulk set; its bytes are tagPattern(tag).
 type bulkBlock struct {
-	b   []byte
-	tag byte
+	b     []byte
+	tag   byte
+	class int
 }
 
 // bulkCount is how many blocks a bulk op takes: mostly a few dozen, and
@@ -72,6 +73,18 @@ func tagDiff(b []byte, tag byte) int {
 	return -1
 }
 
+// classOf is the size class the allocator's Stats count b in (-1: large).
+func (r *runner) classOf(b []byte) int {
+	if r.a == nil {
+		return -1 // a unit test's runner, without an allocator
+	}
+	l, ok := r.a.LayoutOf(b)
+	if !ok {
+		return -2 // not live: checkNew or the overlap check fails it
+	}
+	return l.Class
+}
+
 func addrOf(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
 
 // oom reports whether err is the out-of-memory a configured Limit allows.
@@ -106,7 +119,7 @@ func (r *runner) bulkAlloc(i int, op Op) error {
 		}
 		tag := byte(op.Aux + j)
 		fillTag(b, tag)
-		r.bulk = append(r.bulk, bulkBlock{b, tag})
+		r.bulk = append(r.bulk, bulkBlock{b, tag, r.classOf(b)})
 		r.bulkBytes += n
 	}
 	if err := r.checkOverlap(i); err != nil {
@@ -231,24 +244,48 @@ func (r *runner) checkStats(i int) error {
 		return nil
 	}
 	var blocks, bytes int64
-	for _, b := range r.live() {
+	perClass := r.perClass[:0]
+	count := func(n, class int) {
 		blocks++
-		bytes += int64(len(b.b))
+		bytes += int64(n)
+		if class >= 0 {
+			for len(perClass) <= class {
+				perClass = append(perClass, 0)
+			}
+			perClass[class]++
+		}
+	}
+	for _, b := range r.live() {
+		count(len(b.b), b.class)
 	}
 	for _, bb := range r.bulk {
-		blocks++
-		bytes += int64(len(bb.b))
+		count(len(bb.b), bb.class)
 	}
+	capsules := 0
 	for _, t := range r.threads {
 		if t != nil {
+			capsules++
 			blocks++
 			bytes += thread.CapsuleSize
 		}
 	}
+	r.perClass = perClass
 	s := r.a.Stats()
 	if s.LiveBlocks != blocks || s.Requested != bytes {
 		return r.fail(i, "Stats: %d live blocks, %d bytes requested; the model holds %d blocks, %d bytes",
 			s.LiveBlocks, s.Requested, blocks, bytes)
+	}
+	if capsules > 0 {
+		return nil // the model does not know the capsules' classes
+	}
+	for c, cs := range s.Classes {
+		want := int64(0)
+		if c < len(perClass) {
+			want = perClass[c]
+		}
+		if cs.Live != want {
+			return r.fail(i, "Stats: class %d (%d bytes) has %d live blocks, the model %d", c, cs.Size, cs.Live, want)
+		}
 	}
 	return nil
 }

@@ -65,6 +65,7 @@ type block struct {
 	b     []byte
 	want  []byte // expected contents; nil: all zero (never written)
 	align int    // AllocAligned's alignment (0: plain Alloc)
+	class int    // the size class Stats count it in (-1: large), from LayoutOf
 }
 
 // expect returns the byte the model expects at offset j.
@@ -107,6 +108,7 @@ type runner struct {
 	bulk        []bulkBlock   // the bulk set (bulk.go)
 	bulkBytes   int           // its bytes
 	spans       [][2]uintptr  // checkOverlap's scratch
+	perClass    []int64       // checkStats' scratch
 	fates       [NumSlots]int // what the thread in each slot does at its end (threadFate)
 	panics      atomic.Int32  // detached threads' panics (OnPanic)
 	fatedPanics int32         // detached threads fated to panic
@@ -350,7 +352,7 @@ func (r *runner) checkNew(i int, b []byte, n, align int, err error) (*block, err
 	if err != nil {
 		return nil, r.fail(i, "allocating %d bytes (align %d): %v", n, align, err)
 	}
-	nb := &block{b: b} // zero until written
+	nb := &block{b: b, class: r.classOf(b)} // zero until written
 	if len(b) != n || cap(b) != n {
 		return nil, r.fail(i, "got len %d cap %d, want %d", len(b), cap(b), n)
 	}

@@ -16,6 +16,10 @@ type Layout struct {
 	// release builds): the bytes before the payload that are canary, and
 	// the least after it.
 	Front, Rear int
+	// Class is the size class whose Stats count the block: its slot's
+	// class (which a spilled block shares with larger requests), 0 for a
+	// zero-region block, -1 for a large one.
+	Class int
 }
 
 // HeaderSize is the size of a small slot's in-band header.
@@ -26,14 +30,14 @@ const HeaderSize = headerSize
 func (a *Allocator) LayoutOf(b []byte) (Layout, bool) {
 	p := unsafe.Pointer(unsafe.SliceData(b))
 	front, rear := a.pads()
-	l := Layout{Front: front, Rear: rear}
+	l := Layout{Front: front, Rear: rear, Class: -1}
 	if p == nil || a.closed.Load() {
 		return l, false
 	}
 	off := uintptr(p) - uintptr(a.base)
 	if off >= a.regionSize() {
 		if a.zeroContains(uintptr(p)) {
-			l.Zero = true
+			l.Zero, l.Class = true, 0
 			return l, true
 		}
 		a.large.mu.Lock()
@@ -42,7 +46,7 @@ func (a *Allocator) LayoutOf(b []byte) (Layout, bool) {
 		l.Large = true
 		return l, lb != nil
 	}
-	slot, _, _, ok := a.locate(off)
+	slot, c, _, ok := a.locate(off)
 	if !ok {
 		return l, false
 	}
@@ -50,6 +54,6 @@ func (a *Allocator) LayoutOf(b []byte) (Layout, bool) {
 	if !ok || h.state != stateAllocated || unsafe.Add(slot, headerSize+h.off) != p {
 		return l, false
 	}
-	l.Offset = headerSize + int(h.off)
+	l.Offset, l.Class = headerSize+int(h.off), c
 	return l, true
 }
