@@ -8,7 +8,7 @@ FUZZTIME ?= 10s
 TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
 MODES    ?= release hardened
 
-.PHONY: test test-asan native-libfuzzer-smoke fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
+.PHONY: test test-asan test-arrow native-libfuzzer-smoke fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
 
 # Every check CI runs: formatting, vet, staticcheck, and the tests (seed
 # corpora included) with and without the race detector and -tags hardened.
@@ -19,6 +19,16 @@ test: tools lint nightly-smoke gofuzz-smoke native-libfuzzer-smoke
 	$(GO) test -count=1 -race -tags hardened ./...
 	$(GO) test -count=1 -tags hardened,faultinject ./thread/ ./fuzz/
 	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-arrow
+
+# The Apache Arrow allocator (nested module arrowalloc/): its tests in
+# release and hardened builds, and under -asan where that links (a read
+# after Release must be stopped at the read).
+test-arrow:
+	cd arrowalloc && $(GO) vet ./... && $(GO) test -count=1 ./... && $(GO) test -count=1 -tags hardened ./...
+	@if echo 'int main(void){return 0;}' | $(CC) -fsanitize=address -x c - -o /dev/null 2>/dev/null; then \
+		cd arrowalloc && $(GO) test -count=1 -asan -tags hardened ./...; \
+	else echo "SKIP test-arrow -asan: no C compiler with AddressSanitizer"; fi
 
 # The suite under AddressSanitizer (go test -asan), release and hardened,
 # with the access-time catalog; skipped, saying so, where no C compiler
