@@ -22,7 +22,7 @@ func valueAfterRelease(mem *arrowalloc.Allocator) int64 {
 	}
 	arr := b.NewInt64Array()
 	b.Release()
-	arr.Release() // the buffers go back to hardalloc...
+	arr.Release()        // the buffers go back to hardalloc...
 	return arr.Value(42) // ...and this read is the bug Go's GC would hide
 }
 
