@@ -5,7 +5,8 @@
 # fuzz cache directory per target and mode, so it survives between runs and
 # can be cached by CI). Crashers are deduplicated by the one-line summary of
 # their report and copied to CRASHERS/<key>/; a markdown summary goes to
-# SUMMARY. Exits non-zero if any target crashed.
+# SUMMARY, with crashes.json and crashes.sarif beside it (one entry per
+# unique crash). Exits non-zero if any target crashed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/fuzzlib.sh
@@ -79,5 +80,8 @@ for mode in $MODES; do
 done
 echo >>"$SUMMARY"
 echo "unique crashers: $unique" >>"$SUMMARY"
+# One JSON entry and one SARIF result per unique crash, for CI systems and
+# code-scanning views.
+go run ./scripts/sarif -crashers "$CRASHERS" -sarif "$(dirname "$SUMMARY")/crashes.sarif" -json "$(dirname "$SUMMARY")/crashes.json"
 cat "$SUMMARY"
 exit $failed

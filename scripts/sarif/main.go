@@ -1,0 +1,123 @@
+// Command sarif turns the nightly fuzz campaign's unique crashes into a
+// SARIF 2.1.0 log (for code-scanning views) and a JSON list, one entry per
+// crash id. It reads CRASHERS/<id>/{summary.txt,report.txt} as
+// scripts/nightly-fuzz.sh writes them.
+//
+//	go run ./scripts/sarif -crashers .fuzzwork/crashers -sarif crashes.sarif -json crashes.json
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"log"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+type crash struct {
+	ID      string   `json:"id"`
+	Summary string   `json:"summary"`
+	Kind    string   `json:"kind"`
+	File    string   `json:"file,omitempty"` // the first frame of the report with a source line
+	Line    int      `json:"line,omitempty"`
+	Inputs  []string `json:"inputs"`
+}
+
+var (
+	frameRE = regexp.MustCompile(`^\s+(\S+\.go):(\d+)`)
+	kindRE  = regexp.MustCompile(`SUMMARY: hardalloc: ([a-z-]+)`)
+)
+
+func main() {
+	dir := flag.String("crashers", ".fuzzwork/crashers", "the nightly script's crasher directory")
+	sarifOut := flag.String("sarif", "", "write a SARIF log here")
+	jsonOut := flag.String("json", "", "write the crash list as JSON here")
+	root := flag.String("root", ".", "source root that file paths are made relative to")
+	flag.Parse()
+	ids, _ := filepath.Glob(filepath.Join(*dir, "*", "summary.txt"))
+	sort.Strings(ids)
+	absRoot, _ := filepath.Abs(*root)
+	var crashes []crash
+	for _, s := range ids {
+		d := filepath.Dir(s)
+		sum, _ := os.ReadFile(s)
+		c := crash{ID: filepath.Base(d), Summary: strings.TrimSpace(string(sum)), Kind: "fuzz-failure", Inputs: []string{}}
+		if m := kindRE.FindStringSubmatch(c.Summary); m != nil {
+			c.Kind = m[1]
+		}
+		if f, err := os.Open(filepath.Join(d, "report.txt")); err == nil {
+			sc := bufio.NewScanner(f)
+			sc.Buffer(nil, 1<<20)
+			for sc.Scan() {
+				if m := frameRE.FindStringSubmatch(sc.Text()); m != nil && !strings.Contains(m[1], "/usr/local/go/") {
+					c.File, _ = filepath.Rel(absRoot, m[1])
+					if strings.HasPrefix(c.File, "..") {
+						c.File = m[1]
+					}
+					c.Line, _ = strconv.Atoi(m[2])
+					break
+				}
+			}
+			f.Close()
+		}
+		ins, _ := filepath.Glob(filepath.Join(d, "Fuzz*"))
+		for _, in := range ins {
+			c.Inputs = append(c.Inputs, filepath.Base(in))
+		}
+		crashes = append(crashes, c)
+	}
+	if *jsonOut != "" {
+		write(*jsonOut, crashes)
+	}
+	if *sarifOut != "" {
+		write(*sarifOut, toSARIF(crashes))
+	}
+	log.Printf("%d unique crashes", len(crashes))
+}
+
+func toSARIF(crashes []crash) any {
+	type obj = map[string]any
+	rules := map[string]bool{}
+	var ruleList, results []obj
+	for _, c := range crashes {
+		if !rules[c.Kind] {
+			rules[c.Kind] = true
+			ruleList = append(ruleList, obj{"id": c.Kind, "shortDescription": obj{"text": "hardalloc: " + c.Kind}})
+		}
+		r := obj{"ruleId": c.Kind, "level": "error", "message": obj{"text": c.Summary + " (crash " + c.ID + ")"},
+			"partialFingerprints": obj{"hardallocCrash/v1": c.ID}}
+		if c.File != "" {
+			r["locations"] = []obj{{"physicalLocation": obj{
+				"artifactLocation": obj{"uri": filepath.ToSlash(c.File)},
+				"region":           obj{"startLine": c.Line},
+			}}}
+		}
+		results = append(results, r)
+	}
+	if results == nil {
+		results = []obj{}
+	}
+	return obj{
+		"version": "2.1.0",
+		"$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+		"runs": []obj{{
+			"tool":    obj{"driver": obj{"name": "hardalloc-fuzz", "informationUri": "https://github.com/hardalloc/hardalloc", "rules": ruleList}},
+			"results": results,
+		}},
+	}
+}
+
+func write(path string, v any) {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		log.Fatal(err)
+	}
+}
