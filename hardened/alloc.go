@@ -622,11 +622,17 @@ func (a *Allocator) publishSmall(slot unsafe.Pointer, c, n int, payOff uintptr, 
 }
 
 func (a *Allocator) reportHeader(op string, slot unsafe.Pointer, c int, v uint64) {
-	a.report(&Report{
+	a.report(a.headerReport(op, slot, c, v))
+}
+
+// headerReport is the one HeaderCorruption report, for a slot whose
+// header word v fails its checksum (Free, Realloc, Alloc, Check, Close).
+func (a *Allocator) headerReport(op string, slot unsafe.Pointer, c int, v uint64) *Report {
+	return &Report{
 		Kind: HeaderCorruption, Op: op, Addr: uintptr(slot), Block: uintptr(slot) + headerSize,
 		Size: -1, Class: c, Header: v,
-		Detail: "the block header failed its keyed checksum or holds an impossible state; the block is withdrawn from use",
-	})
+		Detail: "the block header failed its keyed checksum or holds an impossible state; the block is not used again",
+	}
 }
 
 // Free releases b. Free(nil) is a no-op. Freeing anything but a live block
@@ -699,29 +705,17 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 		}
 		return a.freeLarge(op, p)
 	}
-	slot, c, soff, ok := a.locate(off)
-	if !ok {
-		a.report(&Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
-			Detail: "the pointer is inside the allocator's address range but in no slot"})
-		return false
-	}
 	for {
-		old := loadHeader(slot)
+		ref, r := a.validate(op, p, off, DoubleFree, "the block is already free", true)
+		if r != nil {
+			a.report(r)
+			return false
+		}
 		if freeHook != nil {
-			freeHook(slot) // tests: another goroutine acts between the load and the state change
+			freeHook(ref.slot) // tests: another goroutine acts between the load and the state change
 		}
-		h, ok := a.decode(slot, old)
-		if old == 0 {
-			a.report(&Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
-				Detail: "the pointer is in a slot that was never allocated"})
-			return false
-		}
-		if !ok {
-			a.reportHeader(op, slot, c, old)
-			return false
-		}
-		pay := unsafe.Add(slot, headerSize+h.off)
-		if h.state == stateDamaged && pay == p {
+		slot, c, soff, h, old := ref.slot, ref.c, ref.soff, ref.h, ref.old
+		if h.state == stateDamaged {
 			// Check already reported this block's damage; this Free ends
 			// its life. It is withdrawn, never reused.
 			if atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn)) {
@@ -730,25 +724,6 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 				return true
 			}
 			continue
-		}
-		if h.state == stateWithdrawn {
-			a.report(a.newReport(InvalidFree, op, p, slot, c, soff, h,
-				"the block was withdrawn from use after an earlier report"))
-			return false
-		}
-		if h.state != stateAllocated {
-			if uintptr(p) < uintptr(pay) || uintptr(p) >= uintptr(pay)+uintptr(max(h.size, 1)) {
-				a.report(a.newReport(InvalidFree, op, p, slot, c, soff, h,
-					"the pointer is not the start of a block (and the block there is already free)"))
-				return false
-			}
-			a.report(a.newReport(DoubleFree, op, p, slot, c, soff, h, "the block is already free"))
-			return false
-		}
-		if pay != p {
-			a.report(a.newReport(InvalidFree, op, p, slot, c, soff, h,
-				"the pointer is not the start of a block (an interior pointer)"))
-			return false
 		}
 		if Enabled {
 			return a.freeSmallHardened(op, slot, c, soff, h, old)
@@ -760,6 +735,55 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 		}
 		// Lost a race with another Free/Realloc of the same block: look again.
 	}
+}
+
+// smallRef is a pointer into the class regions, located and validated:
+// its slot, class and offset, and the header word as loaded and decoded.
+type smallRef struct {
+	slot unsafe.Pointer
+	c    int
+	soff uint32
+	old  uint64
+	h    header
+}
+
+// validate is the one classification of a pointer p (at offset off in the
+// class regions) that must be the start of a live block, shared by Free
+// and Realloc: in no slot, never allocated, a damaged header, withdrawn
+// after a report, freed (reported as freed, with detail: DoubleFree for
+// Free, UseAfterFree for Realloc), or interior. A block whose redzone
+// damage Check already reported (stateDamaged) is live for Free only
+// (damagedLive), which ends its life.
+func (a *Allocator) validate(op string, p unsafe.Pointer, off uintptr, freed Kind, detail string, damagedLive bool) (smallRef, *Report) {
+	slot, c, soff, ok := a.locate(off)
+	if !ok {
+		return smallRef{}, &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
+			Detail: "the pointer is inside the allocator's address range but in no slot"}
+	}
+	old := loadHeader(slot)
+	h, ok := a.decode(slot, old)
+	ref := smallRef{slot: slot, c: c, soff: soff, old: old, h: h}
+	pay := unsafe.Add(slot, headerSize+h.off)
+	switch {
+	case old == 0:
+		return ref, &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
+			Detail: "the pointer is in a slot that was never allocated"}
+	case !ok:
+		return ref, a.headerReport(op, slot, c, old)
+	case h.state == stateDamaged && damagedLive && pay == p:
+		return ref, nil
+	case h.state == stateWithdrawn:
+		return ref, a.newReport(InvalidFree, op, p, slot, c, soff, h, "the block was withdrawn from use after an earlier report")
+	case h.state != stateAllocated:
+		if uintptr(p) < uintptr(pay) || uintptr(p) >= uintptr(pay)+uintptr(max(h.size, 1)) {
+			return ref, a.newReport(InvalidFree, op, p, slot, c, soff, h,
+				"the pointer is not the start of a block (and the block there is already free)")
+		}
+		return ref, a.newReport(freed, op, p, slot, c, soff, h, detail)
+	case pay != p:
+		return ref, a.newReport(InvalidFree, op, p, slot, c, soff, h, "the pointer is not the start of a block (an interior pointer)")
+	}
+	return ref, nil
 }
 
 // freeHook, when set by a test, runs in Free and Realloc's general path
@@ -842,7 +866,6 @@ func (a *Allocator) Realloc(b []byte, n int) ([]byte, error) {
 // liveSize validates p as a live block's start and returns its size. On a
 // bad pointer it reports and returns the report as an *Error.
 func (a *Allocator) liveSize(op string, p unsafe.Pointer) (int, error) {
-	var got *Report
 	off := uintptr(p) - uintptr(a.base)
 	if off >= a.regionSize() {
 		if a.zeroContains(uintptr(p)) {
@@ -850,27 +873,9 @@ func (a *Allocator) liveSize(op string, p unsafe.Pointer) (int, error) {
 		}
 		return a.largeSize(op, p)
 	}
-	slot, c, soff, ok := a.locate(off)
-	if !ok {
-		got = &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
-			Detail: "the pointer is inside the allocator's address range but in no slot"}
-	} else {
-		old := loadHeader(slot)
-		h, ok := a.decode(slot, old)
-		switch {
-		case old == 0:
-			got = &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
-				Detail: "the pointer is in a slot that was never allocated"}
-		case !ok:
-			got = &Report{Kind: HeaderCorruption, Op: op, Addr: uintptr(slot), Block: uintptr(slot) + headerSize,
-				Size: -1, Class: c, Header: old, Detail: "the block header failed its keyed checksum"}
-		case h.state != stateAllocated:
-			got = a.newReport(UseAfterFree, op, p, slot, c, soff, h, "Realloc of a block that is already free")
-		case unsafe.Add(slot, headerSize+h.off) != p:
-			got = a.newReport(InvalidFree, op, p, slot, c, soff, h, "the pointer is not the start of a block (an interior pointer)")
-		default:
-			return h.size, nil
-		}
+	ref, got := a.validate(op, p, off, UseAfterFree, "Realloc of a block that is already free", false)
+	if got == nil {
+		return ref.h.size, nil
 	}
 	a.report(got)
 	return 0, &Error{Report: got}

@@ -133,8 +133,7 @@ func (a *Allocator) check(op string, leaks, forget bool) error {
 		old := loadHeader(slot)
 		h, ok := a.decode(slot, old)
 		if !ok {
-			emit(&Report{Kind: HeaderCorruption, Op: op, Addr: uintptr(slot), Block: uintptr(slot) + headerSize,
-				Size: -1, Class: c, Header: old, Detail: "the block header failed its keyed checksum"})
+			emit(a.headerReport(op, slot, c, old))
 			return
 		}
 		if Enabled {
