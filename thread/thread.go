@@ -27,6 +27,13 @@
 // package's functions (fault_on.go reintroduces those bugs under -tags
 // faultinject, for the tests and fuzzers that prove they are caught).
 //
+// # Faults
+//
+// fn runs under the allocator's CatchFault: in hardened builds a fault on
+// hardalloc memory in a thread (a freed large block, a guard page, a
+// 0-byte block) becomes that block's report, and Join returns it, instead
+// of a fatal error that kills the process.
+//
 // # Close
 //
 // Start takes an Allocator.Hold for the worker, released once the worker
@@ -219,7 +226,7 @@ func worker(a *hardened.Allocator, mem []byte, e *entry) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 	}
-	e.perr, e.err = call(e.fn, e.opts.name)
+	e.perr, e.err = call(faulting(a, e.fn), e.opts.name)
 	close(e.done)
 
 	c := capsuleOf(mem)
@@ -247,6 +254,22 @@ func worker(a *hardened.Allocator, mem []byte, e *entry) {
 	e.release()
 	if e.opts.onExit != nil {
 		e.opts.onExit()
+	}
+}
+
+// faulting runs fn under a.CatchFault: a fault on hardalloc memory in a
+// thread (a freed large block, a guard page, a 0-byte block, in hardened
+// builds) becomes the block's report instead of a "fatal error: fault"
+// that kills the process. With the default OnReport the report is printed
+// and Join returns a *PanicError holding its *hardened.Error; with one
+// set, fn's result is that *hardened.Error.
+func faulting(a *hardened.Allocator, fn func() error) func() error {
+	return func() error {
+		var err error
+		if r := a.CatchFault(func() { err = fn() }); r != nil {
+			return &hardened.Error{Report: r}
+		}
+		return err
 	}
 }
 

@@ -238,3 +238,37 @@ func TestCloseWaitsForDetachedWorker(t *testing.T) {
 		t.Errorf("report:\n%s", r)
 	}
 }
+
+// A thread that touches a freed large block gets the block's report (a
+// hardened build makes that page fault), not a process-killing fault.
+func TestThreadFaultIsReported(t *testing.T) {
+	if !hardened.Enabled {
+		t.Skip("needs -tags hardened: release builds do not protect freed blocks")
+	}
+	if asanBuild {
+		t.Skip("under -asan the read is stopped by ASan first (hardened/asan_test.go)")
+	}
+	a, c := newAlloc(t, hardened.Options{})
+	b, err := a.Alloc(200 << 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Free(b)
+	th, err := thread.Start(a, func() error {
+		sinkByte = b[100]
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = th.Join()
+	if !errors.Is(err, hardened.UseAfterFree) {
+		t.Fatalf("Join: %v, want the use-after-free report", err)
+	}
+	if r := c.take(); len(r) != 1 || r[0].Kind != hardened.UseAfterFree || r[0].Offset != 100 {
+		t.Fatalf("reports %v", r)
+	}
+	closeClean(t, a, c)
+}
+
+var sinkByte byte

@@ -1,0 +1,5 @@
+//go:build !asan
+
+package thread_test
+
+const asanBuild = false
