@@ -49,6 +49,9 @@ func Options(p Program) hardened.Options {
 		// The large-block cache: default, none, or one that a few large
 		// blocks overflow.
 		LargeCacheBytes: [...]int64{0, -1, 1 << 20, 0}[(s>>6)%4],
+		// New slabs as dirty as recycled ones: a missing zeroing shows on
+		// a fresh allocator too, so its crasher replays alone.
+		JunkFill: 0xa5,
 	}
 	// One configuration in eight runs under a Limit near what programs
 	// hold (no per-P caching, out-of-memory and recovery paths), one in

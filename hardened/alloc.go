@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hardalloc/hardalloc/redzone"
 )
 
 // Options configures an Allocator. The zero value is a good default.
@@ -63,6 +65,12 @@ type Options struct {
 	// profile, so after Close it stays, empty. Its stacks start at the
 	// allocator's caller. Release builds record no stacks: New fails.
 	ProfileName string
+	// JunkFill, when non-zero, fills the slots of every slab the allocator
+	// commits (or revives after a purge) with this byte, headers aside:
+	// pages fresh from the OS are zero, which hides an Alloc that forgets
+	// to zero. For tests and fuzz harnesses, where it makes such a bug show
+	// on a new allocator as on a recycled one; it costs a fill per slab.
+	JunkFill byte
 	// LargeCacheBytes is how many bytes of freed large blocks (above
 	// 64 KiB) stay mapped for reuse, so that a large Alloc after a Free
 	// costs a clear instead of mmap, munmap and a page fault per page.
@@ -561,9 +569,25 @@ func (a *Allocator) grow(c int) error {
 		return mmapErr(err)
 	}
 	a.asanSlab(c, start) // (hardened: the slab's site records are NORESERVE, backed on first touch)
+	a.junk(c, start)
 	cl.newSlab(c)
 	cl.committed.Store(start + slab)
 	return nil
+}
+
+// junk fills the slot bodies of the slab of class c at class offset
+// start with Options.JunkFill (headers stay zero: "never used").
+func (a *Allocator) junk(c int, start uint64) {
+	if a.opts.JunkFill == 0 {
+		return
+	}
+	w := uint64(a.opts.JunkFill) * 0x0101010101010101
+	stride := uintptr(classSize[c] + headerSize)
+	base := a.slotAt(c, uint32(start))
+	for i := range uintptr(classSlots[c]) {
+		body := unsafe.Add(base, i*stride+headerSize)
+		redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), w) // uninstrumented: the slot is redzone to ASan
+	}
 }
 
 // reserve accounts n more mapped bytes, failing past Options.Limit.

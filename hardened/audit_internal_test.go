@@ -3,6 +3,7 @@ package hardened
 import (
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // Audit passes after a workload that fills and drains the per-P caches,
@@ -76,4 +77,32 @@ func TestAuditConservation(t *testing.T) {
 	cl.mu.Lock()
 	a.put(c, one[:])
 	cl.mu.Unlock()
+}
+
+// JunkFill dirties the slot bodies of new slabs (headers stay zero), and
+// Alloc still hands out zeroed blocks.
+func TestJunkFill(t *testing.T) {
+	a, err := New(Options{Seed: 2, JunkFill: 0xa5, OnReport: func(r *Report) { t.Errorf("report:\n%s", r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b := allocT(t, a, 100)
+	for i, x := range b {
+		if x != 0 {
+			t.Fatalf("byte %d of a new block is %#x", i, x)
+		}
+	}
+	slot, c, _, _ := a.locate(addrOf(b) - uintptr(a.base))
+	next := unsafe.Add(slot, classSize[c]+headerSize)
+	if loadHeader(next) != 0 {
+		t.Fatal("the next slot's header is not zero")
+	}
+	if got := peekByte(unsafe.Add(next, headerSize+7)); got != 0xa5 {
+		t.Fatalf("a never-used slot's body holds %#x, want the junk 0xa5", got)
+	}
+	if err := a.Audit(); err != nil {
+		t.Fatal(err)
+	}
+	a.Free(b)
 }

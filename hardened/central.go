@@ -72,6 +72,7 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 				if err := a.reserve(int64(slabCommit[c])); err != nil {
 					return 0, err
 				}
+				a.junk(c, uint64(s)<<classSlabShift[c]) // its pages came back zero
 			}
 			if !st.reserve {
 				cl.empty-- // a purged slab counted as empty; a reserve one did not

@@ -16,3 +16,10 @@ func allocT(t testing.TB, a *Allocator, n int) []byte {
 }
 
 func addrOf(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
+
+// peekByte reads a byte the program must not (a redzone, a free slot),
+// uninstrumented, so that -asan builds let the test look.
+//
+//go:norace
+//go:noinline
+func peekByte(p unsafe.Pointer) byte { return *(*byte)(p) }
