@@ -40,34 +40,32 @@ func bulkCount(aux int) int { return [...]int{4, 8, 16, 32, 64, 96}[aux%6] }
 
 func tagAt(tag byte, j int) byte { return tag ^ byte(j*7) ^ 0x5c }
 
-// fillTag writes the block's pattern: all of it for small blocks, the
-// first and last bulkFull/2 bytes of larger ones.
+// tagSpans are the parts of an n-byte bulk block that hold its pattern:
+// all of a small block, the first and last bulkFull/2 bytes of a larger
+// one.
+func tagSpans(n int) [2][2]int {
+	if n <= bulkFull {
+		return [2][2]int{{0, n}, {n, n}}
+	}
+	return [2][2]int{{0, bulkFull / 2}, {n - bulkFull/2, n}}
+}
+
+// fillTag writes the block's pattern.
 func fillTag(b []byte, tag byte) {
-	for j := range b {
-		if j == bulkFull/2 && len(b) > bulkFull {
-			j = len(b) - bulkFull/2
-			for ; j < len(b); j++ {
-				b[j] = tagAt(tag, j)
-			}
-			return
+	for _, s := range tagSpans(len(b)) {
+		for j := s[0]; j < s[1]; j++ {
+			b[j] = tagAt(tag, j)
 		}
-		b[j] = tagAt(tag, j)
 	}
 }
 
 // tagDiff returns the first offset fillTag's pattern does not hold, or -1.
 func tagDiff(b []byte, tag byte) int {
-	for j := range b {
-		if j == bulkFull/2 && len(b) > bulkFull {
-			for j = len(b) - bulkFull/2; j < len(b); j++ {
-				if b[j] != tagAt(tag, j) {
-					return j
-				}
+	for _, s := range tagSpans(len(b)) {
+		for j := s[0]; j < s[1]; j++ {
+			if b[j] != tagAt(tag, j) {
+				return j
 			}
-			return -1
-		}
-		if b[j] != tagAt(tag, j) {
-			return j
 		}
 	}
 	return -1

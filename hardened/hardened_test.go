@@ -198,16 +198,9 @@ func TestLiveProfile(t *testing.T) {
 // report's *Error once the fault's recovery is over (not nested under a
 // "nil pointer dereference [recovered]" panic), after printing it.
 func TestCatchFaultDefaultHandler(t *testing.T) {
-	var out bytes.Buffer
-	a, err := hardened.New(hardened.Options{Seed: 5, ReportOutput: &out})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, out := newPrinting(t, 5)
 	defer a.Close()
-	b, err := a.Alloc(100 << 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustAlloc(t, a, 100<<10)
 	a.Free(b)
 	var v any
 	func() {

@@ -28,19 +28,24 @@ func panicked(t *testing.T, fn func()) (e *hardened.Error) {
 	return nil
 }
 
+// newPrinting returns an allocator with the default report handler, its
+// output captured; the caller closes it.
+func newPrinting(t *testing.T, seed uint64) (*hardened.Allocator, *bytes.Buffer) {
+	t.Helper()
+	out := new(bytes.Buffer)
+	a, err := hardened.New(hardened.Options{Seed: seed, ReportOutput: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, out
+}
+
 // With OnReport nil the whole report is printed before the panic, and
 // the panic value is still the *Error of that report.
 func TestDefaultHandlerPrintsReport(t *testing.T) {
-	var out bytes.Buffer
-	a, err := hardened.New(hardened.Options{Seed: 3, ReportOutput: &out})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, out := newPrinting(t, 3)
 	defer a.Close()
-	b, err := a.Alloc(40)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustAlloc(t, a, 40)
 	a.Free(b)
 	e := panicked(t, func() { a.Free(b) })
 	if e == nil || !errors.Is(e, hardened.DoubleFree) {
@@ -69,17 +74,13 @@ func TestDefaultHandlerPrintsReport(t *testing.T) {
 // Close with OnReport nil prints each leak and a summary line, and still
 // returns them; io.Discard-like outputs keep it quiet.
 func TestClosePrintsLeaks(t *testing.T) {
-	var out bytes.Buffer
-	a, err := hardened.New(hardened.Options{Seed: 4, ReportOutput: &out})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, out := newPrinting(t, 4)
 	for _, n := range []int{1, 100, 200 << 10} {
 		if _, err := a.Alloc(n); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err = a.Close()
+	err := a.Close()
 	if !errors.Is(err, hardened.Leak) {
 		t.Fatalf("Close: %v, want leaks", err)
 	}

@@ -92,19 +92,15 @@ func (a *Allocator) asanClasses(closing bool) {
 		return
 	}
 	v := byte(shadowRedzone)
-	classes := a.handedClasses
 	if closing {
 		v = 0
-		classes = func(yield func(int) bool) {
-			for c := range numClasses {
-				if !yield(c) {
-					return
-				}
-			}
-		}
 	}
-	for c := range classes {
-		shadowSet(uintptr(a.slotAt(c, 0)), uintptr(a.classes[c].committed.Load()), v)
+	for c := range numClasses {
+		// Reset need only visit the classes handed out since the last one
+		// (the others are redzone already); Close clears them all.
+		if closing || a.handed[c/64].Load()&(1<<(c%64)) != 0 {
+			shadowSet(uintptr(a.slotAt(c, 0)), uintptr(a.classes[c].committed.Load()), v)
+		}
 	}
 }
 
