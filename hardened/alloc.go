@@ -297,22 +297,17 @@ func (a *Allocator) slotAt(c int, off uint32) unsafe.Pointer {
 //go:norace
 //go:nocheckptr
 func (a *Allocator) Alloc(n int) ([]byte, error) {
-	if !Enabled && uint(n) <= maxSmall {
-		// Fast path: one pinned pop, the header, zeroing. After Close the
-		// caches are empty, so this falls through to the checks.
-		c := sizeClass(uintptr(n))
-		if off, ok := a.popFast(c, n); ok {
-			// publishSmall by hand: it is over the inlining budget, and the
-			// call costs ~3.5 ns per pair here.
-			slot := a.slotAt(c, off)
-			v := uint64(n) | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
-			storeHeader(slot, v|a.checksum(slot, v)<<hdrSumShift) // encode, inlined
-			asanSlotLive(slot, c, 0, n)
-			b := unsafe.Slice((*byte)(unsafe.Add(slot, headerSize)), n)
-			if !bug(bugNoZero) {
-				clear(b)
+	// Fast path, the same in both builds: a non-empty request whose slot
+	// (with the hardened redzones: pads) is small, from this P's cache,
+	// armed by finishSmall as on the general path. After Close the caches
+	// are empty, so this falls through to the checks.
+	front, rear := a.pads()
+	if n > 0 && n <= maxSmall-front-rear {
+		c := sizeClass(uintptr(front + n + rear))
+		if off, seq, ok := a.popFast(c, n); ok {
+			if b := a.finishSmall(c, off, n, uintptr(front), seq, false); b != nil {
+				return b, nil
 			}
-			return b, nil
 		}
 	}
 	return a.alloc("Alloc", n, 0)
@@ -395,12 +390,8 @@ var errClassFull = errors.New("size class region exhausted")
 // when that is empty, one free slot of a slightly larger class (spill)
 // before carving a new slab. It returns the class of the slot it took.
 func (a *Allocator) popSlot(c int, n int) (int, uint32, uint64, error) {
-	if Enabled {
-		if off, seq, ok := a.popFastSeq(c, n); ok {
-			return c, off, seq, nil
-		}
-	} else if off, ok := a.popFast(c, n); ok {
-		return c, off, 0, nil
+	if off, seq, ok := a.popFast(c, n); ok {
+		return c, off, seq, nil
 	}
 
 	var batch [cacheCap]uint32
@@ -485,8 +476,8 @@ func (a *Allocator) spill(c, n int) (int, uint32, uint64, bool) {
 		return 0, 0, 0, false
 	}
 	for d := c + 1; d < numClasses && d <= c+spillClasses && float64(classSize[d]) <= spillRatio*float64(classSize[c]); d++ {
-		if off, ok := a.popFast(d, n); ok {
-			return d, off, 0, true
+		if off, seq, ok := a.popFast(d, n); ok {
+			return d, off, seq, true
 		}
 		var one [1]uint32
 		cl := &a.classes[d]
@@ -606,38 +597,21 @@ func (a *Allocator) reserve(n int64) error {
 	}
 }
 
-// finishSmall writes the header of a slot just taken from a free list and
-// returns its zeroed payload, or nil if the slot's header shows it was
-// damaged while free (reported; the slot is dropped).
-// spilled says the slot was borrowed from a larger class than n's.
+// finishSmall is where a small block becomes live, on every Alloc path
+// of both builds: armSmall publishes the slot just taken from a free list
+// (hardened builds verify its free header, arm its canaries and record
+// the allocation site first), then the payload is zeroed. It returns the
+// payload, or nil if the slot's header showed it was damaged while free
+// (reported; the slot is dropped). spilled says the slot was borrowed
+// from a larger class than n's.
+//
+//go:norace
+//go:nocheckptr
 func (a *Allocator) finishSmall(c int, off uint32, n int, payOff uintptr, seq uint64, spilled bool) []byte {
 	slot := a.slotAt(c, off)
-	// Release builds trust a free slot's header (the free list is out of
-	// band, so a damaged free header cannot redirect anything); hardened
-	// builds verify it, catching overflows into free neighbours.
-	if old := loadHeader(slot); Enabled && old != 0 {
-		h, ok := a.decode(slot, old)
-		if ok && h.state == stateWithdrawn {
-			return nil // reported when it was withdrawn
-		}
-		if !ok || h.state != stateFree {
-			a.reportHeader("Alloc", slot, c, old)
-			return nil
-		}
+	if !a.armSmall(slot, c, off, n, payOff, seq) {
+		return nil
 	}
-	if Enabled {
-		// Canaries go in before the header says "allocated", so a
-		// concurrent Check never sees a half-armed block.
-		return a.armSmall(c, off, slot, n, payOff, seq, spilled)
-	}
-	return a.publishSmall(slot, c, n, payOff, spilled)
-}
-
-// publishSmall (release builds) writes an allocated header for an n-byte
-// payload at payOff and returns the zeroed payload.
-func (a *Allocator) publishSmall(slot unsafe.Pointer, c, n int, payOff uintptr, spilled bool) []byte {
-	storeHeader(slot, a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
-	asanSlotLive(slot, c, payOff, n)
 	b := unsafe.Slice((*byte)(unsafe.Add(slot, headerSize+payOff)), n)
 	if !bug(bugNoZero) && !(spilled && bug(bugSpillNoZero)) {
 		clear(b)
@@ -670,29 +644,25 @@ func (a *Allocator) Free(b []byte) {
 	if p == nil {
 		return
 	}
-	if !Enabled {
-		// Fast path: a live, unaligned small block with a good header is
-		// released with one compare-and-swap and one pinned push. Anything
-		// else (and everything after Close, when no slab is committed any
-		// more) takes the general path, which reports.
-		if off := uintptr(p) - uintptr(a.base); off < a.regionSize() {
-			slot, c, soff, ok := a.locate(off)
-			if ok {
-				// decode, inlined: allocated, used, payload right after
-				// the header, this class, and the checksum holds.
-				const mask = (1<<hdrOffBits-1)<<hdrOffShift | 0x7f<<hdrClsShift | 7<<hdrStShift | hdrUsedBit
-				old := loadHeader(slot)
-				if old&mask == uint64(c)<<hdrClsShift|uint64(stateAllocated)<<hdrStShift|hdrUsedBit &&
-					old>>hdrSumShift == a.checksum(slot, old) && unsafe.Add(slot, headerSize) == p &&
-					(!bug(bugPlainFree) && atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateFree)) ||
-						bug(bugPlainFree) && releasePlain(slot, old, stateFree)) { // releaseSlot, by hand
-					asanSlotDead(slot, c)
-					size := int(old & (1<<hdrSizeBits - 1))
-					if !a.pushFast(c, soff, size) {
-						a.pushSlot(c, soff, size)
-					}
-					return
-				}
+	// Fast path, the same in both builds: a live small block whose
+	// payload starts at the front pad (no alignment slack), with a good
+	// header, is released with one compare-and-swap and retired. Anything
+	// else (and everything after Close, when no slab is committed any
+	// more) takes the general path, which reports.
+	if off := uintptr(p) - uintptr(a.base); off < a.regionSize() {
+		slot, c, soff, ok := a.locate(off)
+		front, _ := a.pads()
+		if ok {
+			// decode, inlined: allocated, used, payload at the front pad,
+			// this class, and the checksum holds.
+			const mask = (1<<hdrOffBits-1)<<hdrOffShift | 0x7f<<hdrClsShift | 7<<hdrStShift | hdrUsedBit
+			old := loadHeader(slot)
+			if old&mask == uint64(front/16)<<hdrOffShift|uint64(c)<<hdrClsShift|uint64(stateAllocated)<<hdrStShift|hdrUsedBit &&
+				old>>hdrSumShift == a.checksum(slot, old) && unsafe.Add(slot, headerSize+front) == p &&
+				(!bug(bugPlainFree) && atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateFreeing)) ||
+					bug(bugPlainFree) && releasePlain(slot, old, stateFreeing)) { // releaseSlot, by hand: over the inlining budget
+				a.retireSmall("Free", slot, c, soff, old)
+				return
 			}
 		}
 	}
@@ -749,16 +719,32 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 			}
 			continue
 		}
-		if Enabled {
-			return a.freeSmallHardened(op, slot, c, soff, h, old)
-		}
-		if a.releaseSlot(slot, old, stateFree) {
-			asanSlotDead(slot, c)
-			a.pushSlot(c, soff, h.size)
-			return true
+		if a.releaseSlot(slot, old, stateFreeing) {
+			return a.retireSmall(op, slot, c, soff, old)
 		}
 		// Lost a race with another Free/Realloc of the same block: look again.
 	}
+}
+
+// retireSmall is where a small block dies, on every Free and Realloc
+// path of both builds, once releaseSlot has moved its header word old to
+// stateFreeing (free in release builds; busy in hardened ones, whose
+// quarantineSmall verifies, records, poisons and quarantines it). Release
+// builds and unquarantined hardened frees recycle the slot here. It
+// returns false if the block was reported (damaged redzones).
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) retireSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64) bool {
+	asanSlotDead(slot, c) // before anything can hand it out again
+	if done, ok := a.quarantineSmall(op, slot, c, soff, old); done {
+		return ok
+	}
+	size := int(old & (1<<hdrSizeBits - 1))
+	if !a.pushFast(c, soff, size) {
+		a.pushSlot(c, soff, size)
+	}
+	return true
 }
 
 // smallRef is a pointer into the class regions, located and validated:

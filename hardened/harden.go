@@ -305,19 +305,28 @@ func (a *Allocator) fillSites(r *Report, c int, soff uint32) {
 	}
 }
 
-// armSmall zeroes the payload, fills both redzones with the canary,
-// records the allocation site, then publishes the header.
-func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, payOff uintptr, seq uint64, spilled bool) []byte {
+// armSmall verifies the header of a free slot about to be handed out (an
+// overflow into a free neighbour shows there), fills both redzones with
+// the canary, records the allocation site, then publishes the header:
+// canaries go in before the header says "allocated", so a concurrent
+// Check never sees a half-armed block. finishSmall zeroes the payload.
+func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) bool {
+	if old := loadHeader(slot); old != 0 {
+		h, ok := a.decode(slot, old)
+		if ok && h.state == stateWithdrawn {
+			return false // reported when it was withdrawn
+		}
+		if !ok || h.state != stateFree {
+			a.reportHeader("Alloc", slot, c, old)
+			return false
+		}
+	}
 	h := a.h
 	body := unsafe.Add(slot, headerSize)
 	end := uintptr(classSize[c])
 	w := redzone.Canary(h.canaryKey, uintptr(slot))
 	redzone.Fill(slice(body, payOff), uintptr(body), w)
 	p := unsafe.Add(body, payOff)
-	b := slice(p, uintptr(n))
-	if !bug(bugNoZero) && !(spilled && bug(bugSpillNoZero)) {
-		clear(b)
-	}
 	rear := unsafe.Add(p, n)
 	redzone.FillRear(slice(rear, end-payOff-uintptr(n)), uintptr(rear), w)
 
@@ -326,14 +335,20 @@ func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, pay
 		seq = a.nextSeq(rec.freeSeq)
 	}
 	g, st := a.who()
-	closeMeta := h.guard.open(unsafe.Pointer(rec))
-	*rec = siteRec{allocSeq: seq, allocG: g, allocStack: st}
-	closeMeta()
+	if h.guard.on {
+		closeMeta := h.guard.open(unsafe.Pointer(rec))
+		*rec = siteRec{allocSeq: seq, allocG: g, allocStack: st}
+		closeMeta()
+	} else {
+		*rec = siteRec{allocSeq: seq, allocG: g, allocStack: st}
+	}
 
 	storeRelease(hdrWord(slot), a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
 	asanSlotLive(slot, c, payOff, n)
-	a.profileAdd(uintptr(p))
-	return b
+	if h.profile != nil {
+		a.profileAdd(uintptr(p))
+	}
+	return true
 }
 
 // verifyCanaries checks both redzones of an allocated small block.
@@ -377,25 +392,31 @@ func (a *Allocator) withdraw(slot unsafe.Pointer, old uint64) {
 	atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn))
 }
 
-// freeSmallHardened: verify, record, poison, quarantine.
-func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) bool {
+// stateFreeing is the state Free's compare-and-swap moves a live block
+// to: busy, while quarantineSmall verifies and poisons it.
+const stateFreeing = stateBusy
+
+// quarantineSmall is the hardening layer's part of retireSmall, for a
+// block whose header releaseSlot moved from old to busy: verify its
+// canaries, record the free site, poison it and put it in this P's
+// quarantine batch. Without a quarantine budget (and outside the
+// always-quarantined classes) the slot is reused at once, so poison would
+// be overwritten before anything could check it: the free is recorded,
+// the header set free, and retireSmall recycles the slot as release
+// builds do (done false).
+func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64) (done, ok bool) {
 	h := a.h
-	busyWord := restate(old, stateBusy)
-	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, busyWord) {
-		return a.free(op, unsafe.Add(slot, headerSize+hd.off)) // raced: look again
-	}
-	asanSlotDead(slot, c) // before anything can hand it out again
+	hd := fields(old)
 	if r := a.verifyCanaries(op, slot, c, soff, hd); r != nil {
-		a.withdraw(slot, busyWord)
+		a.withdraw(slot, restate(old, stateBusy))
 		a.report(r)
-		return false
+		return true, false
 	}
 	rec := a.rec(c, soff)
 	g, st := a.who()
-	a.profileRemove(uintptr(slot) + headerSize + hd.off)
-	// Without a quarantine budget the slot is reused at once, so poison
-	// would be overwritten before anything could check it: the free is
-	// recorded and the slot recycled as release builds do.
+	if h.profile != nil {
+		a.profileRemove(uintptr(slot) + headerSize + hd.off)
+	}
 	quarantined := !h.noBudget || a.always[c]
 	if quarantined {
 		body := unsafe.Add(slot, headerSize)
@@ -406,15 +427,17 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	// this P's quarantine batch (lock-free; a full batch goes to the
 	// shared quarantine under one lock acquisition). The metadata guard
 	// may take a lock, so it is opened before.
-	closeMeta := h.guard.open(unsafe.Pointer(rec))
+	closeMeta := nop
+	if h.guard.on {
+		closeMeta = h.guard.open(unsafe.Pointer(rec))
+	}
 	pc := a.pin()
 	rec.freeSeq, rec.freeG, rec.freeStack = a.takeSeq(pc, rec.allocSeq), g, st
 	if !quarantined {
 		a.unpin(pc)
 		closeMeta()
 		storeRelease(hdrWord(slot), restate(old, stateFree))
-		a.pushSlot(c, soff, hd.size)
-		return true
+		return false, true
 	}
 	it := quarantine.Item{Class: c, ID: uint64(soff), Bytes: int64(classSize[c] + headerSize)}
 	storeRelease(hdrWord(slot), restate(old, stateQuarantined))
@@ -425,7 +448,7 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 		pc.qbytes += it.Bytes
 		a.unpin(pc)
 		closeMeta()
-		return true
+		return true, true
 	}
 	var batch [len(pc.qpend) + 1]quarantine.Item
 	n := copy(batch[:], pc.qpend[:pc.qn])
@@ -434,7 +457,7 @@ func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, sof
 	a.unpin(pc)
 	closeMeta()
 	a.quarantineBatch(pc.qi, batch[:n+1])
-	return true
+	return true, true
 }
 
 // evict takes a slot out of quarantine: verify its poison, then recycle it.
@@ -505,10 +528,12 @@ func (a *Allocator) quarantineBatch(shard int, items []quarantine.Item) {
 	var buf [2 * qBatch]quarantine.Item
 	ev := a.h.q.PushAll(shard, items, buf[:])
 	for _, e := range ev {
+		// The first lines of the slot (poison verification streams the
+		// rest) and the site record.
 		s := uintptr(a.slotAt(e.Class, uint32(e.ID)))
-		prefetch(s) // a small slot spans up to three lines
-		prefetch(s + 64)
-		prefetch(s + 128)
+		for l := uintptr(0); l < min(3*64, uintptr(classSize[e.Class])+headerSize); l += 64 {
+			prefetch(s + l)
+		}
 		prefetch(uintptr(unsafe.Pointer(a.rec(e.Class, uint32(e.ID)))))
 	}
 	n := 0

@@ -39,13 +39,25 @@ func (a *Allocator) quarantined(fn func(c int, off uint32))       {}
 func (a *Allocator) drainQuarantine()                             {}
 func (a *Allocator) explainHardened(addr uintptr) *Report         { return nil }
 
-// Small blocks. Release builds never call these: their paths are behind
-// Enabled (a constant), kept so both builds type-check the same calls.
-func (a *Allocator) armSmall(c int, soff uint32, slot unsafe.Pointer, n int, payOff uintptr, seq uint64, spilled bool) []byte {
-	return a.publishSmall(slot, c, n, payOff, spilled)
+// armSmall (release builds) writes the allocated header of an n-byte
+// payload at payOff. Release builds trust a free slot's header: the free
+// lists are out of band, so a damaged free header cannot redirect
+// anything.
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) bool {
+	storeHeader(slot, a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
+	asanSlotLive(slot, c, payOff, n)
+	return true
 }
-func (a *Allocator) freeSmallHardened(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) bool {
-	return false
+
+// stateFreeing is the state Free's compare-and-swap moves a live block
+// to: release builds recycle it at once.
+const stateFreeing = stateFree
+
+func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64) (done, ok bool) {
+	return false, true
 }
 func (a *Allocator) verifyStable(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) *Report {
 	return nil

@@ -136,13 +136,17 @@ func restate(old uint64, st slotState) uint64 {
 //go:norace
 //go:nocheckptr
 func (a *Allocator) decode(slot unsafe.Pointer, v uint64) (h header, ok bool) {
-	h = header{
+	return fields(v), v&hdrUsedBit != 0 && v>>hdrSumShift == a.checksum(slot, v)
+}
+
+// fields unpacks a header word already known to be valid.
+func fields(v uint64) header {
+	return header{
 		size:  int(v & (1<<hdrSizeBits - 1)),
 		off:   uintptr(v>>hdrOffShift&(1<<hdrOffBits-1)) * 16,
 		class: int(v >> hdrClsShift & 0x7f),
 		state: slotState(v >> hdrStShift & 7),
 	}
-	return h, v&hdrUsedBit != 0 && v>>hdrSumShift == a.checksum(slot, v)
 }
 
 func slice(p unsafe.Pointer, n uintptr) []byte { return unsafe.Slice((*byte)(p), n) }

@@ -59,28 +59,12 @@ func (c *cache) unlockForRead() {}
 
 // popFast pops a free slot of class c from this P's cache, counting an
 // n-byte allocation; false if the cache is empty (the caller goes slow).
+// Under the same pin it takes the allocation's sequence number (allocSeq:
+// hardened builds; release builds have none, 0).
 //
 //go:norace
 //go:nocheckptr
-func (a *Allocator) popFast(c, n int) (uint32, bool) {
-	pid := procPin()
-	if uint(pid) < uint(len(a.caches)) {
-		if off, ok := a.caches[pid].pop(c, n); ok {
-			procUnpin()
-			return off, true
-		}
-	}
-	procUnpin()
-	return 0, false
-}
-
-// popFastSeq is popFast for hardened builds: it also takes the
-// allocation's sequence number under the same pin (one pin instead of
-// two per Alloc).
-//
-//go:norace
-//go:nocheckptr
-func (a *Allocator) popFastSeq(c, n int) (uint32, uint64, bool) {
+func (a *Allocator) popFast(c, n int) (uint32, uint64, bool) {
 	pid := procPin()
 	if uint(pid) < uint(len(a.caches)) {
 		pc := a.caches[pid]

@@ -20,13 +20,7 @@ func (a *Allocator) unpin(c *cache) { c.mu.Unlock() }
 func (c *cache) lockForRead()   { c.mu.Lock() }
 func (c *cache) unlockForRead() { c.mu.Unlock() }
 
-func (a *Allocator) popFast(c, n int) (uint32, bool) {
-	pc := a.pin()
-	defer a.unpin(pc)
-	return pc.pop(c, n)
-}
-
-func (a *Allocator) popFastSeq(c, n int) (uint32, uint64, bool) {
+func (a *Allocator) popFast(c, n int) (uint32, uint64, bool) {
 	pc := a.pin()
 	defer a.unpin(pc)
 	off, ok := pc.pop(c, n)

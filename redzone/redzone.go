@@ -166,20 +166,23 @@ func Fill(b []byte, base uintptr, w uint64) {
 		}
 		return
 	}
-	i := 0
-	for ; i < len(b) && (base+uintptr(i))&7 != 0; i++ {
-		b[i] = At(w, base+uintptr(i))
+	// Word stores through unsafe pointers: no bounds check per word (the
+	// loops run for every redzone and poisoned slot of a hardened pair).
+	p, n := unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b))
+	i := uintptr(0)
+	for ; i < n && (base+i)&7 != 0; i++ {
+		*(*byte)(unsafe.Add(p, i)) = At(w, base+i)
 	}
 	wn := native(w)
-	for ; i+32 <= len(b); i += 32 {
-		x := (*[4]uint64)(unsafe.Pointer(&b[i])) // 8-aligned here
+	for ; i+32 <= n; i += 32 {
+		x := (*[4]uint64)(unsafe.Add(p, i)) // 8-aligned here
 		x[0], x[1], x[2], x[3] = wn, wn, wn, wn
 	}
-	for ; i+8 <= len(b); i += 8 {
-		binary.LittleEndian.PutUint64(b[i:], w)
+	for ; i+8 <= n; i += 8 {
+		*(*uint64)(unsafe.Add(p, i)) = wn
 	}
-	for ; i < len(b); i++ {
-		b[i] = At(w, base+uintptr(i))
+	for ; i < n; i++ {
+		*(*byte)(unsafe.Add(p, i)) = At(w, base+i)
 	}
 }
 
@@ -200,27 +203,25 @@ func Verify(b []byte, base uintptr, w uint64) int {
 		}
 		// Damaged: find the first bad byte the slow way.
 	}
-	i := 0
-	for ; i < len(b) && (base+uintptr(i))&7 != 0; i++ {
-		if b[i] != At(w, base+uintptr(i)) {
-			return i
+	p, n := unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b))
+	i := uintptr(0)
+	for ; i < n && (base+i)&7 != 0; i++ {
+		if *(*byte)(unsafe.Add(p, i)) != At(w, base+i) {
+			return int(i)
 		}
 	}
 	wn := native(w)
-	for ; i+32 <= len(b); i += 32 {
-		x := (*[4]uint64)(unsafe.Pointer(&b[i])) // 8-aligned here
+	for ; i+32 <= n; i += 32 {
+		x := (*[4]uint64)(unsafe.Add(p, i)) // 8-aligned here
 		if (x[0]^wn)|(x[1]^wn)|(x[2]^wn)|(x[3]^wn) != 0 {
 			break
 		}
 	}
-	for ; i+8 <= len(b); i += 8 {
-		if binary.LittleEndian.Uint64(b[i:]) != w {
-			break
-		}
+	for ; i+8 <= n && *(*uint64)(unsafe.Add(p, i)) == wn; i += 8 {
 	}
-	for ; i < len(b); i++ {
-		if b[i] != At(w, base+uintptr(i)) {
-			return i
+	for ; i < n; i++ {
+		if *(*byte)(unsafe.Add(p, i)) != At(w, base+i) {
+			return int(i)
 		}
 	}
 	return -1
