@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	fuzzheaders "github.com/AdaLogics/go-fuzz-headers"
+
+	"github.com/hardalloc/hardalloc/hardened"
 )
 
 // OpKind is one operation of a program.
@@ -150,18 +152,18 @@ func decodeSize(sel byte, raw uint32) int {
 	case 1:
 		return int(raw%16) + 1
 	case 2: // a class edge, or one byte either side of it
-		edges := [...]int{16, 32, 48, 64, 128, 256, 288, 512, 1024, 1152, 4096, 8192, 16384, 32768, 65536, 256 << 10}
+		edges := [...]int{16, 32, 48, 64, 128, 256, 288, 512, 1024, 1152, 4096, 8192, 16384, 32768, 65536, 128 << 10, hardened.MaxSmall, 256 << 10}
 		e := edges[int(raw%uint32(len(edges)))]
 		return e + int((raw>>8)%3) - 1
 	case 3:
 		return int(raw % 256)
 	case 4, 5: // log-uniform up to 4 KiB, or up to the largest class
-		return logUniform(raw, [...]int{12, 16}[sel%16-4])
-	case 6: // just past the small classes: large blocks of a few pages
+		return logUniform(raw, [...]int{12, 17}[sel%16-4])
+	case 6: // either side of the small limit: large blocks of a few pages
 		if raw%4 == 0 {
-			return 65536 + int(raw>>2%(16<<10))
+			return hardened.MaxSmall - 8<<10 + int(raw>>2%(24<<10))
 		}
-		return logUniform(raw, 16)
+		return logUniform(raw, 17)
 	case 7: // rarely, anything up to MaxSize (every page of it is checked)
 		if raw%64 == 0 {
 			return int(raw>>8) % (MaxSize + 1)

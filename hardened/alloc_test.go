@@ -194,7 +194,7 @@ func TestReallocShrinkThenGrowIsZeroed(t *testing.T) {
 }
 
 func TestLimit(t *testing.T) {
-	for _, n := range []int{64, 4096, 100_000} {
+	for _, n := range []int{64, 4096, 100_000, 200_000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			a, _ := newAlloc(t, hardened.Options{Limit: 2 << 20})
 			var live [][]byte
@@ -291,9 +291,9 @@ func TestConcurrent(t *testing.T) {
 func TestStats(t *testing.T) {
 	a, _ := newAlloc(t, hardened.Options{})
 	b1 := mustAlloc(t, a, 100)
-	b2 := mustAlloc(t, a, 100_000)
+	b2 := mustAlloc(t, a, 200_000)
 	s := a.Stats()
-	if s.LiveBlocks != 2 || s.LargeLive != 1 || s.Requested != 100_100 || s.Mapped < 100_100 {
+	if s.LiveBlocks != 2 || s.LargeLive != 1 || s.Requested != 200_100 || s.Mapped < 200_100 {
 		t.Fatalf("stats: %+v", s)
 	}
 	var found bool
@@ -546,7 +546,7 @@ func TestCheckConcurrentWithUse(t *testing.T) {
 				n := rng.IntN(200)
 				switch rng.IntN(8) {
 				case 0:
-					n = 70_000
+					n = []int{70_000, 200_000}[rng.IntN(2)] // a big small block or a large one
 				case 1, 2, 3:
 					n = 1000 + rng.IntN(3000) // wide canary and poison passes
 				}

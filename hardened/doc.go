@@ -40,9 +40,9 @@
 //     Always-quarantined classes (thread capsules) never spill.
 //
 //  3. Class regions and slabs. New reserves 1 GiB of address space per
-//     size class (80 classes, PROT_NONE, nothing committed). A class grows
-//     by committing its next slab (mprotect; a power of two from 16 KiB
-//     to 512 KiB). Only the slab's slots, rounded up to a page, are
+//     size class (89 classes, 16 B to 144 KiB, PROT_NONE, nothing
+//     committed). A class grows by committing its next slab (mprotect; a
+//     power of two from 16 KiB to 1 MiB). Only the slab's slots, rounded up to a page, are
 //     committed: the tail stays PROT_NONE and costs no memory (1.34 ->
 //     1.30 mapped/live on the mixed workload, mean of six runs). So
 //     mkclasses.go picks the smallest slab with at least four slots and
@@ -53,7 +53,8 @@
 //     class, slab and slot follow from its address alone, so Free
 //     validates any pointer without reading memory it does not own.
 //
-//  4. Large blocks (large.go). Requests above 64 KiB, and
+//  4. Large blocks (large.go). Requests above MaxSmall (144 KiB, with
+//     the redzones in hardened builds: a 128 KiB buffer is small), and
 //     alignments a slot cannot give, get their own mapping with a
 //     PROT_NONE guard page on each side (MADV_GUARD_INSTALL where the
 //     kernel has it), tracked out of band. A freed mapping goes to a

@@ -47,7 +47,9 @@ func (a *Allocator) explainHardened(addr uintptr) *Report         { return nil }
 //go:norace
 //go:nocheckptr
 func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) bool {
-	storeHeader(slot, a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
+	// encode, by hand: it keeps armSmall within the inlining budget.
+	v := uint64(n) | uint64(payOff/16)<<hdrOffShift | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
+	storeHeader(slot, v|a.checksum(slot, v)<<hdrSumShift)
 	asanSlotLive(slot, c, payOff, n)
 	return true
 }

@@ -167,12 +167,12 @@ func TestLiveProfile(t *testing.T) {
 		t.Fatal("profile not registered")
 	}
 	var bs [][]byte
-	for _, n := range []int{0, 10, 100_000} {
+	for _, n := range []int{0, 10, 100_000, 200_000} {
 		b := mustAlloc(t, a, n)
 		bs = append(bs, b)
 	}
-	if p.Count() != 3 {
-		t.Fatalf("profile holds %d blocks, want 3", p.Count())
+	if p.Count() != 4 {
+		t.Fatalf("profile holds %d blocks, want 4", p.Count())
 	}
 	var buf bytes.Buffer
 	if err := p.WriteTo(&buf, 1); err != nil || !strings.Contains(buf.String(), "TestLiveProfile") {
@@ -200,7 +200,7 @@ func TestLiveProfile(t *testing.T) {
 func TestCatchFaultDefaultHandler(t *testing.T) {
 	a, out := newPrinting(t, 5)
 	defer a.Close()
-	b := mustAlloc(t, a, 100<<10)
+	b := mustAlloc(t, a, 200<<10)
 	a.Free(b)
 	var v any
 	func() {
@@ -212,7 +212,7 @@ func TestCatchFaultDefaultHandler(t *testing.T) {
 		t.Fatalf("panic %T %v, want *hardened.Error of a use-after-free", v, v)
 	}
 	if !strings.Contains(out.String(), "==hardalloc== ERROR: heap-use-after-free") ||
-		!strings.Contains(out.String(), "10 bytes inside a 102400-byte block") {
+		!strings.Contains(out.String(), "10 bytes inside a 204800-byte block") {
 		t.Fatalf("printed:\n%s", out.String())
 	}
 }

@@ -13,8 +13,8 @@ import (
 // 2^-16. State changes are compare-and-swap, so of two goroutines freeing
 // one block exactly one wins.
 //
-//	bits  0..16  size: the requested size in bytes (<= maxSmall)
-//	bits 17..32  offset of the payload after the header, in 16-byte units
+//	bits  0..17  size: the requested size in bytes (<= maxSmall)
+//	bits 18..32  offset of the payload after the header, in 16-byte units
 //	bits 33..39  size class
 //	bits 40..42  state
 //	bit  43      set in every header the allocator writes (0 = never used)
@@ -22,9 +22,9 @@ import (
 const (
 	headerSize = 16
 
-	hdrSizeBits  = 17
-	hdrOffShift  = 17
-	hdrOffBits   = 16
+	hdrSizeBits  = 18
+	hdrOffShift  = 18
+	hdrOffBits   = 15
 	hdrClsShift  = 33
 	hdrStShift   = 40
 	hdrUsedBit   = 1 << 43

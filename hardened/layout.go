@@ -57,3 +57,8 @@ func (a *Allocator) LayoutOf(b []byte) (Layout, bool) {
 	l.Offset, l.Class = headerSize+int(h.off), c
 	return l, true
 }
+
+// MaxSmall is the largest slot payload: a request that, with its
+// redzones (hardened builds) and alignment slack, needs more than this is
+// a large block, in its own mapping between guard pages.
+const MaxSmall = maxSmall

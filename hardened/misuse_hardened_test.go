@@ -43,17 +43,31 @@ func init() {
 			}
 			a.Free(b)
 		}},
-		misuse{"overflow by 1 large (page slack)", hardened.Overflow, false, 100_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
-			b := allocSite(t, a, 100_000)
+		misuse{"overflow by 1 of a 64 KiB block (small)", hardened.Overflow, false, 64 << 10, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 64<<10)
 			if bug {
-				flip(b, 100_000, 0xff)
+				poke(b, 64<<10, 0)
 			}
 			a.Free(b)
 		}},
-		misuse{"overflow into a large block's guard page (faults)", hardened.Overflow, false, 100_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
-			b := allocSite(t, a, 100_000)
+		misuse{"overflow by 1 of a 128 KiB block (small)", hardened.Overflow, false, 128 << 10, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 128<<10)
 			if bug {
-				guard := (100_000 + 16 + 4095) &^ 4095
+				poke(b, 128<<10, 0)
+			}
+			a.Free(b)
+		}},
+		misuse{"overflow by 1 large (page slack)", hardened.Overflow, false, 200_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 200_000)
+			if bug {
+				flip(b, 200_000, 0xff)
+			}
+			a.Free(b)
+		}},
+		misuse{"overflow into a large block's guard page (faults)", hardened.Overflow, false, 200_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 200_000)
+			if bug {
+				guard := (200_000 + 16 + 4095) &^ 4095
 				a.CatchFault(func() { poke(b, guard, 1) })
 			}
 			a.Free(b)
@@ -65,8 +79,8 @@ func init() {
 			}
 			a.Free(b)
 		}},
-		misuse{"underflow large (guard page faults)", hardened.Underflow, false, 70_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
-			b := allocSite(t, a, 70_000)
+		misuse{"underflow large (guard page faults)", hardened.Underflow, false, 170_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 170_000)
 			if bug {
 				a.CatchFault(func() { sink = peek(b, -1) })
 			}
@@ -82,6 +96,25 @@ func init() {
 				x := mustAlloc(t, a, 48)
 				a.Free(x)
 			}
+		}},
+		misuse{"write after free of a 64 KiB block, found at reuse", hardened.WriteAfterFree, false, 64 << 10, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 64<<10)
+			a.Free(b)
+			if bug {
+				flip(b, 40_000, 1)
+			}
+			for range 200 { // 4 MiB of quarantine holds 56 such blocks
+				x := mustAlloc(t, a, 64<<10)
+				a.Free(x)
+			}
+		}},
+		misuse{"write after free of a 128 KiB block, found by Check", hardened.WriteAfterFree, false, 128 << 10, func(t *testing.T, a *hardened.Allocator, bug bool) {
+			b := allocSite(t, a, 128<<10)
+			a.Free(b)
+			if bug {
+				flip(b, 128<<10-1, 1)
+			}
+			a.Check()
 		}},
 		misuse{"write after free small, found by Check", hardened.WriteAfterFree, false, 200, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 200)

@@ -55,8 +55,8 @@ var catalog = []misuse{
 			a.Free(b)
 		}
 	}},
-	{"double free large", hardened.DoubleFree, true, 100_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
-		b := allocSite(t, a, 100_000)
+	{"double free large", hardened.DoubleFree, true, 200_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 200_000)
 		a.Free(b)
 		if bug {
 			a.Free(b)

@@ -4,8 +4,11 @@
 //
 // Classes are slot payload capacities (the 16-byte header is extra):
 // 16-byte steps up to 256, then eight classes per power of two up to
-// 64 KiB, so rounding a request up to its class wastes at most 1/8 of
-// the slot above 256 bytes. Each class carves slots from slabs of a
+// 128 KiB, and 144 KiB: a 128 KiB request with the hardened builds'
+// redzones (up to redzone.Max each side) is still a small block, so the
+// buffer sizes Go I/O code uses most (32, 64 and 128 KiB) never pay for a
+// mapping and its guard pages per Alloc. Rounding a request up to its
+// class wastes at most 1/8 of the slot above 256 bytes. Each class carves slots from slabs of a
 // power-of-two size (a pointer's slab is a shift away), the smallest in
 // [16 KiB, 1 MiB] that holds at least four slots whose page-rounded
 // extent wastes at most 1/16 of it. Only that extent is committed (see
@@ -31,7 +34,7 @@ import (
 
 const (
 	headerSize = 16
-	maxSmall   = 64 << 10
+	maxSmall   = 144 << 10
 	minSlab    = 16 << 10
 	maxSlab    = 1 << 20
 	pageSize   = 4096
@@ -54,7 +57,7 @@ func main() {
 		sizes = append(sizes, s)
 	}
 	for p := 256; p < maxSmall; p *= 2 {
-		for s := p + p/8; s <= 2*p; s += p / 8 {
+		for s := p + p/8; s <= 2*p && s <= maxSmall; s += p / 8 {
 			sizes = append(sizes, s)
 		}
 	}

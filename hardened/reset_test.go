@@ -13,7 +13,7 @@ import (
 func TestReset(t *testing.T) {
 	a, c := newAlloc(t, hardened.Options{})
 	var old [][]byte
-	for _, n := range []int{0, 10, 100, 5000, 100_000} {
+	for _, n := range []int{0, 10, 100, 5000, 100_000, 200_000} {
 		b := mustAlloc(t, a, n)
 		fill(b, 3)
 		old = append(old, b)
