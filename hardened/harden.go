@@ -520,6 +520,20 @@ func (a *Allocator) sharedQuarantineBudget(pendCap int64) int64 {
 	return a.quarantineBudget() - pendCap*int64(len(a.caches)+1)
 }
 
+// evictAhead is how many evictions ahead quarantineBatch prefetches.
+const evictAhead = 6
+
+// prefetchSlot requests the first lines of a quarantined slot (poison
+// verification streams the rest) and its site record, which the Alloc
+// that takes the slot next writes.
+func (a *Allocator) prefetchSlot(e quarantine.Item) {
+	s := uintptr(a.slotAt(e.Class, uint32(e.ID)))
+	for l := uintptr(0); l < min(3*64, uintptr(classSize[e.Class])+headerSize); l += 64 {
+		prefetch(s + l)
+	}
+	prefetch(uintptr(unsafe.Pointer(a.rec(e.Class, uint32(e.ID)))))
+}
+
 // quarantineBatch pushes a P's batch of freed blocks into the quarantine
 // and releases what it evicts. Evicted blocks were freed a quarantine ago
 // and are long gone from the CPU caches: their headers, poison and site
@@ -527,17 +541,17 @@ func (a *Allocator) sharedQuarantineBudget(pendCap int64) int64 {
 func (a *Allocator) quarantineBatch(shard int, items []quarantine.Item) {
 	var buf [2 * qBatch]quarantine.Item
 	ev := a.h.q.PushAll(shard, items, buf[:])
-	for _, e := range ev {
-		// The first lines of the slot (poison verification streams the
-		// rest) and the site record.
-		s := uintptr(a.slotAt(e.Class, uint32(e.ID)))
-		for l := uintptr(0); l < min(3*64, uintptr(classSize[e.Class])+headerSize); l += 64 {
-			prefetch(s + l)
-		}
-		prefetch(uintptr(unsafe.Pointer(a.rec(e.Class, uint32(e.ID)))))
+	// Software-pipelined: the lines of the item evictAhead places on are
+	// requested while this one is verified, so the misses overlap without
+	// asking for more lines at once than the core can have in flight.
+	for i := range min(evictAhead, len(ev)) {
+		a.prefetchSlot(ev[i])
 	}
 	n := 0
-	for _, e := range ev {
+	for i, e := range ev {
+		if i+evictAhead < len(ev) {
+			a.prefetchSlot(ev[i+evictAhead])
+		}
 		if a.evict(e.Class, uint32(e.ID)) {
 			ev[n] = e
 			n++
