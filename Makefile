@@ -8,11 +8,11 @@ FUZZTIME ?= 10s
 TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
 MODES    ?= release hardened
 
-.PHONY: test test-asan test-arrow native-libfuzzer-smoke fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
+.PHONY: anchor anchor-smoke test test-asan test-arrow native-libfuzzer-smoke fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
 
 # Every check CI runs: formatting, vet, staticcheck, and the tests (seed
 # corpora included) with and without the race detector and -tags hardened.
-test: tools lint nightly-smoke gofuzz-smoke native-libfuzzer-smoke
+test: tools lint nightly-smoke gofuzz-smoke native-libfuzzer-smoke anchor-smoke
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./...
 	$(GO) test -count=1 -tags hardened ./...
@@ -101,3 +101,14 @@ corpus:
 
 bench:
 	$(GO) test -run '^$$' -bench . -count 6 ./hardened
+
+# hardalloc against glibc, Scudo, jemalloc, mimalloc and hardened_malloc
+# (built from ../shared/anchors/hm when present) on the same C and Go
+# workloads, interleaved; prints the medians and the ratio table.
+anchor:
+	bench/anchor/run.sh
+
+# One tiny round, so the anchor tooling cannot rot unnoticed.
+anchor-smoke:
+	cd bench && $(GO) vet ./anchor/...
+	ROUNDS=1 PAIR_MS=2 STEPS=2000 bench/anchor/run.sh >/dev/null

@@ -4,4 +4,9 @@
 // its three declared dependencies.
 //
 //	cd bench && go test -bench . -count 6 | tee new.txt && benchstat new.txt
+//
+// bench/anchor times hardalloc against C allocators (glibc, Scudo,
+// jemalloc, mimalloc, hardened_malloc) on identical C and Go workloads,
+// each in its own process, interleaved over rounds, and prints medians and
+// per-round ratios: `make anchor` at the repository root.
 package bench
