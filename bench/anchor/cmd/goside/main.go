@@ -122,9 +122,21 @@ func touch(p []byte) {
 	p[len(p)-1] = 1
 }
 
+// rssNow is the resident set now (/proc/self/statm), as in workload.c.
+func rssNow() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, res int64
+	fmt.Sscan(string(b), &size, &res)
+	return res * int64(os.Getpagesize())
+}
+
 func mixed(al allocator, steps int) {
 	var p [slots][]byte
 	live, peak := 0, 0
+	base := rssNow()
 	for i := range p {
 		p[i] = al.alloc(mixedSize())
 		touch(p[i])
@@ -144,7 +156,7 @@ func mixed(al allocator, steps int) {
 	ns := float64(cpuNS()-c0) / float64(steps)
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	fmt.Printf("mixed %.1f %.3f\n", ns, float64(ru.Maxrss*1024)/float64(peak))
+	fmt.Printf("mixed %.1f %.3f\n", ns, float64(ru.Maxrss*1024-base)/float64(peak))
 	for i := range p {
 		al.free(p[i])
 	}

@@ -111,7 +111,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Println("CPU ns per alloc+free pair and per mixed step; peak RSS over peak live bytes (medians over rounds).")
+	fmt.Println("CPU ns per alloc+free pair and per mixed step; RSS/live: the peak resident set less the one before the workload, over the peak live bytes (medians over rounds).")
 	fmt.Println()
 	fmt.Printf("| allocator | %s |\n", strings.Join(heads, " | "))
 	fmt.Printf("|---|%s\n", strings.Repeat("---:|", len(heads)))
