@@ -927,9 +927,32 @@ func (g *metaGuard) close(pg uintptr) {
 // uint32 id, so per-slot records stay small and memory stays bounded by
 // the number of distinct call sites.
 type depot struct {
+	// seen is a lock-free cache in front of the shards, read on every
+	// Alloc and Free that records a stack: entries pack the stack hash's
+	// top 40 bits with its id (seenEntry), linearly probed, filled once
+	// and never changed. A stack not found there (a new one, or one of
+	// more distinct stacks than it holds) takes the locked path. Two
+	// RWMutex operations per site on a line all Ps share were a quarter
+	// of a hardened pair with stacks.
+	seen   [depotSeen]atomic.Uint64
 	shards [64]depotShard
 	mu     sync.Mutex
 	stacks [][]uintptr // id-1 -> stack
+}
+
+const (
+	depotSeen  = 1 << 12
+	seenProbes = 8
+	seenIDBits = 24
+)
+
+// seenEntry packs hash h's top bits with id, or returns 0 when id does
+// not fit the entry.
+func seenEntry(h uint64, id uint32) uint64 {
+	if id >= 1<<seenIDBits {
+		return 0
+	}
+	return h&^(1<<seenIDBits-1) | uint64(id)
 }
 
 type depotShard struct {
@@ -943,6 +966,30 @@ func (d *depot) intern(pcs []uintptr) uint32 {
 	for _, pc := range pcs {
 		h = bits.RotateLeft64(h^uint64(pc), 27) * 0x9e3779b97f4a7c15
 	}
+	top := h &^ (1<<seenIDBits - 1)
+	for k := range uint64(seenProbes) {
+		e := d.seen[(h+k)%depotSeen].Load()
+		if e == 0 {
+			break
+		}
+		if e&^(1<<seenIDBits-1) == top {
+			return uint32(e & (1<<seenIDBits - 1))
+		}
+	}
+	id := d.internLocked(pcs, h)
+	if e := seenEntry(h, id); e != 0 {
+		for k := range uint64(seenProbes) {
+			slot := &d.seen[(h+k)%depotSeen]
+			if old := slot.Load(); old == e || old == 0 && slot.CompareAndSwap(0, e) {
+				break
+			}
+		}
+	}
+	return id
+}
+
+// internLocked is intern's path through the shards' maps.
+func (d *depot) internLocked(pcs []uintptr, h uint64) uint32 {
 	sh := &d.shards[h>>58]
 	sh.mu.RLock()
 	id, ok := sh.ids[h]
