@@ -79,8 +79,9 @@ func TestAuditConservation(t *testing.T) {
 	cl.mu.Unlock()
 }
 
-// JunkFill dirties the slot bodies of new slabs (headers stay zero), and
-// Alloc still hands out zeroed blocks.
+// JunkFill dirties the bodies of never-used slots as they leave the
+// central list (headers stay zero), and Alloc still hands out zeroed
+// blocks.
 func TestJunkFill(t *testing.T) {
 	a, err := New(Options{Seed: 2, JunkFill: 0xa5, OnReport: func(r *Report) { t.Errorf("report:\n%s", r) }})
 	if err != nil {
@@ -93,13 +94,23 @@ func TestJunkFill(t *testing.T) {
 			t.Fatalf("byte %d of a new block is %#x", i, x)
 		}
 	}
-	slot, c, _, _ := a.locate(addrOf(b) - uintptr(a.base))
-	next := unsafe.Add(slot, classSize[c]+headerSize)
-	if loadHeader(next) != 0 {
-		t.Fatal("the next slot's header is not zero")
+	// The rest of the batch the Alloc took is in some P's cache, junked.
+	_, c, _, _ := a.locate(addrOf(b) - uintptr(a.base))
+	cached := 0
+	for _, pc := range a.allCaches() {
+		for _, off := range pc.free[c][:pc.n[c]] {
+			slot := a.slotAt(c, off)
+			if loadHeader(slot) != 0 {
+				t.Fatal("a never-used slot's header is not zero")
+			}
+			if got := peekByte(unsafe.Add(slot, headerSize+7)); got != 0xa5 {
+				t.Fatalf("a never-used slot's body holds %#x, want the junk 0xa5", got)
+			}
+			cached++
+		}
 	}
-	if got := peekByte(unsafe.Add(next, headerSize+7)); got != 0xa5 {
-		t.Fatalf("a never-used slot's body holds %#x, want the junk 0xa5", got)
+	if cached == 0 && a.ccap[c] > 1 {
+		t.Fatal("no slot of the Alloc's batch is cached")
 	}
 	if err := a.Audit(); err != nil {
 		t.Fatal(err)

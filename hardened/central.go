@@ -57,6 +57,7 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 		}
 		n += takeBits(st, dst[n:], uint32(s)<<classSlabShift[c], stride)
 	}
+	a.junk(c, dst[:n])
 	if n > 0 {
 		cl.advanceLowest()
 		a.setHanded(c)
@@ -72,13 +73,13 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 				if err := a.reserve(int64(slabCommit[c])); err != nil {
 					return 0, err
 				}
-				a.junk(c, uint64(s)<<classSlabShift[c]) // its pages came back zero
 			}
 			if !st.reserve {
 				cl.empty-- // a purged slab counted as empty; a reserve one did not
 			}
 			st.purged, st.reserve = false, false
 			n = takeBits(st, dst, uint32(s)<<classSlabShift[c], stride)
+			a.junk(c, dst[:n]) // its pages came back zero
 			a.setHanded(c)
 			cl.lowest = min(cl.lowest, s)
 			cl.advanceLowest()
