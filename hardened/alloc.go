@@ -630,10 +630,6 @@ func (a *Allocator) finishSmall(c int, off uint32, n int, payOff uintptr, seq ui
 	return b
 }
 
-func (a *Allocator) reportHeader(op string, slot unsafe.Pointer, c int, v uint64) {
-	a.report(a.headerReport(op, slot, c, v))
-}
-
 // headerReport is the one HeaderCorruption report, for a slot whose
 // header word v fails its checksum (Free, Realloc, Alloc, Check, Close).
 func (a *Allocator) headerReport(op string, slot unsafe.Pointer, c int, v uint64) *Report {

@@ -140,9 +140,12 @@
 //
 // alloc.go: options, the per-P cache, Alloc and Free paths · central.go:
 // per-class central lists and slabs · header.go: the header word · large.go:
-// large blocks and their cache · harden.go: the hardening layer (sites,
-// quarantine batching, canaries and poison, zero-size region, metadata
-// guard, faults) · shadow.go, asan.go, asan0.go: AddressSanitizer ·
+// large blocks and their cache · harden.go: the hardening layer's state,
+// set-up and reset, with one file per subsystem (harden_small.go: canaries
+// and poison; harden_quarantine.go: quarantine batching and eviction;
+// harden_sites.go: sites and the stack depot; harden_large.go,
+// harden_zero.go, harden_meta.go) and harden0.go, its release stubs ·
+// shadow.go, asan.go, asan0.go: AddressSanitizer ·
 // output.go: what the allocator prints · stats.go: Stats, Check, Close ·
 // reset.go: Reset for fuzz harnesses · report.go, errors.go: reports and
 // errors.

@@ -10,7 +10,7 @@ import (
 var errProfileRelease = errors.New("Options.ProfileName needs -tags hardened: release builds record no allocation stacks")
 
 // The hardening layer's entry points in release builds: the same names as
-// in harden.go, empty, so that shared code calls them unconditionally and
+// in harden*.go, empty, so that shared code calls them unconditionally and
 // a release build compiles them away (internal/race's norace.go). A
 // release Allocator carries no hardening state.
 

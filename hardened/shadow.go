@@ -134,7 +134,7 @@ func asanUnmap(mem []byte) {
 
 // asanZero marks a 16-byte zero-size block redzone (live) or freed.
 //
-//lint:ignore U1000 used by the hardening layer (harden.go, -tags hardened)
+//lint:ignore U1000 used by the hardening layer (harden*.go, -tags hardened)
 func asanZero(p unsafe.Pointer, freed bool) {
 	if !asanEnabled {
 		return
@@ -149,7 +149,7 @@ func asanZero(p unsafe.Pointer, freed bool) {
 // snapshot copies n bytes at p, which may be poisoned for ASan (a report's
 // found bytes), without instrumentation.
 //
-//lint:ignore U1000 used by the hardening layer (harden.go, -tags hardened)
+//lint:ignore U1000 used by the hardening layer (harden*.go, -tags hardened)
 //go:norace
 //go:noinline
 func snapshot(p unsafe.Pointer, n uintptr) []byte {

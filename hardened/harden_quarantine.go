@@ -1,0 +1,188 @@
+//go:build hardened
+
+package hardened
+
+import (
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/hardalloc/hardalloc/quarantine"
+)
+
+// This file is the hardening layer's quarantine of small blocks: each P
+// batches its frees (qBatch) and pushes them into the shared, sharded
+// quarantine under one lock; what the quarantine evicts has its poison
+// verified (evict), prefetched ahead, and goes back to this P's cache.
+// Also the budgets, the drain an out-of-memory Alloc does, and the walks
+// Stats and Audit make.
+
+// qBatch is the most freed blocks a P batches for the quarantine.
+const qBatch = 32
+
+// quarantineBudget is Options.QuarantineBytes with its default applied.
+func (a *Allocator) quarantineBudget() int64 {
+	if a.opts.QuarantineBytes == 0 {
+		return 4 << 20
+	}
+	return a.opts.QuarantineBytes
+}
+
+// evict takes a slot out of quarantine: verify its poison, then recycle it.
+func (a *Allocator) evict(c int, soff uint32) bool {
+	slot := a.slotAt(c, soff)
+	old := loadHeader(slot)
+	hd, ok := a.decode(slot, old)
+	if !ok || hd.state != stateQuarantined {
+		if !ok {
+			a.reportHeader("quarantine", slot, c, old)
+		}
+		return false // withdrawn after a report (e.g. by Check): never reused
+	}
+	// Nothing writes a quarantined block but a bug: verify, then one CAS
+	// to free (or to withdrawn) settles any race with Check, which may
+	// withdraw it too; only the winner reports.
+	if r := a.verifyPoison("quarantine", slot, c, soff, hd); r != nil {
+		if atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn)) {
+			a.report(r)
+		}
+		return false
+	}
+	return atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateFree))
+}
+
+// drainQuarantine releases every quarantined small block.
+func (a *Allocator) drainQuarantine() {
+	// This P's batch too; other Ps' batches (at most pendCap bytes each)
+	// cannot be touched while their owners may be running.
+	pc := a.pin()
+	var batch [len(pc.qpend)]quarantine.Item
+	n := copy(batch[:], pc.qpend[:pc.qn])
+	pc.qn, pc.qbytes = 0, 0
+	a.unpin(pc)
+	for _, e := range append(batch[:n], a.h.q.Drain()...) {
+		if a.evict(e.Class, uint32(e.ID)) {
+			a.pushSlot(e.Class, uint32(e.ID), -1)
+		}
+	}
+}
+
+// pendCap is how many bytes of freed blocks each P batches before pushing
+// them into the shared quarantine: an eighth of the budget shared by the
+// Ps, at most 32 KiB, and none under a Limit. The shared quarantine's
+// budget is cut by the same amount per P (sharedQuarantineBudget), so
+// batched and queued blocks together stay within Options.QuarantineBytes.
+func (a *Allocator) pendCap(budget int64) int64 {
+	if budget <= 0 || a.opts.Limit > 0 {
+		// Under a Limit, an allocation that fails drains the quarantine,
+		// which cannot reach other Ps' batches: no batching (as no per-P
+		// slot caching).
+		return 0
+	}
+	return min(budget/8/int64(len(a.caches)+1), 32<<10) // the Ps and the spare
+}
+
+// sharedQuarantineBudget is the budget of the shared quarantine: the
+// whole budget less what the Ps' batches, pendCap bytes each, may hold.
+func (a *Allocator) sharedQuarantineBudget(pendCap int64) int64 {
+	return a.quarantineBudget() - pendCap*int64(len(a.caches)+1)
+}
+
+// evictAhead is how many evictions ahead quarantineBatch prefetches.
+const evictAhead = 6
+
+// prefetchSlot requests the first lines of a quarantined slot (poison
+// verification streams the rest) and its site record, which the Alloc
+// that takes the slot next writes.
+func (a *Allocator) prefetchSlot(e quarantine.Item) {
+	s := uintptr(a.slotAt(e.Class, uint32(e.ID)))
+	for l := uintptr(0); l < min(3*64, uintptr(classSize[e.Class])+headerSize); l += 64 {
+		prefetch(s + l)
+	}
+	prefetch(uintptr(unsafe.Pointer(a.rec(e.Class, uint32(e.ID)))))
+}
+
+// quarantineBatch pushes a P's batch of freed blocks into the quarantine
+// and releases what it evicts. Evicted blocks were freed a quarantine ago
+// and are long gone from the CPU caches: their headers, poison and site
+// records are prefetched all at once, so the misses overlap.
+func (a *Allocator) quarantineBatch(shard int, items []quarantine.Item) {
+	var buf [2 * qBatch]quarantine.Item
+	ev := a.h.q.PushAll(shard, items, buf[:])
+	// Software-pipelined: the lines of the item evictAhead places on are
+	// requested while this one is verified, so the misses overlap without
+	// asking for more lines at once than the core can have in flight.
+	for i := range min(evictAhead, len(ev)) {
+		a.prefetchSlot(ev[i])
+	}
+	n := 0
+	for i, e := range ev {
+		if i+evictAhead < len(ev) {
+			a.prefetchSlot(ev[i+evictAhead])
+		}
+		if a.evict(e.Class, uint32(e.ID)) {
+			ev[n] = e
+			n++
+		}
+	}
+	// Back to this P's cache under one pin; what does not fit goes the
+	// slow way.
+	k := 0
+	if !bug(bugDoublePush) {
+		pc := a.pin()
+		for ; k < n; k++ {
+			c := ev[k].Class
+			if pc.n[c] >= a.ccap[c] {
+				break
+			}
+			pc.free[c][pc.n[c]] = uint32(ev[k].ID)
+			pc.n[c]++
+		}
+		a.unpin(pc)
+	}
+	for _, e := range ev[k:n] {
+		a.pushSlot(e.Class, uint32(e.ID), -1)
+	}
+	if bug(bugEvictTwice) && n > 0 {
+		// Seeded bug: an evicted item goes back into the quarantine,
+		// to be evicted (and recycled) a second time.
+		var again [2 * qBatch]quarantine.Item
+		for _, e := range a.h.q.PushAll(shard, ev[:1], again[:0]) {
+			if a.evict(e.Class, uint32(e.ID)) {
+				a.pushSlot(e.Class, uint32(e.ID), -1)
+			}
+		}
+	}
+}
+
+func (a *Allocator) quarantineStats() (int64, int64) {
+	n, b := a.h.q.Count()
+	for _, pc := range a.allCaches() {
+		pc.lockForRead()
+		n += pc.qn
+		b += pc.qbytes
+		pc.unlockForRead()
+	}
+	a.large.mu.Lock()
+	defer a.large.mu.Unlock()
+	return int64(n) + int64(len(a.large.quarantined)), b + a.large.qbytes
+}
+
+// alwaysSizes returns the registered sizes and Options.AlwaysQuarantine.
+func (a *Allocator) alwaysSizes() []int {
+	registered.Lock()
+	defer registered.Unlock()
+	return append(append([]int(nil), registered.sizes...), a.opts.AlwaysQuarantine...)
+}
+
+// quarantined calls fn for every small slot in the quarantine or in a P's
+// batch on its way there (Audit).
+func (a *Allocator) quarantined(fn func(c int, off uint32)) {
+	for _, pc := range a.allCaches() {
+		pc.lockForRead()
+		for _, it := range pc.qpend[:pc.qn] {
+			fn(it.Class, uint32(it.ID))
+		}
+		pc.unlockForRead()
+	}
+	a.h.q.Each(func(it quarantine.Item) { fn(it.Class, uint32(it.ID)) })
+}

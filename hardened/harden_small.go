@@ -1,0 +1,251 @@
+//go:build hardened
+
+package hardened
+
+import (
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/hardalloc/hardalloc/quarantine"
+	"github.com/hardalloc/hardalloc/redzone"
+)
+
+// This file is the hardening layer's small blocks: where a slot is armed
+// (canaries, allocation site, header) and where it is verified, poisoned
+// and quarantined on free (quarantineSmall, retireSmall's hardened half),
+// and Check's and Close's looks at a slot that others may be changing.
+//
+// Small slot layout in hardened builds:
+//
+//	| header 16 | front redzone (+ alignment slack) | payload n | rear redzone ... slot end |
+//
+// Both redzones hold the block's keyed canary; the rear one runs to the
+// end of the slot, so an overflow of one byte past n is caught. On Free
+// the canaries are verified, the first free site is recorded, the whole
+// slot body is filled with keyed poison and the slot enters the
+// quarantine; when it leaves, the poison is verified (WriteAfterFree).
+
+// armSmall verifies the header of a free slot about to be handed out (an
+// overflow into a free neighbour shows there), fills both redzones with
+// the canary, records the allocation site, then publishes the header:
+// canaries go in before the header says "allocated", so a concurrent
+// Check never sees a half-armed block. finishSmall zeroes the payload.
+func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) bool {
+	if old := loadHeader(slot); old != 0 {
+		h, ok := a.decode(slot, old)
+		if ok && h.state == stateWithdrawn {
+			return false // reported when it was withdrawn
+		}
+		if !ok || h.state != stateFree {
+			a.reportHeader("Alloc", slot, c, old)
+			return false
+		}
+	}
+	h := a.h
+	body := unsafe.Add(slot, headerSize)
+	end := uintptr(classSize[c])
+	w := redzone.Canary(h.canaryKey, uintptr(slot))
+	redzone.Fill(slice(body, payOff), uintptr(body), w)
+	p := unsafe.Add(body, payOff)
+	rear := unsafe.Add(p, n)
+	redzone.FillRear(slice(rear, end-payOff-uintptr(n)), uintptr(rear), w)
+
+	rec := a.rec(c, soff)
+	if seq == 0 { // not taken when the slot was popped (slow paths)
+		seq = a.nextSeq(rec.freeSeq)
+	}
+	g, st := a.who()
+	if h.guard.on {
+		closeMeta := h.guard.open(unsafe.Pointer(rec))
+		*rec = siteRec{allocSeq: seq, allocG: g, allocStack: st}
+		closeMeta()
+	} else {
+		*rec = siteRec{allocSeq: seq, allocG: g, allocStack: st}
+	}
+
+	storeRelease(hdrWord(slot), a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
+	asanSlotLive(slot, c, payOff, n)
+	if h.profile != nil {
+		a.profileAdd(uintptr(p))
+	}
+	return true
+}
+
+// verifyCanaries checks both redzones of an allocated small block.
+func (a *Allocator) verifyCanaries(op string, slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
+	body := unsafe.Add(slot, headerSize)
+	w := redzone.Canary(a.h.canaryKey, uintptr(slot))
+	pay := unsafe.Add(body, hd.off)
+	if bug(bugCanarySkip) && c == 5 {
+		return nil // seeded bug: one size class's canaries are never checked
+	}
+	if i := redzone.Verify(slice(body, hd.off), uintptr(body), w); i >= 0 {
+		bad := unsafe.Add(body, i)
+		return a.damage(Underflow, op, bad, slot, c, soff, hd, w, int(hd.off)-i,
+			"the front redzone was overwritten")
+	}
+	rear := unsafe.Add(pay, hd.size)
+	n := uintptr(classSize[c]) - hd.off - uintptr(hd.size)
+	if i := redzone.VerifyRear(slice(rear, n), uintptr(rear), w); i >= 0 {
+		bad := unsafe.Add(rear, i)
+		r := a.newReport(Overflow, op, bad, slot, c, soff, hd, "the rear redzone was overwritten")
+		m := min(16, int(n)-i)
+		r.Got = snapshot(bad, uintptr(m))
+		r.Want = redzone.ExpectedRear(w, uintptr(rear), uintptr(bad), m)
+		return r
+	}
+	return nil
+}
+
+// damage builds a report about pattern damage at bad, with up to 16 bytes
+// found and expected (avail bytes of pattern remain from bad).
+func (a *Allocator) damage(k Kind, op string, bad, slot unsafe.Pointer, c int, soff uint32, hd header, w uint64, avail int, detail string) *Report {
+	r := a.newReport(k, op, bad, slot, c, soff, hd, detail)
+	n := min(16, avail)
+	r.Got = snapshot(bad, uintptr(n))
+	r.Want = redzone.Expected(w, uintptr(bad), n)
+	return r
+}
+
+// withdraw marks a reported slot so it is never reused nor reported again.
+func (a *Allocator) withdraw(slot unsafe.Pointer, old uint64) {
+	atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn))
+}
+
+// stateFreeing is the state Free's compare-and-swap moves a live block
+// to: busy, while quarantineSmall verifies and poisons it.
+const stateFreeing = stateBusy
+
+// quarantineSmall is the hardening layer's part of retireSmall, for a
+// block whose header releaseSlot moved from old to busy: verify its
+// canaries, record the free site, poison it and put it in this P's
+// quarantine batch. Without a quarantine budget (and outside the
+// always-quarantined classes) the slot is reused at once, so poison would
+// be overwritten before anything could check it: the free is recorded,
+// the header set free, and retireSmall recycles the slot as release
+// builds do (done false).
+func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64) (done, ok bool) {
+	h := a.h
+	hd := fields(old)
+	if r := a.verifyCanaries(op, slot, c, soff, hd); r != nil {
+		a.withdraw(slot, restate(old, stateBusy))
+		a.report(r)
+		return true, false
+	}
+	rec := a.rec(c, soff)
+	g, st := a.who()
+	if h.profile != nil {
+		a.profileRemove(uintptr(slot) + headerSize + hd.off)
+	}
+	quarantined := !h.noBudget || a.always[c]
+	if quarantined {
+		body := unsafe.Add(slot, headerSize)
+		redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), redzone.Poison(h.poisonKey, uintptr(slot)))
+	}
+
+	// One pin for the sequence number, the record, the state change and
+	// this P's quarantine batch (lock-free; a full batch goes to the
+	// shared quarantine under one lock acquisition). The metadata guard
+	// may take a lock, so it is opened before.
+	closeMeta := nop
+	if h.guard.on {
+		closeMeta = h.guard.open(unsafe.Pointer(rec))
+	}
+	pc := a.pin()
+	rec.freeSeq, rec.freeG, rec.freeStack = a.takeSeq(pc, rec.allocSeq), g, st
+	if !quarantined {
+		a.unpin(pc)
+		closeMeta()
+		storeRelease(hdrWord(slot), restate(old, stateFree))
+		return false, true
+	}
+	it := quarantine.Item{Class: c, ID: uint64(soff), Bytes: int64(classSize[c] + headerSize)}
+	storeRelease(hdrWord(slot), restate(old, stateQuarantined))
+	pc.noteFree(c, hd.size)
+	if pc.qn < len(pc.qpend) && pc.qbytes+it.Bytes <= h.pendCap {
+		pc.qpend[pc.qn] = it
+		pc.qn++
+		pc.qbytes += it.Bytes
+		a.unpin(pc)
+		closeMeta()
+		return true, true
+	}
+	var batch [len(pc.qpend) + 1]quarantine.Item
+	n := copy(batch[:], pc.qpend[:pc.qn])
+	batch[n] = it
+	pc.qn, pc.qbytes = 0, 0
+	a.unpin(pc)
+	closeMeta()
+	a.quarantineBatch(pc.qi, batch[:n+1])
+	return true, true
+}
+
+func (a *Allocator) verifyPoison(op string, slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
+	body := unsafe.Add(slot, headerSize)
+	w := redzone.Poison(a.h.poisonKey, uintptr(slot))
+	n := uintptr(classSize[c])
+	if i := redzone.Verify(slice(body, n), uintptr(body), w); i >= 0 {
+		bad := unsafe.Add(body, i)
+		r := a.damage(WriteAfterFree, op, bad, slot, c, soff, hd, w, int(n)-i,
+			"a freed block's poison was overwritten while it sat in quarantine")
+		return r
+	}
+	return nil
+}
+
+// checkHook, when set by a test, runs in Check between reading a slot's
+// header and verifying the slot: the window in which another goroutine
+// may free or reuse the block.
+var checkHook func(slot unsafe.Pointer)
+
+// verifyStable is verifySmall for a slot other goroutines may be freeing,
+// evicting or reallocating right now: damage counts only if the header
+// did not change while the slot was read, and is still there when read
+// again (a slot freed and reallocated with an identical header in between
+// has been re-armed by then).
+func (a *Allocator) verifyStable(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) *Report {
+	if hd.state != stateAllocated && hd.state != stateQuarantined {
+		return nil
+	}
+	if checkHook != nil {
+		checkHook(slot) // tests: another goroutine acts right here
+	}
+	for range 2 {
+		if a.peekSmall(slot, c, soff, hd) == nil || loadHeader(slot) != old {
+			return nil
+		}
+	}
+	return a.verifySmall(op, slot, c, soff, hd, old)
+}
+
+// peekSmall verifies without side effects.
+func (a *Allocator) peekSmall(slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
+	if hd.state == stateAllocated {
+		return a.verifyCanaries("Check", slot, c, soff, hd)
+	}
+	return a.verifyPoison("Check", slot, c, soff, hd)
+}
+
+// verifySmall is Check's and Close's look at one slot, whose header
+// word old decodes to hd.
+func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) *Report {
+	switch hd.state {
+	case stateAllocated:
+		if r := a.verifyCanaries(op, slot, c, soff, hd); r != nil {
+			// Reported once; its Free just retires it.
+			atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateDamaged))
+			return r
+		}
+	case stateQuarantined:
+		if r := a.verifyPoison(op, slot, c, soff, hd); r != nil {
+			a.withdraw(slot, old) // its eviction must not report it again
+			return r
+		}
+	}
+	return nil
+}
+
+// reportHeader reports a slot whose header word v fails its checksum.
+func (a *Allocator) reportHeader(op string, slot unsafe.Pointer, c int, v uint64) {
+	a.report(a.headerReport(op, slot, c, v))
+}
