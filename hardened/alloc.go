@@ -71,6 +71,20 @@ type Options struct {
 	// to zero. For tests and fuzz harnesses, where it makes such a bug show
 	// on a new allocator as on a recycled one; it costs a fill per slab.
 	JunkFill byte
+	// MinAlign, when set, is the alignment of every block: a power of two
+	// no larger than MaxAlign (0 means 16). Alloc and Realloc then return
+	// blocks aligned to it on their fast paths, and AllocAligned with an
+	// alignment up to it is Alloc; for clients whose every buffer is
+	// aligned (Apache Arrow's are 64-byte aligned), at the cost of up to
+	// MinAlign-16 bytes of slack per small block.
+	MinAlign int
+	// Wrappers lists the functions that wrap this allocator for a client
+	// (an adapter's Allocate and Free, say), as prefixes of the names
+	// runtime.Frame.Function gives them ("example.com/adapter.(*Alloc)."):
+	// their frames are dropped from the top of every site like the
+	// allocator's own, so reports and their summaries start at the code
+	// that called the wrapper, the way testing.T.Helper marks test helpers.
+	Wrappers []string
 	// LargeCacheBytes is how many bytes of freed large blocks (above
 	// MaxSmall) stay mapped for reuse, so that a large Alloc after a Free
 	// costs a clear instead of mmap, munmap and a page fault per page.
@@ -135,6 +149,8 @@ type Allocator struct {
 
 	rng *rand.ChaCha8 // used only while New and Reset run
 
+	minAlign uintptr // Options.MinAlign, at least 16
+
 	//lint:ignore U1000 empty in release builds (harden0.go)
 	hardAlloc // the hardening layer's state
 }
@@ -198,7 +214,10 @@ func (pc *cache) noteFree(c, size int) {
 // New maps the address-space reservation for the size classes (PROT_NONE,
 // nothing committed) and returns a ready allocator.
 func New(opts Options) (*Allocator, error) {
-	a := &Allocator{opts: opts, report: opts.OnReport}
+	if opts.MinAlign < 0 || opts.MinAlign&(opts.MinAlign-1) != 0 || opts.MinAlign > MaxAlign {
+		return nil, &OpError{Op: "New", Align: opts.MinAlign, Err: ErrAlignment}
+	}
+	a := &Allocator{opts: opts, report: opts.OnReport, minAlign: uintptr(max(opts.MinAlign, 16))}
 	if a.report == nil {
 		a.report = func(r *Report) {
 			a.print(r.String())
@@ -302,14 +321,19 @@ func (a *Allocator) Alloc(n int) ([]byte, error) {
 	// armed by finishSmall as on the general path. After Close the caches
 	// are empty, so this falls through to the checks.
 	front, rear := a.pads()
-	if n > 0 && n <= maxSmall-front-rear {
-		c := sizeClass(uintptr(front + n + rear))
+	slack := int(a.minAlign) - 16 // Options.MinAlign: the most alignment padding a slot needs
+	if n > 0 && n <= maxSmall-front-rear-slack {
+		c := sizeClass(uintptr(front + slack + n + rear))
 		if off, seq, ok := a.popFast(c, n); ok {
 			// finishSmall, by hand: it is over the inlining budget, and
 			// the call cost release builds ~4 ns of a 40 ns pair.
 			slot := a.slotAt(c, off)
-			if a.armSmall(slot, c, off, n, uintptr(front), seq) {
-				b := unsafe.Slice((*byte)(unsafe.Add(slot, headerSize+uintptr(front))), n)
+			payOff := uintptr(front)
+			if slack > 0 {
+				payOff = alignUp(uintptr(slot)+headerSize+payOff, a.minAlign) - uintptr(slot) - headerSize
+			}
+			if a.armSmall(slot, c, off, n, payOff, seq) {
+				b := unsafe.Slice((*byte)(unsafe.Add(slot, headerSize+payOff)), n)
 				if !bug(bugNoZero) {
 					clear(b)
 				}
@@ -321,10 +345,16 @@ func (a *Allocator) Alloc(n int) ([]byte, error) {
 }
 
 // AllocAligned returns n zeroed bytes whose address is a multiple of
-// align, a power of two no larger than MaxAlign.
+// align, a power of two no larger than MaxAlign. An alignment up to
+// Options.MinAlign is Alloc's, fast path included; AllocAligned(0, align)
+// is a zero-size block as Alloc(0) is (in hardened builds, an address in
+// the PROT_NONE zero-size region, for alignments up to a page).
 func (a *Allocator) AllocAligned(n, align int) ([]byte, error) {
 	if align <= 0 || align&(align-1) != 0 || align > MaxAlign {
 		return nil, &OpError{Op: "AllocAligned", Size: n, Align: align, Err: ErrAlignment}
+	}
+	if uintptr(align) <= a.minAlign && n > 0 {
+		return a.Alloc(n) // its errors say Op "Alloc"
 	}
 	return a.alloc("AllocAligned", n, align)
 }
@@ -337,11 +367,11 @@ func (a *Allocator) alloc(op string, n, align int) ([]byte, error) {
 	if a.closed.Load() {
 		return nil, &OpError{Op: op, Size: n, Align: align, Err: ErrClosed}
 	}
-	if align < 16 {
-		align = 16
-	}
-	if Enabled && n == 0 && align == 16 {
-		return a.allocZero(), nil
+	align = max(align, int(a.minAlign))
+	if Enabled && n == 0 && uintptr(align) <= pageSize {
+		if b := a.allocZero(uintptr(align)); b != nil {
+			return b, nil
+		}
 	}
 	front, rear := a.pads()
 	// Worst-case room the slot needs: front pad, alignment slack, payload,
@@ -651,21 +681,22 @@ func (a *Allocator) Free(b []byte) {
 	if p == nil {
 		return
 	}
-	// Fast path, the same in both builds: a live small block whose
-	// payload starts at the front pad (no alignment slack), with a good
-	// header, is released with one compare-and-swap and retired. Anything
+	// Fast path, the same in both builds: a live small block with a good
+	// header, freed through the start of its payload (aligned ones too), is
+	// released with one compare-and-swap and retired. Anything
 	// else (and everything after Close, when no slab is committed any
 	// more) takes the general path, which reports.
 	if off := uintptr(p) - uintptr(a.base); off < a.regionSize() {
 		slot, c, soff, ok := a.locate(off)
-		front, _ := a.pads()
 		if ok {
-			// decode, inlined: allocated, used, payload at the front pad,
-			// this class, and the checksum holds.
-			const mask = (1<<hdrOffBits-1)<<hdrOffShift | 0x7f<<hdrClsShift | 7<<hdrStShift | hdrUsedBit
+			// decode, inlined: allocated, used, this class, the payload
+			// where the header says, and the checksum holds.
+			const mask = 0x7f<<hdrClsShift | 7<<hdrStShift | hdrUsedBit
 			old := loadHeader(slot)
-			if old&mask == uint64(front/16)<<hdrOffShift|uint64(c)<<hdrClsShift|uint64(stateAllocated)<<hdrStShift|hdrUsedBit &&
-				old>>hdrSumShift == a.checksum(slot, old) && unsafe.Add(slot, headerSize+front) == p &&
+			if old&mask == uint64(c)<<hdrClsShift|uint64(stateAllocated)<<hdrStShift|hdrUsedBit &&
+				unsafe.Add(slot, headerSize+uintptr(old>>hdrOffShift&(1<<hdrOffBits-1))*16) == p &&
+				old>>hdrSumShift == a.checksum(slot, old) &&
+				(freeHook == nil || hookFree(slot)) &&
 				(!bug(bugPlainFree) && atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateFreeing)) ||
 					bug(bugPlainFree) && releasePlain(slot, old, stateFreeing)) { // releaseSlot, by hand: over the inlining budget
 				// retireSmall, by hand (over the inlining budget).
@@ -810,10 +841,17 @@ func (a *Allocator) validate(op string, p unsafe.Pointer, off uintptr, freed Kin
 	return ref, nil
 }
 
-// freeHook, when set by a test, runs in Free and Realloc's general path
-// between loading a slot's header and changing its state: the window in
-// which a racing Free of the same block must lose cleanly.
+// freeHook, when set by a test, runs in Free's fast path and in Free and
+// Realloc's general path between loading a slot's header and changing its
+// state: the window in which a racing Free of the same block must lose
+// cleanly.
 var freeHook func(slot unsafe.Pointer)
+
+// hookFree runs freeHook in an expression.
+func hookFree(slot unsafe.Pointer) bool {
+	freeHook(slot)
+	return true
+}
 
 // releaseSlot moves a slot's header from old (allocated) to state by
 // compare-and-swap; false means another goroutine changed it first.
@@ -852,27 +890,51 @@ func (a *Allocator) newReport(k Kind, op string, addr, slot unsafe.Pointer, c in
 }
 
 // Realloc resizes b to n bytes, keeping min(len(b), n) of its bytes, and
-// returns the new slice (possibly at the same address). Realloc(nil, n)
-// allocates. On error b is still valid and unchanged.
+// returns the new slice (possibly at the same address), aligned as Alloc
+// aligns (Options.MinAlign). Realloc(nil, n) allocates. On error b is
+// still valid and unchanged.
 func (a *Allocator) Realloc(b []byte, n int) ([]byte, error) {
+	return a.realloc("Realloc", b, n, 0)
+}
+
+// ReallocAligned is Realloc for a block that must stay aligned to align
+// (a power of two no larger than MaxAlign), as AllocAligned's are: it
+// resizes in place when b's address already has the alignment, and moves
+// the bytes into a new aligned block otherwise.
+func (a *Allocator) ReallocAligned(b []byte, n, align int) ([]byte, error) {
+	if align <= 0 || align&(align-1) != 0 || align > MaxAlign {
+		return nil, &OpError{Op: "ReallocAligned", Size: n, Align: align, Err: ErrAlignment}
+	}
+	if uintptr(align) <= a.minAlign {
+		align = 0
+	}
+	return a.realloc("ReallocAligned", b, n, align)
+}
+
+func (a *Allocator) realloc(op string, b []byte, n, align int) ([]byte, error) {
 	p := unsafe.Pointer(unsafe.SliceData(b))
 	if p == nil {
-		return a.alloc("Realloc", n, 0)
+		return a.alloc(op, n, align)
 	}
 	if n < 0 || n > maxAllocSize {
-		return nil, &OpError{Op: "Realloc", Size: n, Err: ErrInvalidSize}
+		return nil, &OpError{Op: op, Size: n, Align: align, Err: ErrInvalidSize}
 	}
 	if a.closed.Load() {
-		return nil, &OpError{Op: "Realloc", Size: n, Err: ErrClosed}
+		return nil, &OpError{Op: op, Size: n, Align: align, Err: ErrClosed}
 	}
-	size, err := a.liveSize("Realloc", p)
+	size, err := a.liveSize(op, p)
 	if err != nil {
 		return nil, err
 	}
-	if nb, ok := a.reallocInPlace(p, size, n); ok {
-		return nb, nil
+	if uintptr(p)&(uintptr(max(align, 1))-1) == 0 {
+		if !Enabled && n == size {
+			return unsafe.Slice((*byte)(p), n), nil // nothing to do (hardened builds always move)
+		}
+		if nb, ok := a.reallocInPlace(p, size, n); ok {
+			return nb, nil
+		}
 	}
-	nb, err := a.alloc("Realloc", n, 0)
+	nb, err := a.alloc(op, n, align)
 	if err != nil {
 		return nil, err
 	}
@@ -883,8 +945,34 @@ func (a *Allocator) Realloc(b []byte, n int) ([]byte, error) {
 	copy(nb, unsafe.Slice((*byte)(p), keep))
 	// If the old block changed state under us (a concurrent Free), free
 	// reports it; the caller keeps the new block either way.
-	a.free("Realloc", p)
+	a.free(op, p)
 	return nb, nil
+}
+
+// UsableSize returns how far b can grow in place: the size Realloc can
+// resize it to without moving it (at least len(b)). Release builds resize
+// a small block within its slot; hardened builds always move a block on
+// Realloc (a moved block catches stale pointers, and canaries never move
+// under a Check), so there it is len(b). A b that is not a live block is
+// reported, as Realloc would report it.
+func (a *Allocator) UsableSize(b []byte) (int, error) {
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	if p == nil {
+		return 0, nil
+	}
+	if a.closed.Load() {
+		return 0, &OpError{Op: "UsableSize", Err: ErrClosed}
+	}
+	size, err := a.liveSize("UsableSize", p)
+	if err != nil || Enabled {
+		return size, err
+	}
+	off := uintptr(p) - uintptr(a.base)
+	if off >= a.regionSize() {
+		return size, nil // large blocks move on Realloc
+	}
+	slot, c, _, _ := a.locate(off)
+	return int(uintptr(classSize[c]) - (uintptr(p) - uintptr(slot) - headerSize)), nil
 }
 
 // liveSize validates p as a live block's start and returns its size. On a
@@ -897,7 +985,7 @@ func (a *Allocator) liveSize(op string, p unsafe.Pointer) (int, error) {
 		}
 		return a.largeSize(op, p)
 	}
-	ref, got := a.validate(op, p, off, UseAfterFree, "Realloc of a block that is already free", false)
+	ref, got := a.validate(op, p, off, UseAfterFree, op+" of a block that is already free", false)
 	if got == nil {
 		return ref.h.size, nil
 	}

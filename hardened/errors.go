@@ -27,7 +27,7 @@ const MaxAlign = 1 << 30
 // were refused or whose memory could not be had. Nothing was allocated and
 // nothing passed in was changed.
 type OpError struct {
-	Op    string // "Alloc", "AllocAligned", "Realloc", ...
+	Op    string // "Alloc", "AllocAligned", "Realloc", "ReallocAligned", ...
 	Size  int    // the requested size
 	Align int    // the requested alignment, 0 when the operation has none
 	Err   error  // one of the Err* sentinels, possibly wrapping an OS error
@@ -37,7 +37,7 @@ type OpError struct {
 // invalid alignment", "hardalloc: Close: allocator is closed".
 func (e *OpError) Error() string {
 	switch e.Op {
-	case "AllocAligned":
+	case "AllocAligned", "ReallocAligned":
 		return fmt.Sprintf("hardalloc: %s(%d, %d): %v", e.Op, e.Size, e.Align, e.Err)
 	case "Alloc", "Realloc":
 		return fmt.Sprintf("hardalloc: %s(%d): %v", e.Op, e.Size, e.Err)

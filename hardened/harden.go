@@ -65,7 +65,9 @@ type hardState struct {
 	// classes other than Allocator.always skip the quarantine altogether.
 	noBudget bool
 	depth    int // stack frames to record; 0 = none
-	depot    depot
+	slop     int // frames recorded beyond depth, dropped as the allocator's own or Options.Wrappers'
+
+	depot depot
 
 	meta      []byte // site records, one per slot, per class
 	metaStart [numClasses]uintptr
@@ -94,6 +96,10 @@ func (a *Allocator) initHardened() error {
 		depth:     16,
 	}
 	h.rear = h.front
+	h.slop = stackSlop
+	if len(a.opts.Wrappers) > 0 {
+		h.slop += wrapperSlop
+	}
 	switch {
 	case a.opts.StackDepth < 0:
 		h.depth = 0

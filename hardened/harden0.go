@@ -73,7 +73,7 @@ func (a *Allocator) unquarantine(lb *largeBlock, cache bool)          {}
 
 // The zero-size region: release builds give Alloc(0) a slot.
 func (a *Allocator) zeroContains(p uintptr) bool                       { return false }
-func (a *Allocator) allocZero() []byte                                 { return nil }
+func (a *Allocator) allocZero(align uintptr) []byte                    { return nil }
 func (a *Allocator) freeZero(op string, p unsafe.Pointer) bool         { return false }
 func (a *Allocator) zeroSize(op string, p unsafe.Pointer) (int, error) { return 0, nil }
 func (a *Allocator) zeroLeaks(op string) []*Report                     { return nil }

@@ -31,7 +31,8 @@ var _ [0]struct{} = [unsafe.Sizeof(siteRec{}) & (unsafe.Sizeof(siteRec{}) - 1)]s
 
 const (
 	recSize   = unsafe.Sizeof(siteRec{})
-	stackSlop = 6 // frames inside this package above the caller
+	stackSlop   = 6 // frames inside this package above the caller
+	wrapperSlop = 8 // more, for Options.Wrappers' frames
 )
 
 // allocSeq takes the sequence number of an allocation from slot off of
@@ -63,8 +64,8 @@ func (a *Allocator) who() (g uint64, stack uint32) {
 	h := a.h
 	g = goid()
 	if h.depth > 0 {
-		var pcs [64 + stackSlop]uintptr
-		n := callers(0, pcs[:h.depth+stackSlop]) // own frames are dropped by depot.get
+		var pcs [64 + stackSlop + wrapperSlop]uintptr
+		n := callers(0, pcs[:h.depth+h.slop]) // own and wrapper frames are dropped by Site.Frames
 		stack = h.depot.intern(pcs[:n])
 	}
 	return
@@ -102,7 +103,7 @@ func (a *Allocator) takeSeq(pc *cache, after uint64) uint64 {
 }
 
 func (a *Allocator) siteOf(g, seq uint64, stack uint32) Site {
-	return Site{Goroutine: g, Seq: seq, Stack: a.h.depot.get(stack), depth: a.h.depth}
+	return Site{Goroutine: g, Seq: seq, Stack: a.h.depot.get(stack), depth: a.h.depth, wrappers: a.opts.Wrappers}
 }
 
 func (a *Allocator) fillSites(r *Report, c int, soff uint32) {

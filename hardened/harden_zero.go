@@ -46,18 +46,27 @@ func (z *zeroRegion) contains(p uintptr) bool {
 	return p-base < zeroRegionSize
 }
 
-func (a *Allocator) allocZero() []byte {
+func (a *Allocator) allocZero(align uintptr) []byte {
 	z := &a.h.zero
 	g, seq, st := a.site(0)
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	var off uintptr
-	if z.next < zeroRegionSize {
-		off = z.next
-		z.next += 16
+	if next := alignUp(z.next, align); next < zeroRegionSize {
+		off = next
+		z.next = next + 16
 	} else {
-		off = z.freed[0] // 4M frees happened: recycle the oldest
-		z.freed = z.freed[1:]
+		// The region is used up (millions of Alloc(0)): recycle the
+		// oldest freed address that has the alignment.
+		i := 0
+		for i < len(z.freed) && z.freed[i]&(align-1) != 0 {
+			i++
+		}
+		if i == len(z.freed) {
+			return nil // millions live: the caller gives it a slot instead
+		}
+		off = z.freed[i]
+		z.freed = append(z.freed[:i], z.freed[i+1:]...)
 	}
 	z.live[off] = &zeroBlock{alloc: a.siteOf(g, seq, st)}
 	asanZero(unsafe.Pointer(&z.mem[off]), false)

@@ -17,7 +17,6 @@ func TestInterleavedDoubleFree(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Misaligned payloads take the general path in release builds.
 		b, err := a.AllocAligned(40, 64)
 		if err != nil {
 			t.Fatal(err)

@@ -58,13 +58,15 @@ type Site struct {
 	Seq       uint64    // allocator-wide sequence number of the operation
 	Stack     []uintptr // return addresses, innermost first (may include the allocator's own frames)
 	depth     int       // frames to show
+	wrappers  []string  // Options.Wrappers: dropped from the top like the allocator's own frames
 }
 
 // Known reports whether anything was recorded.
 func (s Site) Known() bool { return s.Seq != 0 }
 
 // Frames symbolizes the stack (done only when a report is printed),
-// without the allocator's own frames.
+// without the allocator's own frames and those of the wrappers
+// Options.Wrappers names above them.
 func (s Site) Frames() []runtime.Frame {
 	if len(s.Stack) == 0 {
 		return nil
@@ -73,7 +75,7 @@ func (s Site) Frames() []runtime.Frame {
 	fr := runtime.CallersFrames(s.Stack)
 	for {
 		f, more := fr.Next()
-		own := len(out) == 0 && strings.HasPrefix(f.Function, pkgPath+".")
+		own := len(out) == 0 && (strings.HasPrefix(f.Function, pkgPath+".") || s.wraps(f.Function))
 		if !own && !isWrapper(f.Function) {
 			out = append(out, f)
 		}
@@ -82,6 +84,16 @@ func (s Site) Frames() []runtime.Frame {
 		}
 	}
 	return out
+}
+
+// wraps reports whether fn is one of the wrappers Options.Wrappers names.
+func (s Site) wraps(fn string) bool {
+	for _, w := range s.wrappers {
+		if strings.HasPrefix(fn, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // isWrapper reports compiler-generated go-statement wrappers, which
