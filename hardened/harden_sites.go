@@ -30,7 +30,7 @@ type siteRec struct {
 var _ [0]struct{} = [unsafe.Sizeof(siteRec{}) & (unsafe.Sizeof(siteRec{}) - 1)]struct{}{}
 
 const (
-	recSize   = unsafe.Sizeof(siteRec{})
+	recSize     = unsafe.Sizeof(siteRec{})
 	stackSlop   = 6 // frames inside this package above the caller
 	wrapperSlop = 8 // more, for Options.Wrappers' frames
 )
