@@ -8,7 +8,7 @@ FUZZTIME ?= 10s
 TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
 MODES    ?= release hardened
 
-.PHONY: anchor anchor-smoke test test-asan test-arrow native-libfuzzer-smoke fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
+.PHONY: anchor anchor-smoke arrow-suites test test-asan test-arrow native-libfuzzer-smoke fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
 
 # Every check CI runs: formatting, vet, staticcheck, and the tests (seed
 # corpora included) with and without the race detector and -tags hardened.
@@ -107,6 +107,11 @@ bench:
 # workloads, interleaved; prints the medians and the ratio table.
 anchor:
 	bench/anchor/run.sh
+
+# arrow-go's own test suites with their allocator swapped for arrowalloc
+# (release and hardened) beside arrow's: pass/fail, reports, leaks by site.
+arrow-suites:
+	scripts/arrow-suites.sh
 
 # One tiny round, so the anchor tooling cannot rot unnoticed.
 anchor-smoke:
