@@ -45,7 +45,9 @@ type results struct {
 	reports          []report
 }
 
-func key(v, pkg string) string { return v + "-" + strings.ReplaceAll(strings.TrimPrefix(pkg, "./"), "/", "_") }
+func key(v, pkg string) string {
+	return v + "-" + strings.ReplaceAll(strings.TrimPrefix(pkg, "./"), "/", "_")
+}
 
 func load(dir, v, pkg string) (*results, error) {
 	r := &results{failed: map[string]bool{}}
