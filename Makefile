@@ -58,6 +58,8 @@ lint: tools
 	if echo 'int main(void){return 0;}' | $(CC) -fsanitize=address -x c - -o /dev/null 2>/dev/null; then \
 		$(GO) vet -tags asan ./... && $(GO) vet -tags asan,hardened ./... && \
 		staticcheck -tags asan ./... && staticcheck -tags asan,hardened ./...; fi
+	cd arrowalloc && $(GO) vet ./... && $(GO) vet -tags hardened ./... && staticcheck ./... && staticcheck -tags hardened ./...
+	cd bench && $(GO) vet ./... && staticcheck ./...
 	actionlint .github/workflows/*.yml
 
 # A short run of the nightly script, so it cannot rot unnoticed.

@@ -38,7 +38,7 @@ func TestBuildersAndIPC(t *testing.T) {
 		b.Field(0).(*array.Int64Builder).Append(int64(i))
 		b.Field(1).(*array.StringBuilder).Append(strings.Repeat("x", i%17))
 	}
-	rec := b.NewRecord()
+	rec := b.NewRecordBatch()
 	b.Release()
 	var buf bytes.Buffer
 	w := ipc.NewWriter(&buf, ipc.WithSchema(schema), ipc.WithAllocator(mem))
@@ -53,7 +53,7 @@ func TestBuildersAndIPC(t *testing.T) {
 	}
 	n := 0
 	for r.Next() {
-		col := r.Record().Column(0).(*array.Int64)
+		col := r.RecordBatch().Column(0).(*array.Int64)
 		for i := range col.Len() {
 			if col.Value(i) != int64(n) {
 				t.Fatalf("row %d: %d", n, col.Value(i))

@@ -65,7 +65,7 @@ func BenchmarkIPC(b *testing.B) {
 					rb.Field(0).(*array.Int64Builder).Append(int64(batch*4096 + i))
 					rb.Field(1).(*array.StringBuilder).Append("row")
 				}
-				rec := rb.NewRecord()
+				rec := rb.NewRecordBatch()
 				if err := w.Write(rec); err != nil {
 					b.Fatal(err)
 				}
