@@ -60,7 +60,37 @@ func Options(p Program) hardened.Options {
 		o.Limit = [...]int64{2 << 20, 8 << 20}[(s>>11)%2]
 	}
 	o.ProtectMetadata = (s>>12)%32 == 0
+	// One in four chooses the per-P cache of every operation from the
+	// seed (Options.Cache): a block allocated through one cache is freed
+	// through another, and caches flush and refill apart from where the
+	// scheduler runs the program's goroutines.
+	if (s>>17)%4 == 0 {
+		c := &chooser{}
+		c.reset(s)
+		o.Cache = c.next
+	}
+	// One in eight aligns every block to 64 bytes (Options.MinAlign), as
+	// the arrow adapter does: the fast paths then place payloads past
+	// alignment slack.
+	if (s>>19)%8 == 0 {
+		o.MinAlign = 64
+	}
 	return o
+}
+
+// chooser is the fuzz harness's Options.Cache: a sequence of cache
+// indexes derived from the program's seed. A pooled allocator keeps the
+// chooser it was made with, which getAllocator re-seeds for each program,
+// so a program's choices never depend on the programs before it.
+type chooser struct {
+	seed, n atomic.Uint64
+}
+
+func (c *chooser) reset(seed uint64) { c.seed.Store(seed); c.n.Store(0) }
+
+func (c *chooser) next() int {
+	z := (c.seed.Load() ^ c.n.Add(1)*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
+	return int((z ^ z>>31) >> 33)
 }
 
 // block is the model of one live block.
@@ -204,8 +234,9 @@ func runOnce(p Program, opts hardened.Options, fresh bool) (err error) {
 // fuzzing ~50 times slower. Allocator.Reset verifies, forgets every block
 // and re-keys; its report path is redirected to the current runner.
 type pooled struct {
-	a   *hardened.Allocator
-	cur atomic.Pointer[runner]
+	a      *hardened.Allocator
+	cur    atomic.Pointer[runner]
+	choose *chooser // Options.Cache, if the configuration has one
 	// spare is the runner of the last successful run, recycled with its
 	// channel and orphan list (a fresh one was about 1 KiB of garbage per
 	// exec). A failed run's runner is not reused: its threads may still
@@ -245,15 +276,24 @@ type poolKey struct {
 	protect    bool
 	limit      int64
 	largeCache int64
+	chosen     bool // Options.Cache set
+	minAlign   int
 }
 
 var pool struct {
 	sync.Mutex
 	free map[poolKey][]*pooled
+	n    int // allocators in free
 }
 
+// maxPooled bounds the idle allocators the pool keeps: each reserves
+// address space for its size classes (89 GiB), and the configuration
+// space has thousands of keys, which a long campaign would otherwise
+// fill until New finds no address space left.
+const maxPooled = 128
+
 func keyOf(o hardened.Options) poolKey {
-	return poolKey{o.QuarantineBytes, o.Redzone, o.StackDepth, o.ProtectMetadata, o.Limit, o.LargeCacheBytes}
+	return poolKey{o.QuarantineBytes, o.Redzone, o.StackDepth, o.ProtectMetadata, o.Limit, o.LargeCacheBytes, o.Cache != nil, o.MinAlign}
 }
 
 func getAllocator(opts hardened.Options) (*pooled, error) {
@@ -263,12 +303,16 @@ func getAllocator(opts hardened.Options) (*pooled, error) {
 	if l := pool.free[k]; len(l) > 0 {
 		pa = l[len(l)-1]
 		pool.free[k] = l[:len(l)-1]
+		pool.n--
 	}
 	pool.Unlock()
 	if pa != nil {
 		if err := pa.a.Reset(opts.Seed); err != nil {
 			pa.a.Close()
 			return nil, fmt.Errorf("fuzz: pooled allocator not clean: %w", err)
+		}
+		if pa.choose != nil {
+			pa.choose.reset(opts.Seed)
 		}
 		return pa, nil
 	}
@@ -278,6 +322,11 @@ func getAllocator(opts hardened.Options) (*pooled, error) {
 // newPooled makes an allocator whose reports go to its current runner.
 func newPooled(opts hardened.Options) (*pooled, error) {
 	pa := new(pooled)
+	if opts.Cache != nil {
+		pa.choose = &chooser{}
+		pa.choose.reset(opts.Seed)
+		opts.Cache = pa.choose.next
+	}
 	opts.OnReport = func(rep *hardened.Report) {
 		if r := pa.cur.Load(); r != nil {
 			r.mu.Lock()
@@ -304,7 +353,18 @@ func putAllocator(opts hardened.Options, pa *pooled) {
 		pool.free = make(map[poolKey][]*pooled)
 	}
 	if len(pool.free[k]) < 1 { // a worker runs one program at a time
+		if pool.n >= maxPooled {
+			for k2, l := range pool.free { // evict one other configuration's
+				if len(l) > 0 {
+					l[len(l)-1].a.Close()
+					pool.free[k2] = l[:len(l)-1]
+					pool.n--
+					break
+				}
+			}
+		}
 		pool.free[k] = append(pool.free[k], pa)
+		pool.n++
 		return
 	}
 	pa.a.Close()

@@ -85,6 +85,14 @@ type Options struct {
 	// allocator's own, so reports and their summaries start at the code
 	// that called the wrapper, the way testing.T.Helper marks test helpers.
 	Wrappers []string
+	// Cache, for fuzz harnesses: when set, every operation uses the per-P
+	// cache whose index Cache returns (modulo the number of caches),
+	// locked, instead of the current P's, the way race builds pick one at
+	// random; a harness that derives the choice from its input makes a
+	// block allocated through one cache be freed through another, and
+	// caches fill, flush and refill apart from the scheduler, replayably.
+	// It costs a lock per operation.
+	Cache func() int
 	// LargeCacheBytes is how many bytes of freed large blocks (above
 	// MaxSmall) stay mapped for reuse, so that a large Alloc after a Free
 	// costs a clear instead of mmap, munmap and a page fault per page.

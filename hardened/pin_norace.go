@@ -23,6 +23,9 @@ func procUnpin()
 //go:norace
 //go:nocheckptr
 func (a *Allocator) pin() *cache {
+	if a.opts.Cache != nil {
+		return a.pinChosen()
+	}
 	pid := procPin()
 	if uint(pid) < uint(len(a.caches)) {
 		return a.caches[pid]
@@ -39,12 +42,21 @@ func (a *Allocator) pinSpare() *cache {
 	return a.spare
 }
 
+// pinChosen locks the cache Options.Cache chooses.
+//
+//go:noinline
+func (a *Allocator) pinChosen() *cache {
+	c := a.caches[uint(a.opts.Cache())%uint(len(a.caches))]
+	c.mu.Lock()
+	return c
+}
+
 // unpin ends what pin began.
 //
 //go:norace
 //go:nocheckptr
 func (a *Allocator) unpin(c *cache) {
-	if c.shared {
+	if c.shared || a.opts.Cache != nil {
 		c.mu.Unlock()
 		return
 	}
@@ -65,6 +77,9 @@ func (c *cache) unlockForRead() {}
 //go:norace
 //go:nocheckptr
 func (a *Allocator) popFast(c, n int) (uint32, uint64, bool) {
+	if a.opts.Cache != nil {
+		return a.popChosen(c, n)
+	}
 	pid := procPin()
 	if uint(pid) < uint(len(a.caches)) {
 		pc := a.caches[pid]
@@ -86,6 +101,9 @@ func (a *Allocator) pushFast(c int, off uint32, size int) bool {
 	if bug(bugDoublePush) {
 		return false // the seeded bug lives in pushSlot
 	}
+	if a.opts.Cache != nil {
+		return a.pushChosen(c, off, size)
+	}
 	pid := procPin()
 	if uint(pid) < uint(len(a.caches)) {
 		pc := a.caches[pid]
@@ -98,5 +116,32 @@ func (a *Allocator) pushFast(c int, off uint32, size int) bool {
 		}
 	}
 	procUnpin()
+	return false
+}
+
+// popChosen and pushChosen are popFast and pushFast on the cache
+// Options.Cache chooses.
+//
+//go:noinline
+func (a *Allocator) popChosen(c, n int) (uint32, uint64, bool) {
+	pc := a.pinChosen()
+	defer pc.mu.Unlock()
+	off, ok := pc.pop(c, n)
+	if !ok {
+		return 0, 0, false
+	}
+	return off, a.allocSeq(pc, c, off), true
+}
+
+//go:noinline
+func (a *Allocator) pushChosen(c int, off uint32, size int) bool {
+	pc := a.pinChosen()
+	defer pc.mu.Unlock()
+	if k := pc.n[c]; k < a.ccap[c] {
+		pc.free[c][k] = off
+		pc.n[c] = k + 1
+		pc.noteFree(c, size)
+		return true
+	}
 	return false
 }

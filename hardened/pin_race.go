@@ -10,7 +10,11 @@ import "math/rand/v2"
 // code paths, checked for real.
 
 func (a *Allocator) pin() *cache {
-	c := a.caches[rand.N(len(a.caches))]
+	i := rand.N(len(a.caches))
+	if a.opts.Cache != nil {
+		i = int(uint(a.opts.Cache()) % uint(len(a.caches)))
+	}
+	c := a.caches[i]
 	c.mu.Lock()
 	return c
 }
