@@ -53,6 +53,9 @@ func (a *Allocator) allocZero(align uintptr) []byte {
 	defer z.mu.Unlock()
 	var off uintptr
 	if next := alignUp(z.next, align); next < zeroRegionSize {
+		for gap := z.next; gap < next; gap += 16 {
+			asanZero(unsafe.Pointer(&z.mem[gap]), false) // skipped for alignment: redzone too
+		}
 		off = next
 		z.next = next + 16
 	} else {
