@@ -12,8 +12,15 @@ import (
 // quarantine or a P's batch of frees on their way there), or free (in
 // exactly one of a P's cache and its class's central bitmap); a slot
 // never handed out is free in the bitmap only. A slot in two places would
-// be handed out twice; a slot in none is lost for good. Audit must not run
-// concurrently with any other call.
+// be handed out twice; a slot in none is lost for good.
+//
+// It also checks the memory bound, what the allocator keeps mapped beyond
+// its live blocks: per class, the slabs whose every slot is free are the
+// ones the class counts, and at most one of them stays mapped (the others
+// were purged when they emptied), so memory freed comes back to the OS
+// whatever the program did; the large-block cache holds no more than its
+// budget, and counts what it holds. Audit must not run concurrently with
+// any other call.
 func (a *Allocator) Audit() error {
 	if a.closed.Load() {
 		return &OpError{Op: "Audit", Err: ErrClosed}
@@ -44,6 +51,21 @@ func (a *Allocator) Audit() error {
 		cl := &a.classes[c]
 		cl.mu.Lock()
 		stride := classSize[c] + headerSize
+		empty, kept := 0, 0
+		for s := range cl.slabs {
+			if st := &cl.slabs[s]; !st.reserve && st.free == classSlots[c] {
+				empty++
+				if !st.purged {
+					kept++
+				}
+			}
+		}
+		if empty != cl.empty {
+			bad(c, 0, "%d slabs have every slot free, the class counts %d (purges go wrong)", empty, cl.empty)
+		}
+		if kept > 1 {
+			bad(c, 0, "%d slabs with every slot free stay mapped: one is kept, the others purged", kept)
+		}
 		for s := range cl.slabs {
 			st := &cl.slabs[s]
 			base := uint32(s) << classSlabShift[c]
@@ -106,6 +128,17 @@ func (a *Allocator) Audit() error {
 		}
 		cl.mu.Unlock()
 	}
+	l := &a.large
+	l.mu.Lock()
+	var spans int64
+	for _, lb := range l.cache {
+		spans += int64(lb.span)
+	}
+	if spans != l.cacheBytes || l.cacheBytes+l.kept > a.largeCacheBudget() {
+		errs = append(errs, fmt.Errorf("large-block cache: %d blocks of %d bytes, counted as %d (+%d kept), budget %d",
+			len(l.cache), spans, l.cacheBytes, l.kept, a.largeCacheBudget()))
+	}
+	l.mu.Unlock()
 	// What is left names slots never handed out (still in the bitmap:
 	// now in two places) or outside every carved slab.
 	for k, n := range cached {

@@ -12,6 +12,7 @@ const (
 	bugEvictTwice
 	bugCanarySkip
 	bugSpillNoZero
+	bugPurgeSkip
 )
 
 // bug is false in every normal build: the seeded bugs compile away.

@@ -32,6 +32,10 @@ const (
 	// BugSpillNoZero: a slot borrowed from a larger class is handed out
 	// without zeroing.
 	BugSpillNoZero
+	// BugPurgeSkip: returning a slot reads its slab's free count before
+	// incrementing it, so a slab never counts as emptied: it is never
+	// purged, and freed memory never goes back to the OS.
+	BugPurgeSkip
 
 	bugReallocShort = BugReallocShort
 	bugDoublePush   = BugDoublePush
@@ -42,6 +46,7 @@ const (
 	bugEvictTwice   = BugEvictTwice
 	bugCanarySkip   = BugCanarySkip
 	bugSpillNoZero  = BugSpillNoZero
+	bugPurgeSkip    = BugPurgeSkip
 )
 
 var seeded atomic.Int32

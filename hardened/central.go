@@ -123,11 +123,15 @@ func (a *Allocator) put(c int, offs []uint32) {
 		s, idx := a.slabIndex(c, off)
 		st := &cl.slabs[s]
 		st.bits[idx/64] |= 1 << (idx % 64)
+		emptied := st.free+1 == classSlots[c]
+		if bug(bugPurgeSkip) {
+			emptied = st.free == classSlots[c] // seeded bug: the count read before its increment
+		}
 		st.free++
 		if s < cl.lowest {
 			cl.lowest = s
 		}
-		if st.free == classSlots[c] {
+		if emptied {
 			cl.empty++
 			if cl.empty > 1 {
 				a.purge(c, s)
