@@ -52,6 +52,10 @@ func Options(p Program) hardened.Options {
 		// New slabs as dirty as recycled ones: a missing zeroing shows on
 		// a fresh allocator too, so its crasher replays alone.
 		JunkFill: 0xa5,
+		// 64 MiB of address space per class (5.6 GiB an allocator, not
+		// 89): the pool keeps one allocator per configuration, over a
+		// thousand of them, and programs hold a few MiB.
+		ClassSpace: 64 << 20,
 	}
 	// One configuration in eight runs under a Limit near what programs
 	// hold (no per-P caching, out-of-memory and recovery paths), one in
@@ -287,10 +291,9 @@ var pool struct {
 }
 
 // maxPooled bounds the idle allocators the pool keeps: each reserves
-// address space for its size classes (89 GiB), and the configuration
-// space has thousands of keys, which a long campaign would otherwise
-// fill until New finds no address space left.
-const maxPooled = 128
+// address space for its size classes (5.6 GiB with Options' ClassSpace),
+// and the configuration space has over a thousand keys.
+const maxPooled = 2048
 
 func keyOf(o hardened.Options) poolKey {
 	return poolKey{o.QuarantineBytes, o.Redzone, o.StackDepth, o.ProtectMetadata, o.Limit, o.LargeCacheBytes, o.Cache != nil, o.MinAlign}

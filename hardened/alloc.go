@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -93,6 +94,12 @@ type Options struct {
 	// caches fill, flush and refill apart from the scheduler, replayably.
 	// It costs a lock per operation.
 	Cache func() int
+	// ClassSpace is the address space reserved for each size class, a
+	// power of two from 16 MiB to 1 GiB (0 means 1 GiB, or less under
+	// `ulimit -v`). A class whose space is full serves its requests as
+	// large blocks. Fuzz harnesses that keep hundreds of allocators alive
+	// use a small one: 89 GiB each would exhaust 47 bits of address space.
+	ClassSpace int64
 	// LargeCacheBytes is how many bytes of freed large blocks (above
 	// MaxSmall) stay mapped for reuse, so that a large Alloc after a Free
 	// costs a clear instead of mmap, munmap and a page fault per page.
@@ -270,7 +277,14 @@ func New(opts Options) (*Allocator, error) {
 // hardened, the site records sized by it), halving each region's size
 // until the reservation fits under an address-space limit.
 func (a *Allocator) reserveSpace() error {
-	for a.shift = maxClassShift; ; a.shift -= 2 {
+	a.shift = maxClassShift
+	if cs := a.opts.ClassSpace; cs != 0 {
+		if cs&(cs-1) != 0 || cs < 1<<minClassShift || cs > 1<<maxClassShift {
+			return &OpError{Op: "New", Err: fmt.Errorf("Options.ClassSpace %d is not a power of two from 16 MiB to 1 GiB", cs)}
+		}
+		a.shift = uint(bits.TrailingZeros64(uint64(cs)))
+	}
+	for ; ; a.shift = max(a.shift-2, minClassShift) {
 		mem, err := unix.Mmap(-1, 0, int(a.regionSize()), unix.PROT_NONE,
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 		if err == nil {
