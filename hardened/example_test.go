@@ -3,6 +3,8 @@ package hardened_test
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"unsafe"
 
 	"github.com/hardalloc/hardalloc/hardened"
 )
@@ -75,4 +77,48 @@ func ExampleAllocator_Trim() {
 	// Output:
 	// true
 	// true 0
+}
+
+// A client whose every buffer is 64-byte aligned (Apache Arrow's are)
+// sets MinAlign: Alloc and Realloc then keep the alignment on their fast
+// paths, and ReallocAligned keeps a larger one.
+func ExampleOptions_minAlign() {
+	a, _ := hardened.New(hardened.Options{MinAlign: 64})
+	defer a.Close()
+	b, _ := a.Alloc(100)
+	b, _ = a.Realloc(b, 5000)
+	fmt.Println(uintptr(unsafe.Pointer(&b[0]))%64 == 0)
+	b, _ = a.ReallocAligned(b, 200, 4096)
+	fmt.Println(uintptr(unsafe.Pointer(&b[0]))%4096 == 0)
+	a.Free(b)
+	// Output:
+	// true
+	// true
+}
+
+// An adapter around the allocator names its functions in Wrappers, so
+// reports start at the adapter's caller (in hardened builds, which record
+// sites; release builds have none to show).
+func ExampleOptions_wrappers() {
+	a, _ := hardened.New(hardened.Options{
+		Wrappers: []string{"github.com/hardalloc/hardalloc/hardened_test.adapter"},
+		OnReport: func(r *hardened.Report) {
+			top := "no site"
+			if fr := r.Alloc.Frames(); len(fr) > 0 {
+				top = fr[0].Function
+			}
+			fmt.Println(r.Kind, "allocation site in the adapter:", strings.Contains(top, "adapter"))
+		},
+	})
+	defer a.Close()
+	b := adapterAlloc(a, 10)
+	a.Free(b)
+	a.Free(b)
+	// Output: double-free allocation site in the adapter: false
+}
+
+//go:noinline
+func adapterAlloc(a *hardened.Allocator, n int) []byte {
+	b, _ := a.Alloc(n)
+	return b
 }
