@@ -119,13 +119,20 @@ GO
 	done
 }
 
+# The parquet and arrow test-data repositories are git submodules, not in
+# the module zip: their tests get an empty directory and fail alike in
+# every variant (instead of panicking, which would end the package's run).
+# -vet=off: the swapped copy's go.mod goes to this module's go version,
+# whose vet rejects printf verbs arrow's tests use.
+mkdir -p "$work/no-test-data"
 run() { # variant dir tags
 	local v=$1 d=$2 tags=$3 p key
 	for p in $PKGS; do
 		key=$v-$(echo "${p#./}" | tr / _)
 		echo "arrow-suites: $v $p" >&2
 		(cd "$d" && HARDALLOC_REPORTS="$work/out/reports-$key.jsonl" GOFLAGS=-mod=mod \
-			go test -json -short -count=1 -timeout "$TIMEOUT" ${tags:+-tags "$tags"} "$p" \
+			PARQUET_TEST_DATA="$work/no-test-data" ARROW_TEST_DATA="$work/no-test-data" \
+			go test -json -short -vet=off -count=1 -timeout "$TIMEOUT" ${tags:+-tags "$tags"} "$p" \
 			>"$work/out/test-$key.json" 2>"$work/out/stderr-$key.txt") || true
 		touch "$work/out/reports-$key.jsonl"
 	done
