@@ -45,10 +45,9 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 	body := unsafe.Add(slot, headerSize)
 	end := uintptr(classSize[c])
 	w := redzone.Canary(h.canaryKey, uintptr(slot))
-	redzone.Fill(slice(body, payOff), uintptr(body), w)
 	p := unsafe.Add(body, payOff)
 	rear := unsafe.Add(p, n)
-	redzone.FillRear(slice(rear, end-payOff-uintptr(n)), uintptr(rear), w)
+	redzone.Arm(body, payOff, rear, end-payOff-uintptr(n), w)
 
 	rec := a.rec(c, soff)
 	if seq == 0 { // not taken when the slot was popped (slow paths)
@@ -79,13 +78,17 @@ func (a *Allocator) verifyCanaries(op string, slot unsafe.Pointer, c int, soff u
 	if bug(bugCanarySkip) && c == 5 {
 		return nil // seeded bug: one size class's canaries are never checked
 	}
+	rear := unsafe.Add(pay, hd.size)
+	n := uintptr(classSize[c]) - hd.off - uintptr(hd.size)
+	if redzone.Intact(body, hd.off, rear, n, w) {
+		return nil
+	}
+	// Damaged: find the first bad byte.
 	if i := redzone.Verify(slice(body, hd.off), uintptr(body), w); i >= 0 {
 		bad := unsafe.Add(body, i)
 		return a.damage(Underflow, op, bad, slot, c, soff, hd, w, int(hd.off)-i,
 			"the front redzone was overwritten")
 	}
-	rear := unsafe.Add(pay, hd.size)
-	n := uintptr(classSize[c]) - hd.off - uintptr(hd.size)
 	if i := redzone.VerifyRear(slice(rear, n), uintptr(rear), w); i >= 0 {
 		bad := unsafe.Add(rear, i)
 		r := a.newReport(Overflow, op, bad, slot, c, soff, hd, "the rear redzone was overwritten")

@@ -249,3 +249,49 @@ func memmove(to, from unsafe.Pointer, n uintptr)
 //go:linkname memequal runtime.memequal
 //go:noescape
 func memequal(a, b unsafe.Pointer, n uintptr) bool
+
+// Arm fills a block's two redzones with canary w in one call: nf bytes at
+// front, as Fill does, and nr bytes at rear, as FillRear does (the canary
+// word, then its stopper variant). The common hardened layout (an 8-byte
+// aligned front redzone and payload end) takes straight word stores; any
+// other goes the general way.
+//
+//go:norace
+//go:noinline
+func Arm(front unsafe.Pointer, nf uintptr, rear unsafe.Pointer, nr uintptr, w uint64) {
+	if uintptr(front)&7 != 0 || nf&7 != 0 || uintptr(rear)&7 != 0 || nr&7 != 0 || nr < 8 {
+		Fill(unsafe.Slice((*byte)(front), nf), uintptr(front), w)
+		FillRear(unsafe.Slice((*byte)(rear), nr), uintptr(rear), w)
+		return
+	}
+	wn, sn := native(w), native(Stopper(w))
+	for i := uintptr(0); i < nf; i += 8 {
+		*(*uint64)(unsafe.Add(front, i)) = wn
+	}
+	*(*uint64)(rear) = wn
+	for i := uintptr(8); i < nr; i += 8 {
+		*(*uint64)(unsafe.Add(rear, i)) = sn
+	}
+}
+
+// Intact reports whether the redzones Arm filled still hold canary w.
+// On false the caller finds the first damaged byte with Verify and
+// VerifyRear.
+//
+//go:norace
+//go:noinline
+func Intact(front unsafe.Pointer, nf uintptr, rear unsafe.Pointer, nr uintptr, w uint64) bool {
+	if uintptr(front)&7 != 0 || nf&7 != 0 || uintptr(rear)&7 != 0 || nr&7 != 0 || nr < 8 {
+		return Verify(unsafe.Slice((*byte)(front), nf), uintptr(front), w) < 0 &&
+			VerifyRear(unsafe.Slice((*byte)(rear), nr), uintptr(rear), w) < 0
+	}
+	wn, sn := native(w), native(Stopper(w))
+	diff := *(*uint64)(rear) ^ wn
+	for i := uintptr(0); i < nf; i += 8 {
+		diff |= *(*uint64)(unsafe.Add(front, i)) ^ wn
+	}
+	for i := uintptr(8); i < nr; i += 8 {
+		diff |= *(*uint64)(unsafe.Add(rear, i)) ^ sn
+	}
+	return diff == 0
+}

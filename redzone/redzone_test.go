@@ -2,6 +2,7 @@ package redzone
 
 import (
 	"testing"
+	"unsafe"
 )
 
 func TestRound(t *testing.T) {
@@ -136,6 +137,43 @@ func TestBulkFillVerify(t *testing.T) {
 			}
 			if i := Verify(b, base, w); i != -1 {
 				t.Fatalf("lo %d n %d: clean region reports %d", lo, n, i)
+			}
+		}
+	}
+}
+
+// Arm writes what Fill and FillRear write, and Intact agrees with Verify
+// and VerifyRear, for every alignment and length, and a flipped byte
+// anywhere in either redzone makes Intact false.
+func TestArmIntact(t *testing.T) {
+	const w = 0x1122334455667788
+	for fo := 0; fo < 9; fo++ {
+		for nf := 0; nf <= 40; nf += 4 {
+			for ro := 0; ro < 9; ro++ {
+				for nr := 0; nr <= 40; nr += 3 {
+					var got, want [256]byte
+					gf, gr := unsafe.Pointer(&got[8+fo]), unsafe.Pointer(&got[128+ro])
+					Arm(gf, uintptr(nf), gr, uintptr(nr), w)
+					Fill(want[8+fo:8+fo+nf], uintptr(gf), w)
+					FillRear(want[128+ro:128+ro+nr], uintptr(gr), w)
+					if got != want {
+						t.Fatalf("front +%d len %d, rear +%d len %d: Arm differs from Fill and FillRear", fo, nf, ro, nr)
+					}
+					if !Intact(gf, uintptr(nf), gr, uintptr(nr), w) {
+						t.Fatalf("front +%d len %d, rear +%d len %d: fresh redzones not intact", fo, nf, ro, nr)
+					}
+					for i := range nf + nr {
+						b := &got[8+fo+i]
+						if i >= nf {
+							b = &got[128+ro+i-nf]
+						}
+						*b ^= 0x40
+						if Intact(gf, uintptr(nf), gr, uintptr(nr), w) {
+							t.Fatalf("front +%d len %d, rear +%d len %d: byte %d flipped, still intact", fo, nf, ro, nr, i)
+						}
+						*b ^= 0x40
+					}
+				}
 			}
 		}
 	}
