@@ -5,7 +5,10 @@
 # 10s), prints progress as it goes and a summary table at the end. ASAN=1
 # builds every run with -asan, so a bad access is stopped where it
 # happens. A crasher is left in testdata/fuzz/<Target>/ (go test writes it
-# there), its report is printed, and the script exits non-zero.
+# there), its report is printed, and the script exits non-zero; each
+# distinct crash (by its SUMMARY line) is also written as SARIF and JSON,
+# to $SARIF and $JSON (default fuzz-crashes.sarif and fuzz-crashes.json),
+# for code-scanning views and CI systems (scripts/sarif).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/fuzzlib.sh
@@ -64,7 +67,15 @@ for mode in "${modes[@]}"; do
 			failed=1
 			echo "=== $t [$mode] failed; report:"
 			sed -n '/--- FAIL/,/^FAIL/p' "$log/$t.out" | head -80
+			key=$(grep -oE 'SUMMARY: hardalloc: .*|fuzz: op -?[0-9]+: .*' "$log/$t.out" | head -1 | sed 's/fuzz: op -\?[0-9]*: //')
+			[ -n "$key" ] || key=$(grep -m1 -oE 'SUMMARY: AddressSanitizer: [a-z-]+' "$log/$t.out")
+			[ -n "$key" ] || key=$(grep -m1 -E 'panic:|fatal error:' "$log/$t.out" || echo "unknown failure")
+			id=$(printf '%s' "$key" | sha1sum | cut -c1-12)
+			mkdir -p "$log/crashers/$id"
+			printf '%s\n' "$key" >"$log/crashers/$id/summary.txt"
+			cat "$log/$t.out" >>"$log/crashers/$id/report.txt"
 			if [ -n "$crasher" ]; then
+				cp "testdata/fuzz/$t/$crasher" "$log/crashers/$id/${t}-${mode}-${crasher}"
 				echo "crasher: testdata/fuzz/$t/$crasher (replay: go test ${tags[*]} ${asanflag[*]} -run '$t/$crasher' .)"
 			else
 				echo "no crasher was written (the full log follows)"
@@ -79,5 +90,9 @@ echo
 echo "| target               | mode          |      execs |  execs/s |  new | status | crasher"
 echo "|----------------------|---------------|------------|----------|------|--------|--------"
 printf '%s\n' "${rows[@]}"
+if [ -d "$log/crashers" ]; then
+	go run ./scripts/sarif -crashers "$log/crashers" -sarif "${SARIF:-fuzz-crashes.sarif}" -json "${JSON:-fuzz-crashes.json}" &&
+		echo "crashes: ${SARIF:-fuzz-crashes.sarif} (SARIF), ${JSON:-fuzz-crashes.json}"
+fi
 rm -rf "$log"
 exit $failed
