@@ -2,6 +2,8 @@ package hardened
 
 import (
 	"math/bits"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -203,4 +205,15 @@ func (a *Allocator) handedClasses(yield func(int) bool) {
 			}
 		}
 	}
+}
+
+// central holds a class's free slots that are in no per-P cache, and the
+// bump pointer that carves new slabs out of the class region.
+type central struct {
+	mu        sync.Mutex
+	slabs     []slabState   // per slab carved (central.go)
+	lowest    int           // no slab below this has free slots to give
+	empty     int           // slabs whose every slot is free here (purged or not)
+	committed atomic.Uint64 // bytes of the class region carved into slabs
+	_         [64]byte
 }

@@ -21,7 +21,7 @@
 // The allocator is a hierarchy, like Go's runtime (mcache → mcentral →
 // mheap → OS):
 //
-//  1. Per-P caches (alloc.go: cache). Each P has, per size class,
+//  1. Per-P caches (cache.go). Each P has, per size class,
 //     an array of free slot offsets. Alloc and Free pin the goroutine to
 //     its P (runtime.procPin) and push or pop without a lock or atomic.
 //     The free list is out of band: a write after free cannot redirect it.
@@ -138,7 +138,11 @@
 //
 // # Files
 //
-// alloc.go: options, the per-P cache, Alloc and Free paths · central.go:
+// alloc.go: the Allocator, New, Alloc's paths and finishSmall, where a
+// small block becomes live · options.go: Options · cache.go: the per-P
+// caches, refill, spill and flush · free.go: Free's paths, the validator
+// and retireSmall, where a small block dies · realloc.go: Realloc,
+// ReallocAligned, UsableSize · central.go:
 // per-class central lists and slabs · header.go: the header word · large.go:
 // large blocks and their cache · harden.go: the hardening layer's state,
 // set-up and reset, with one file per subsystem (harden_small.go: canaries

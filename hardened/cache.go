@@ -1,0 +1,215 @@
+package hardened
+
+import (
+	"errors"
+	"sync"
+)
+
+// This file is the per-P caches: each P's stock of free slots per class,
+// the refill from the central list (popSlot), the borrowing of a slot
+// from a larger class (spill), and the flush back (pushSlot).
+
+// cache is one P's stock of free slots per class: an array, not an in-band
+// list, so a write after free can never redirect the allocator.
+type cache struct {
+	shared    bool       // the spare cache: locked, not pinned
+	mu        sync.Mutex // used only under -race and for the spare cache
+	n         [numClasses]uint8
+	free      [numClasses][cacheCap]uint32
+	allocs    [numClasses]int64
+	frees     [numClasses]int64
+	requested int64
+	cacheHard // the hardening layer's per-P state (empty in release builds)
+	_         [64]byte
+}
+
+// allCaches returns every per-P cache and the spare one.
+func (a *Allocator) allCaches() []*cache {
+	return append(a.caches[:len(a.caches):len(a.caches)], a.spare)
+}
+
+// pop takes a free slot of class c from the cache (pinned or locked),
+// counting an n-byte allocation; false if it has none.
+func (pc *cache) pop(c, n int) (uint32, bool) {
+	k := pc.n[c]
+	if k == 0 {
+		return 0, false
+	}
+	k--
+	pc.n[c] = k
+	pc.noteAlloc(c, n)
+	return pc.free[c][k], true
+}
+
+// noteAlloc counts an n-byte allocation of class c on this cache's P
+// (pinned or locked); Stats sums the caches.
+func (pc *cache) noteAlloc(c, n int) {
+	pc.allocs[c]++
+	pc.requested += int64(n)
+}
+
+// noteFree counts the free of a size-byte block of class c.
+func (pc *cache) noteFree(c, size int) {
+	pc.frees[c]++
+	pc.requested -= int64(size)
+}
+
+var errClassFull = errors.New("size class region exhausted")
+
+// popSlot takes a free slot for an n-byte request of class c: from this
+// P's cache if it has one, else a batch from the class's central list;
+// when that is empty, one free slot of a slightly larger class (spill)
+// before carving a new slab. It returns the class of the slot it took.
+func (a *Allocator) popSlot(c int, n int) (int, uint32, uint64, error) {
+	if off, seq, ok := a.popFast(c, n); ok {
+		return c, off, seq, nil
+	}
+
+	var batch [cacheCap]uint32
+	cl := &a.classes[c]
+	want := max(1, int(a.ccap[c]+1)/2)
+	cl.mu.Lock()
+	k, err := a.take(c, batch[:want], false)
+	if err == nil && k == 0 {
+		cl.mu.Unlock()
+		if d, off, seq, ok := a.spill(c, n); ok {
+			return d, off, seq, nil
+		}
+		cl.mu.Lock()
+		k, err = a.take(c, batch[:want], true)
+	}
+	if err == nil && k == 0 {
+		err = a.grow(c)
+		if err != nil && Enabled && errors.Is(err, ErrOutOfMemory) {
+			// Over the limit with freed blocks waiting in quarantine:
+			// release them all (verifying their poison) and try again.
+			cl.mu.Unlock()
+			a.drainQuarantine()
+			cl.mu.Lock()
+			k, err = a.take(c, batch[:want], true)
+			if err == nil && k == 0 {
+				err = a.grow(c)
+			}
+		}
+		if err == nil && k == 0 {
+			k, err = a.take(c, batch[:want], true)
+		}
+	}
+	cl.mu.Unlock()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+
+	// Keep one, stock this P's cache with the rest.
+	k--
+	off := batch[k]
+	pc := a.pin()
+	pc.noteAlloc(c, n)
+	room := int(a.ccap[c]) - int(pc.n[c])
+	m := min(room, k)
+	if bug(bugRefillDup) && m < room {
+		m++ // seeded bug: batch[k], the slot kept, is stocked too
+		copy(pc.free[c][pc.n[c]:], batch[k-m+1:k+1])
+	} else {
+		copy(pc.free[c][pc.n[c]:], batch[k-m:k])
+	}
+	pc.n[c] += uint8(m)
+	a.unpin(pc)
+	if m < k {
+		cl.mu.Lock()
+		a.put(c, batch[:k-m])
+		cl.mu.Unlock()
+	}
+	return c, off, 0, nil // hardened builds take the sequence number in armSmall
+}
+
+// Spilling: a class whose free slots have all been handed out borrows one
+// free slot from the next few larger classes, at most spillRatio times
+// its size, before it carves a new slab. Segregated size classes each
+// hold memory up to their own high-water mark; on a workload whose
+// per-class demand drifts (BenchmarkMixed: 4096 live blocks of 96 sizes,
+// replaced at random), the free slots of all classes at once came to 43%
+// of the live bytes. Letting neighbours share them costs a spilled block
+// at most spillRatio-1 of its size in slack (which hardened builds fill
+// with canary: more overflow is caught, not less), and costs time only on
+// the path that would otherwise mprotect a new slab.
+const (
+	spillClasses = 6
+	spillRatio   = 1.75
+)
+
+// spill takes one free slot for an n-byte request from a class above c,
+// from this P's cache or the class's central list, without reviving a
+// purged slab. Always-quarantined classes (thread capsules) never spill:
+// their blocks must stay in their own class.
+func (a *Allocator) spill(c, n int) (int, uint32, uint64, bool) {
+	if a.always[c] {
+		return 0, 0, 0, false
+	}
+	for d := c + 1; d < numClasses && d <= c+spillClasses && float64(classSize[d]) <= spillRatio*float64(classSize[c]); d++ {
+		if off, seq, ok := a.popFast(d, n); ok {
+			return d, off, seq, true
+		}
+		var one [1]uint32
+		cl := &a.classes[d]
+		cl.mu.Lock()
+		k, _ := a.take(d, one[:], false)
+		cl.mu.Unlock()
+		if k == 1 {
+			pc := a.pin()
+			pc.noteAlloc(d, n)
+			a.unpin(pc)
+			return d, one[0], 0, true
+		}
+	}
+	return 0, 0, 0, false
+}
+
+// pushSlot returns a free slot to this P's cache, spilling half the cache
+// to the central list when it is full.
+func (a *Allocator) pushSlot(c int, off uint32, size int) {
+	pc := a.pin()
+	if size >= 0 { // size -1: already counted as freed (hardened quarantine)
+		pc.noteFree(c, size)
+	}
+	k := pc.n[c]
+	if bug(bugDoublePush) && (off>>4)%16 == 0 && k+1 < a.ccap[c] {
+		pc.free[c][k] = off // seeded bug: the slot is handed out twice
+		k++
+		pc.n[c] = k
+	}
+	if a.ccap[c] == 0 {
+		a.unpin(pc)
+		cl := &a.classes[c]
+		cl.mu.Lock()
+		a.put(c, []uint32{off})
+		cl.mu.Unlock()
+		return
+	}
+	if k < a.ccap[c] {
+		pc.free[c][k] = off
+		pc.n[c] = k + 1
+		a.unpin(pc)
+		return
+	}
+	var batch [cacheCap]uint32
+	half := k / 2
+	m := copy(batch[:], pc.free[c][k-half:k])
+	pc.free[c][k-half] = off
+	pc.n[c] = k - half + 1
+	a.unpin(pc)
+	if bug(bugFlushLoses) {
+		m-- // seeded bug: the flush hands back one slot less than it took out
+	}
+	cl := &a.classes[c]
+	cl.mu.Lock()
+	a.put(c, batch[:m])
+	cl.mu.Unlock()
+}
+
+// countFree counts a free of a size-byte block without recycling its slot.
+func (a *Allocator) countFree(c int, size int) {
+	pc := a.pin()
+	pc.noteFree(c, size)
+	a.unpin(pc)
+}

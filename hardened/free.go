@@ -1,0 +1,230 @@
+package hardened
+
+import (
+	"runtime"
+	"sync/atomic"
+	"unsafe"
+)
+
+// This file is where blocks are freed: Free's fast path, the general
+// path and its one validator (validate), and retireSmall, the one place
+// a small block dies.
+
+// Free releases b. Free(nil) is a no-op. Freeing anything but a live block
+// from this allocator (again, partially, or from elsewhere) is reported and
+// changes nothing.
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) Free(b []byte) {
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	if p == nil {
+		return
+	}
+	// Fast path, the same in both builds: a live small block with a good
+	// header, freed through the start of its payload (aligned ones too), is
+	// released with one compare-and-swap and retired. Anything
+	// else (and everything after Close, when no slab is committed any
+	// more) takes the general path, which reports.
+	if off := uintptr(p) - uintptr(a.base); off < a.regionSize() {
+		slot, c, soff, ok := a.locate(off)
+		if ok {
+			// decode, inlined: allocated, used, this class, the payload
+			// where the header says, and the checksum holds.
+			const mask = 0x7f<<hdrClsShift | 7<<hdrStShift | hdrUsedBit
+			old := loadHeader(slot)
+			if old&mask == uint64(c)<<hdrClsShift|uint64(stateAllocated)<<hdrStShift|hdrUsedBit &&
+				unsafe.Add(slot, headerSize+uintptr(old>>hdrOffShift&(1<<hdrOffBits-1))*16) == p &&
+				old>>hdrSumShift == a.checksum(slot, old) &&
+				(freeHook == nil || hookFree(slot)) &&
+				(!bug(bugPlainFree) && atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateFreeing)) ||
+					bug(bugPlainFree) && releasePlain(slot, old, stateFreeing)) { // releaseSlot, by hand: over the inlining budget
+				// retireSmall, by hand (over the inlining budget).
+				asanSlotDead(slot, c)
+				if done, _ := a.quarantineSmall("Free", slot, c, soff, old); !done {
+					size := int(old & (1<<hdrSizeBits - 1))
+					if !a.pushFast(c, soff, size) {
+						a.pushSlot(c, soff, size)
+					}
+				}
+				return
+			}
+		}
+	}
+	a.free("Free", p)
+}
+
+// locate maps a payload pointer inside the class regions to its slot.
+// ok is false when p is in no committed slot.
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) locate(off uintptr) (slot unsafe.Pointer, c int, soff uint32, ok bool) {
+	c = int(off>>a.shift) % numClasses
+	coff := uint32(off & (a.classRegion() - 1))
+	in := coff & (1<<classSlabShift[c] - 1)
+	idx := uint32(uint64(in) * uint64(a.divMul[c]) >> 32)
+	soff = coff - in + idx*(classSize[c]+headerSize)
+	// Beyond the committed slabs, or in a slab's unused tail: no slot.
+	ok = uint64(coff) < a.classes[c].committed.Load() && idx < classSlots[c]
+	return unsafe.Add(a.base, off-uintptr(coff)+uintptr(soff)), c, soff, ok
+}
+
+// free validates p and releases its block. It returns false if it reported.
+func (a *Allocator) free(op string, p unsafe.Pointer) bool {
+	if a.closed.Load() {
+		a.report(&Report{Kind: UseAfterClose, Op: op, Addr: uintptr(p), Size: -1, Class: -1,
+			Detail: "the allocator was closed; its memory is gone"})
+		return false
+	}
+	off := uintptr(p) - uintptr(a.base)
+	if off >= a.regionSize() {
+		if a.zeroContains(uintptr(p)) {
+			return a.freeZero(op, p)
+		}
+		return a.freeLarge(op, p)
+	}
+	for {
+		ref, r := a.validate(op, p, off, DoubleFree, "the block is already free", true)
+		if r != nil {
+			a.report(r)
+			return false
+		}
+		if freeHook != nil {
+			freeHook(ref.slot) // tests: another goroutine acts between the load and the state change
+		}
+		slot, c, soff, h, old := ref.slot, ref.c, ref.soff, ref.h, ref.old
+		if h.state == stateDamaged {
+			// Check already reported this block's damage; this Free ends
+			// its life. It is withdrawn, never reused.
+			if atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn)) {
+				asanSlotDead(slot, c)
+				a.countFree(c, h.size)
+				return true
+			}
+			continue
+		}
+		if a.releaseSlot(slot, old, stateFreeing) {
+			return a.retireSmall(op, slot, c, soff, old)
+		}
+		// Lost a race with another Free/Realloc of the same block: look again.
+	}
+}
+
+// retireSmall is where a small block dies, on every Free and Realloc
+// path of both builds, once releaseSlot has moved its header word old to
+// stateFreeing (free in release builds; busy in hardened ones, whose
+// quarantineSmall verifies, records, poisons and quarantines it). Release
+// builds and unquarantined hardened frees recycle the slot here. It
+// returns false if the block was reported (damaged redzones).
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) retireSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64) bool {
+	asanSlotDead(slot, c) // before anything can hand it out again
+	if done, ok := a.quarantineSmall(op, slot, c, soff, old); done {
+		return ok
+	}
+	size := int(old & (1<<hdrSizeBits - 1))
+	if !a.pushFast(c, soff, size) {
+		a.pushSlot(c, soff, size)
+	}
+	return true
+}
+
+// smallRef is a pointer into the class regions, located and validated:
+// its slot, class and offset, and the header word as loaded and decoded.
+type smallRef struct {
+	slot unsafe.Pointer
+	c    int
+	soff uint32
+	old  uint64
+	h    header
+}
+
+// validate is the one classification of a pointer p (at offset off in the
+// class regions) that must be the start of a live block, shared by Free
+// and Realloc: in no slot, never allocated, a damaged header, withdrawn
+// after a report, freed (reported as freed, with detail: DoubleFree for
+// Free, UseAfterFree for Realloc), or interior. A block whose redzone
+// damage Check already reported (stateDamaged) is live for Free only
+// (damagedLive), which ends its life.
+func (a *Allocator) validate(op string, p unsafe.Pointer, off uintptr, freed Kind, detail string, damagedLive bool) (smallRef, *Report) {
+	slot, c, soff, ok := a.locate(off)
+	if !ok {
+		return smallRef{}, &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
+			Detail: "the pointer is inside the allocator's address range but in no slot"}
+	}
+	old := loadHeader(slot)
+	h, ok := a.decode(slot, old)
+	ref := smallRef{slot: slot, c: c, soff: soff, old: old, h: h}
+	pay := unsafe.Add(slot, headerSize+h.off)
+	switch {
+	case old == 0:
+		return ref, &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
+			Detail: "the pointer is in a slot that was never allocated"}
+	case !ok:
+		return ref, a.headerReport(op, slot, c, old)
+	case h.state == stateDamaged && damagedLive && pay == p:
+		return ref, nil
+	case h.state == stateWithdrawn:
+		return ref, a.newReport(InvalidFree, op, p, slot, c, soff, h, "the block was withdrawn from use after an earlier report")
+	case h.state != stateAllocated:
+		if uintptr(p) < uintptr(pay) || uintptr(p) >= uintptr(pay)+uintptr(max(h.size, 1)) {
+			return ref, a.newReport(InvalidFree, op, p, slot, c, soff, h,
+				"the pointer is not the start of a block (and the block there is already free)")
+		}
+		return ref, a.newReport(freed, op, p, slot, c, soff, h, detail)
+	case pay != p:
+		return ref, a.newReport(InvalidFree, op, p, slot, c, soff, h, "the pointer is not the start of a block (an interior pointer)")
+	}
+	return ref, nil
+}
+
+// freeHook, when set by a test, runs in Free's fast path and in Free and
+// Realloc's general path between loading a slot's header and changing its
+// state: the window in which a racing Free of the same block must lose
+// cleanly.
+var freeHook func(slot unsafe.Pointer)
+
+// hookFree runs freeHook in an expression.
+func hookFree(slot unsafe.Pointer) bool {
+	freeHook(slot)
+	return true
+}
+
+// releaseSlot moves a slot's header from old (allocated) to state by
+// compare-and-swap; false means another goroutine changed it first.
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) releaseSlot(slot unsafe.Pointer, old uint64, state slotState) bool {
+	if bug(bugPlainFree) {
+		return releasePlain(slot, old, state)
+	}
+	return atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, state))
+}
+
+// releasePlain is the seeded bug BugPlainFree: a load, a compare and a
+// store where the state change must be one atomic step.
+//
+//go:noinline
+func releasePlain(slot unsafe.Pointer, old uint64, state slotState) bool {
+	if loadHeader(slot) != old {
+		return false
+	}
+	runtime.Gosched() // widen the window the CAS closes
+	storeHeader(slot, restate(old, state))
+	return true
+}
+
+// newReport builds a report about the small block in slot.
+func (a *Allocator) newReport(k Kind, op string, addr, slot unsafe.Pointer, c int, soff uint32, h header, detail string) *Report {
+	blk := uintptr(slot) + headerSize + h.off
+	r := &Report{Kind: k, Op: op, Addr: uintptr(addr), Block: blk, Size: h.size, Class: c,
+		Offset: int(uintptr(addr) - blk), Detail: detail}
+	if Enabled {
+		a.fillSites(r, c, soff)
+	}
+	return r
+}

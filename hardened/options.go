@@ -1,0 +1,119 @@
+package hardened
+
+import (
+	"io"
+	"sync"
+)
+
+// This file is the allocator's configuration: Options, and the
+// process-wide registry of always-quarantined sizes (QuarantineAlways).
+
+// Options configures an Allocator. The zero value is a good default.
+type Options struct {
+	// Limit caps the bytes the allocator maps readable (slabs and large
+	// blocks). Zero or negative means no limit.
+	Limit int64
+	// Seed, when non-zero, derives every random choice (the header secret,
+	// canary and poison keys, quarantine picks), so a run replays exactly.
+	// Zero seeds from crypto/rand.
+	Seed uint64
+	// OnReport receives every detected bug. Nil means: print the whole
+	// report (Report.String) to ReportOutput, then panic with *Error, the
+	// way AddressSanitizer prints before it aborts. The allocator is usable
+	// again after OnReport returns; the block concerned is never reused.
+	OnReport func(*Report)
+	// ReportOutput is where the default OnReport prints reports and where
+	// Close prints the leaks it finds when OnReport is nil. Nil means
+	// os.Stderr; io.Discard keeps both quiet (Close still returns the
+	// leaks).
+	ReportOutput io.Writer
+	// Redzone is the minimum number of bytes between the header and the
+	// payload, and after the payload, in hardened builds (rounded up to 16;
+	// 0 means 16; negative means none beyond the size-class slack).
+	Redzone int
+	// QuarantineBytes is the hardened builds' budget of freed bytes held
+	// back from reuse. 0 means 4 MiB; negative means no quarantine except
+	// for the class that holds thread launch capsules (and the
+	// AlwaysQuarantine and QuarantineAlways sizes): other frees then skip poisoning, since
+	// their slots are reused before any check could read it.
+	QuarantineBytes int64
+	// StackDepth is how many frames hardened builds record for each
+	// allocation and free. 0 means 16; negative means no stacks
+	// (goroutine and sequence number are still recorded).
+	StackDepth int
+	// ProtectMetadata keeps the hardened builds' out-of-band metadata
+	// (allocation/free sites) read-only outside allocator calls, so a stray
+	// write into it faults instead of corrupting it. Costs two mprotect
+	// calls per operation.
+	ProtectMetadata bool
+	// AlwaysQuarantine lists extra request sizes whose size classes are
+	// always quarantined (hardened builds), whatever the budget.
+	AlwaysQuarantine []int
+	// ProfileName, when set in hardened builds, exports live blocks as the
+	// runtime/pprof custom profile of that name (pprof.Lookup(name)), each
+	// with its allocation stack: `go tool pprof` then shows who holds
+	// memory. It costs a profile lock and a stack per Alloc and Free. The
+	// name must be unique in the process; runtime/pprof cannot unregister a
+	// profile, so after Close it stays, empty. Its stacks start at the
+	// allocator's caller. Release builds record no stacks: New fails.
+	ProfileName string
+	// JunkFill, when non-zero, fills the slots of every slab the allocator
+	// commits (or revives after a purge) with this byte, headers aside:
+	// pages fresh from the OS are zero, which hides an Alloc that forgets
+	// to zero. For tests and fuzz harnesses, where it makes such a bug show
+	// on a new allocator as on a recycled one; it costs a fill per slab.
+	JunkFill byte
+	// MinAlign, when set, is the alignment of every block: a power of two
+	// no larger than MaxAlign (0 means 16). Alloc and Realloc then return
+	// blocks aligned to it on their fast paths, and AllocAligned with an
+	// alignment up to it is Alloc; for clients whose every buffer is
+	// aligned (Apache Arrow's are 64-byte aligned), at the cost of up to
+	// MinAlign-16 bytes of slack per small block.
+	MinAlign int
+	// Wrappers lists the functions that wrap this allocator for a client
+	// (an adapter's Allocate and Free, say), as prefixes of the names
+	// runtime.Frame.Function gives them ("example.com/adapter.(*Alloc)."):
+	// their frames are dropped from the top of every site like the
+	// allocator's own, so reports and their summaries start at the code
+	// that called the wrapper, the way testing.T.Helper marks test helpers.
+	Wrappers []string
+	// Cache, for fuzz harnesses: when set, every operation uses the per-P
+	// cache whose index Cache returns (modulo the number of caches),
+	// locked, instead of the current P's, the way race builds pick one at
+	// random; a harness that derives the choice from its input makes a
+	// block allocated through one cache be freed through another, and
+	// caches fill, flush and refill apart from the scheduler, replayably.
+	// It costs a lock per operation.
+	Cache func() int
+	// ClassSpace is the address space reserved for each size class, a
+	// power of two from 16 MiB to 1 GiB (0 means 1 GiB, or less under
+	// `ulimit -v`). A class whose space is full serves its requests as
+	// large blocks. Fuzz harnesses that keep hundreds of allocators alive
+	// use a small one: 89 GiB each would exhaust 47 bits of address space.
+	ClassSpace int64
+	// LargeCacheBytes is how many bytes of freed large blocks (above
+	// MaxSmall) stay mapped for reuse, so that a large Alloc after a Free
+	// costs a clear instead of mmap, munmap and a page fault per page.
+	// Hardened builds cache a block only once it has left the large-block
+	// quarantine. 0 means 32 MiB; negative means none. Cached bytes count
+	// as mapped (and against Limit, which trims the cache first).
+	LargeCacheBytes int64
+}
+
+// QuarantineAlways registers a request size whose size class every
+// Allocator created afterwards quarantines on each free in hardened
+// builds, whatever Options.QuarantineBytes, and never lends to a smaller
+// class: a size whose use after free matters most. Package thread
+// registers its launch capsule, the class this project was born from (a
+// late mutex write into a freed thread launch capsule).
+// Options.AlwaysQuarantine does the same for one allocator.
+func QuarantineAlways(n int) {
+	registered.Lock()
+	registered.sizes = append(registered.sizes, n)
+	registered.Unlock()
+}
+
+var registered struct {
+	sync.Mutex
+	sizes []int
+}
