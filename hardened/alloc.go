@@ -321,24 +321,18 @@ func (a *Allocator) grow(c int) error {
 	return nil
 }
 
-// junk applies Options.JunkFill to the slots take hands out that were
-// never used since their pages were committed (header zero: a fresh or
-// revived slab), once each, just before their first use: per slot handed
-// out rather than per slab carved, since a 1 MiB slab of 144 KiB slots
-// filled at once cost fuzz programs that allocate one of them the other
-// six.
-func (a *Allocator) junk(c int, offs []uint32) {
-	if a.opts.JunkFill == 0 {
+// junk applies Options.JunkFill to the n-byte payload at payOff of a slot
+// about to be handed out for the first time since its pages were
+// committed (header zero: fresh or revived), which the OS gave zeroed.
+// armSmall calls it, before the payload is zeroed; per block handed out,
+// not per slab carved (a 1 MiB slab of 144 KiB slots filled at once cost
+// fuzz programs that allocate one of them the other six).
+func (a *Allocator) junk(slot unsafe.Pointer, payOff uintptr, n int) {
+	if a.opts.JunkFill == 0 || loadHeader(slot) != 0 {
 		return
 	}
-	w := uint64(a.opts.JunkFill) * 0x0101010101010101
-	for _, off := range offs {
-		slot := a.slotAt(c, off)
-		if loadHeader(slot) == 0 {
-			body := unsafe.Add(slot, headerSize)
-			redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), w) // uninstrumented: the slot is redzone to ASan
-		}
-	}
+	p := unsafe.Add(slot, headerSize+payOff)
+	redzone.Fill(slice(p, uintptr(n)), uintptr(p), uint64(a.opts.JunkFill)*0x0101010101010101) // uninstrumented: not yet live to ASan
 }
 
 // reserve accounts n more mapped bytes, failing past Options.Limit.

@@ -79,9 +79,9 @@ func TestAuditConservation(t *testing.T) {
 	cl.mu.Unlock()
 }
 
-// JunkFill dirties the bodies of never-used slots as they leave the
-// central list (headers stay zero), and Alloc still hands out zeroed
-// blocks.
+// JunkFill dirties the payload of a never-used slot just before Alloc
+// zeroes it (headers stay zero until armSmall writes them), leaves used
+// slots alone, and Alloc still hands out zeroed blocks.
 func TestJunkFill(t *testing.T) {
 	a, err := New(Options{Seed: 2, JunkFill: 0xa5, OnReport: func(r *Report) { t.Errorf("report:\n%s", r) }})
 	if err != nil {
@@ -94,26 +94,53 @@ func TestJunkFill(t *testing.T) {
 			t.Fatalf("byte %d of a new block is %#x", i, x)
 		}
 	}
-	// The rest of the batch the Alloc took is in some P's cache, junked.
+	// The rest of the batch the Alloc took is in some P's cache, never
+	// used: junk goes in; a used slot (b's) is left alone.
 	_, c, _, _ := a.locate(addrOf(b) - uintptr(a.base))
-	cached := 0
+	junked := 0
 	for _, pc := range a.allCaches() {
 		for _, off := range pc.free[c][:pc.n[c]] {
 			slot := a.slotAt(c, off)
 			if loadHeader(slot) != 0 {
 				t.Fatal("a never-used slot's header is not zero")
 			}
-			if got := peekByte(unsafe.Add(slot, headerSize+7)); got != 0xa5 {
-				t.Fatalf("a never-used slot's body holds %#x, want the junk 0xa5", got)
+			a.junk(slot, 16, 50)
+			if got := peekByte(unsafe.Add(slot, headerSize+16+49)); got != 0xa5 {
+				t.Fatalf("a never-used slot's payload holds %#x after junk, want 0xa5", got)
 			}
-			cached++
+			if got := peekByte(unsafe.Add(slot, headerSize+16+50)); got == 0xa5 {
+				t.Fatal("junk ran past the payload")
+			}
+			junked++
 		}
 	}
-	if cached == 0 && a.ccap[c] > 1 {
+	if junked == 0 && a.ccap[c] > 1 {
 		t.Fatal("no slot of the Alloc's batch is cached")
+	}
+	slot, _, _, _ := a.locate(addrOf(b) - uintptr(a.base))
+	a.junk(slot, uintptr(addrOf(b)-uintptr(slot)-headerSize), len(b))
+	if !isZeroT(b) {
+		t.Fatal("junk filled a used slot")
 	}
 	if err := a.Audit(); err != nil {
 		t.Fatal(err)
 	}
 	a.Free(b)
+	// Freed and quarantined or cached, then reused: zeroed again.
+	for range 100 {
+		x := allocT(t, a, 100)
+		if !isZeroT(x) {
+			t.Fatal("a reused block is not zeroed")
+		}
+		a.Free(x)
+	}
+}
+
+func isZeroT(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -59,7 +59,6 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 		}
 		n += takeBits(st, dst[n:], uint32(s)<<classSlabShift[c], stride)
 	}
-	a.junk(c, dst[:n])
 	if n > 0 {
 		cl.advanceLowest()
 		a.setHanded(c)
@@ -81,7 +80,6 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 			}
 			st.purged, st.reserve = false, false
 			n = takeBits(st, dst, uint32(s)<<classSlabShift[c], stride)
-			a.junk(c, dst[:n]) // its pages came back zero
 			a.setHanded(c)
 			cl.lowest = min(cl.lowest, s)
 			cl.advanceLowest()

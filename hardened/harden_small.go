@@ -41,6 +41,9 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 			return false
 		}
 	}
+	if a.opts.JunkFill != 0 {
+		a.junk(slot, payOff, n)
+	}
 	h := a.h
 	body := unsafe.Add(slot, headerSize)
 	end := uintptr(classSize[c])

@@ -57,11 +57,12 @@ type Options struct {
 	// profile, so after Close it stays, empty. Its stacks start at the
 	// allocator's caller. Release builds record no stacks: New fails.
 	ProfileName string
-	// JunkFill, when non-zero, fills the slots of every slab the allocator
-	// commits (or revives after a purge) with this byte, headers aside:
+	// JunkFill, when non-zero, fills the payload of a block handed out
+	// from a slot never used since its pages were committed (fresh, or
+	// revived after a purge) with this byte, just before Alloc zeroes it:
 	// pages fresh from the OS are zero, which hides an Alloc that forgets
 	// to zero. For tests and fuzz harnesses, where it makes such a bug show
-	// on a new allocator as on a recycled one; it costs a fill per slab.
+	// on a new allocator as on a recycled one; it costs a fill per block.
 	JunkFill byte
 	// MinAlign, when set, is the alignment of every block: a power of two
 	// no larger than MaxAlign (0 means 16). Alloc and Realloc then return
