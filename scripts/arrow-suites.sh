@@ -21,6 +21,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 ARROW=${ARROW:-github.com/apache/arrow-go/v18@v18.8.0}
 PKGS=${PKGS:-"./arrow/memory ./arrow/array ./arrow/ipc ./arrow/compute ./arrow/scalar ./parquet/file ./parquet/pqarrow"}
 TIMEOUT=${TIMEOUT:-20m}
+# parquet/file's TestBadReader dereferences the nil reader it gets without
+# the parquet-testing data (a git submodule the module zip lacks), which
+# ends the package's run: it is left out in every variant.
+SKIP=${SKIP:-^TestBadReader\$}
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$work/out"
 src=$(cd "$root/arrowalloc" && go mod download -json "$ARROW" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
@@ -132,7 +136,7 @@ run() { # variant dir tags
 		echo "arrow-suites: $v $p" >&2
 		(cd "$d" && HARDALLOC_REPORTS="$work/out/reports-$key.jsonl" GOFLAGS=-mod=mod \
 			PARQUET_TEST_DATA="$work/no-test-data" ARROW_TEST_DATA="$work/no-test-data" \
-			go test -json -short -vet=off -count=1 -timeout "$TIMEOUT" ${tags:+-tags "$tags"} "$p" \
+			go test -json -short -vet=off -count=1 -timeout "$TIMEOUT" -skip "$SKIP" ${tags:+-tags "$tags"} "$p" \
 			>"$work/out/test-$key.json" 2>"$work/out/stderr-$key.txt") || true
 		touch "$work/out/reports-$key.jsonl"
 	done
@@ -144,4 +148,19 @@ swap "$work/swapped"
 run arrow "$work/arrow" ""
 run hardalloc "$work/swapped" ""
 run hardened "$work/swapped" hardened
+# Each test that failed only with hardalloc, again under -asan -tags
+# hardened (when a C compiler with ASan exists): a read of a released
+# buffer is stopped at the read, with hardalloc's report of the block.
+(cd "$root/arrowalloc" && go run ./internal/suitetable -pkgs "$PKGS" -plan "$work/asan-plan.txt" "$work/out")
+if echo 'int main(void){return 0;}' | ${CC:-cc} -fsanitize=address -x c - -o /dev/null 2>/dev/null; then
+	while read -r p t; do
+		echo "arrow-suites: -asan $p $t" >&2
+		(cd "$work/swapped" && HARDALLOC_REPORTS="$work/out/asan-reports.jsonl" GOFLAGS=-mod=mod GOMAXPROCS=2 \
+			PARQUET_TEST_DATA="$work/no-test-data" ARROW_TEST_DATA="$work/no-test-data" \
+			go test -asan -tags hardened -vet=off -count=1 -timeout "$TIMEOUT" -run "^$t\$" "$p" \
+			>"$work/out/asan-$(echo "${p#./}" | tr / _):$t.txt" 2>&1) || true
+	done <"$work/asan-plan.txt"
+else
+	echo "arrow-suites: no C compiler with AddressSanitizer: the -asan runs are skipped" >&2
+fi
 (cd "$root/arrowalloc" && go run ./internal/suitetable -pkgs "$PKGS" "$work/out")

@@ -2,9 +2,11 @@
 // output directory: per package, tests passed and failed with arrow's Go
 // allocator and with hardalloc (release and hardened); the tests that
 // fail only with hardalloc; every report other than a leak, by summary;
-// and the leaks at Close grouped by allocation site.
+// and the leaks at Close grouped by allocation site; and, for each test
+// that failed only with hardalloc, what its -asan run (hardened) says.
 //
 //	suitetable -pkgs "./arrow/memory ./arrow/array" DIR
+//	suitetable -pkgs ... -plan FILE DIR   # the -asan runs to make: "pkg test" lines
 package main
 
 import (
@@ -105,6 +107,7 @@ func top(s *site) string {
 
 func main() {
 	pkgs := flag.String("pkgs", "", "the packages the script ran")
+	plan := flag.String("plan", "", "write the -asan runs to make (failed only with hardalloc, top-level tests) here, and stop")
 	flag.Parse()
 	dir := flag.Arg(0)
 	res := map[string]*results{}
@@ -117,6 +120,26 @@ func main() {
 			}
 			res[key(v, p)] = r
 		}
+	}
+	if *plan != "" {
+		var b strings.Builder
+		for _, p := range strings.Fields(*pkgs) {
+			seen := map[string]bool{}
+			for _, v := range variants[1:] {
+				for t := range res[key(v, p)].failed {
+					top, _, _ := strings.Cut(t, "/")
+					if !res[key("arrow", p)].failed[t] && !seen[top] {
+						seen[top] = true
+						fmt.Fprintf(&b, "%s %s\n", p, top)
+					}
+				}
+			}
+		}
+		if err := os.WriteFile(*plan, []byte(b.String()), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
 	}
 	cell := func(r *results) string {
 		if r.buildFailed {
@@ -210,6 +233,42 @@ func main() {
 			}
 			fmt.Printf("| %s | %d | %d |\n", r.k, r.n, r.b)
 		}
+	}
+	asanRuns(dir)
+}
+
+// asanRuns prints, for each -asan run the script made, what ASan and
+// hardalloc said: the access and the block's allocation site.
+func asanRuns(dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "asan-*.txt"))
+	if len(files) == 0 {
+		return
+	}
+	sort.Strings(files)
+	fmt.Println("\n### The tests that fail only with hardalloc, under -asan -tags hardened")
+	fmt.Println()
+	fmt.Println("| package: test | AddressSanitizer | hardalloc | the access |")
+	fmt.Println("|---|---|---|---|")
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		lines := strings.Split(string(b), "\n")
+		var asan, hard, access string
+		for i, l := range lines {
+			switch {
+			case asan == "" && strings.HasPrefix(l, "SUMMARY: AddressSanitizer: "):
+				asan, _, _ = strings.Cut(strings.TrimPrefix(l, "SUMMARY: AddressSanitizer: "), " (")
+			case hard == "" && strings.HasPrefix(l, "SUMMARY: hardalloc: "):
+				hard = strings.TrimPrefix(l, "SUMMARY: hardalloc: ")
+			case access == "" && (strings.HasPrefix(l, "READ of size") || strings.HasPrefix(l, "WRITE of size")) &&
+				strings.HasSuffix(l, "by:") && i+1 < len(lines):
+				access = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(lines[i+1]), "#0"))
+			}
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "asan-"), ".txt")
+		if asan == "" {
+			asan = "nothing (the test failed without a bad access, or passed)"
+		}
+		fmt.Printf("| %s | %s | %s | %s |\n", name, asan, hard, access)
 	}
 }
 
