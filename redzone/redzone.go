@@ -10,7 +10,8 @@
 // caught; Stopper gives the variant with a zero byte at every 8-aligned
 // address, used from the ninth redzone byte on, which stops string-style
 // overreads. Fill and Verify work a word at a time, and on long regions
-// through copy and a shifted self-comparison (bulkMin).
+// (bulkMin) through a string store of words on amd64 (elsewhere, copies
+// of the region's start doubling) and a shifted self-comparison.
 //
 // The package is a leaf: it knows nothing of the allocator.
 //
@@ -157,6 +158,21 @@ const bulkMin = 512
 //go:norace
 //go:noinline
 func Fill(b []byte, base uintptr, w uint64) {
+	if len(b) >= bulkMin && haveFillWords {
+		// The bytes up to an 8-aligned address, one string store of
+		// words, the tail.
+		p := unsafe.Pointer(unsafe.SliceData(b))
+		i := uintptr(0)
+		for ; (base+i)&7 != 0; i++ {
+			*(*byte)(unsafe.Add(p, i)) = At(w, base+i)
+		}
+		n := (uintptr(len(b)) - i) &^ 7
+		fillWords(unsafe.Add(p, i), n, native(w))
+		for i += n; i < uintptr(len(b)); i++ {
+			*(*byte)(unsafe.Add(p, i)) = At(w, base+i)
+		}
+		return
+	}
 	if len(b) >= bulkMin {
 		for i := range 8 {
 			b[i] = At(w, base+uintptr(i))

@@ -178,3 +178,39 @@ func TestArmIntact(t *testing.T) {
 		}
 	}
 }
+
+// Fill and Verify agree on every length around bulkMin and every
+// alignment, and a flipped byte is found where it is.
+func TestFillVerifyBulk(t *testing.T) {
+	const w = 0x0102030405060708
+	buf := make([]byte, 4096+16)
+	for off := 0; off < 9; off++ {
+		for _, n := range []int{bulkMin - 1, bulkMin, bulkMin + 1, bulkMin + 7, 1000, 4096} {
+			b := buf[off : off+n]
+			Fill(b, Addr(b), w)
+			for i := range b {
+				if b[i] != At(w, Addr(b)+uintptr(i)) {
+					t.Fatalf("off %d len %d: byte %d is %#x, want %#x", off, n, i, b[i], At(w, Addr(b)+uintptr(i)))
+				}
+			}
+			if i := Verify(b, Addr(b), w); i != -1 {
+				t.Fatalf("off %d len %d: Verify = %d on a fresh fill", off, n, i)
+			}
+			for _, i := range []int{0, 7, 8, n / 2, n - 1} {
+				b[i] ^= 1
+				if got := Verify(b, Addr(b), w); got != i {
+					t.Fatalf("off %d len %d: byte %d flipped, Verify = %d", off, n, i, got)
+				}
+				b[i] ^= 1
+			}
+		}
+	}
+}
+
+func BenchmarkFill(b *testing.B) {
+	buf := make([]byte, 64<<10)
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		Fill(buf, Addr(buf), 0x0102030405060708)
+	}
+}
