@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -23,7 +24,7 @@ import (
 var variants = []string{"arrow", "hardalloc", "hardened"}
 
 type event struct {
-	Action, Package, Test string
+	Action, Package, Test, Output string
 }
 
 type frame struct{ Function, File string }
@@ -44,7 +45,10 @@ type results struct {
 	pass, fail, skip int
 	failed           map[string]bool
 	buildFailed      bool
-	reports          []report
+	// aborted is the test running when the test binary died (a fatal
+	// error such as an unrecovered fault), with the error's first line.
+	aborted, fatal string
+	reports        []report
 }
 
 func key(v, pkg string) string {
@@ -61,10 +65,22 @@ func load(dir, v, pkg string) (*results, error) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<26)
 	sawTest := false
+	running := map[string]bool{}
 	for sc.Scan() {
 		var e event
 		if json.Unmarshal(sc.Bytes(), &e) != nil {
 			continue
+		}
+		if e.Action == "output" && r.fatal == "" && (strings.HasPrefix(e.Output, "fatal error:") || strings.HasPrefix(e.Output, "panic:")) {
+			r.fatal = strings.TrimSpace(e.Output)
+		}
+		if e.Test != "" {
+			switch e.Action {
+			case "run":
+				running[e.Test] = true
+			case "pass", "fail", "skip":
+				delete(running, e.Test)
+			}
 		}
 		if e.Test == "" {
 			if e.Action == "fail" && !sawTest {
@@ -81,6 +97,13 @@ func load(dir, v, pkg string) (*results, error) {
 			r.failed[e.Test] = true
 		case "skip":
 			r.skip++
+		}
+	}
+	if r.fatal != "" {
+		for t := range running { // the innermost test still running
+			if r.aborted == "" || len(t) > len(r.aborted) {
+				r.aborted = t
+			}
 		}
 	}
 	if rf, err := os.Open(filepath.Join(dir, "reports-"+key(v, pkg)+".jsonl")); err == nil {
@@ -126,7 +149,12 @@ func main() {
 		for _, p := range strings.Fields(*pkgs) {
 			seen := map[string]bool{}
 			for _, v := range variants[1:] {
-				for t := range res[key(v, p)].failed {
+				r := res[key(v, p)]
+				failed := maps.Clone(r.failed)
+				if r.aborted != "" && res[key("arrow", p)].aborted == "" {
+					failed[r.aborted] = true
+				}
+				for t := range failed {
 					top, _, _ := strings.Cut(t, "/")
 					if !res[key("arrow", p)].failed[t] && !seen[top] {
 						seen[top] = true
@@ -144,6 +172,9 @@ func main() {
 	cell := func(r *results) string {
 		if r.buildFailed {
 			return "build failed"
+		}
+		if r.aborted != "" {
+			return fmt.Sprintf("%d / %d, then died in %s (%s)", r.pass, r.fail, r.aborted, r.fatal)
 		}
 		return fmt.Sprintf("%d / %d", r.pass, r.fail)
 	}
