@@ -269,13 +269,15 @@ func memequal(a, b unsafe.Pointer, n uintptr) bool
 // Arm fills a block's two redzones with canary w in one call: nf bytes at
 // front, as Fill does, and nr bytes at rear, as FillRear does (the canary
 // word, then its stopper variant). The common hardened layout (an 8-byte
-// aligned front redzone and payload end) takes straight word stores; any
-// other goes the general way.
+// aligned front redzone and payload end, armMax bytes in all at most)
+// takes straight word stores; any other goes the general way, whose bulk
+// paths beat a word loop on the kilobytes of slack a big block's class
+// leaves after it.
 //
 //go:norace
 //go:noinline
 func Arm(front unsafe.Pointer, nf uintptr, rear unsafe.Pointer, nr uintptr, w uint64) {
-	if uintptr(front)&7 != 0 || nf&7 != 0 || uintptr(rear)&7 != 0 || nr&7 != 0 || nr < 8 {
+	if uintptr(front)&7 != 0 || nf&7 != 0 || uintptr(rear)&7 != 0 || nr&7 != 0 || nr < 8 || nf+nr > armMax {
 		Fill(unsafe.Slice((*byte)(front), nf), uintptr(front), w)
 		FillRear(unsafe.Slice((*byte)(rear), nr), uintptr(rear), w)
 		return
@@ -290,6 +292,9 @@ func Arm(front unsafe.Pointer, nf uintptr, rear unsafe.Pointer, nr uintptr, w ui
 	}
 }
 
+// armMax is the most redzone bytes Arm and Intact handle a word at a time.
+const armMax = 256
+
 // Intact reports whether the redzones Arm filled still hold canary w.
 // On false the caller finds the first damaged byte with Verify and
 // VerifyRear.
@@ -297,7 +302,7 @@ func Arm(front unsafe.Pointer, nf uintptr, rear unsafe.Pointer, nr uintptr, w ui
 //go:norace
 //go:noinline
 func Intact(front unsafe.Pointer, nf uintptr, rear unsafe.Pointer, nr uintptr, w uint64) bool {
-	if uintptr(front)&7 != 0 || nf&7 != 0 || uintptr(rear)&7 != 0 || nr&7 != 0 || nr < 8 {
+	if uintptr(front)&7 != 0 || nf&7 != 0 || uintptr(rear)&7 != 0 || nr&7 != 0 || nr < 8 || nf+nr > armMax {
 		return Verify(unsafe.Slice((*byte)(front), nf), uintptr(front), w) < 0 &&
 			VerifyRear(unsafe.Slice((*byte)(rear), nr), uintptr(rear), w) < 0
 	}
