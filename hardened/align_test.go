@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hardalloc/hardalloc/hardened"
@@ -181,5 +183,45 @@ func TestWrappers(t *testing.T) {
 		if top := r[0].Free.Frames()[0].Function; wrappers != nil && !strings.HasSuffix(top, want) {
 			t.Errorf("wrappers %q: free site starts at %s, want %s", wrappers, top, want)
 		}
+	}
+}
+
+// Options.Cache: every operation goes through the cache it chooses, so
+// blocks allocated through one are freed through another, from several
+// goroutines at once; slots are conserved and every block comes back.
+func TestOptionsCache(t *testing.T) {
+	var n atomic.Uint64
+	a, _ := newAlloc(t, hardened.Options{Cache: func() int { return int(n.Add(1) * 7 >> 1) }})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			var live [][]byte
+			for i := range 3000 {
+				b, err := a.Alloc(16 + (i*37+g)%2000)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				b[0] = byte(g)
+				live = append(live, b)
+				if i%3 == 2 {
+					a.Free(live[0])
+					live = live[1:]
+				}
+			}
+			for _, b := range live {
+				a.Free(b)
+			}
+		})
+	}
+	wg.Wait()
+	if n.Load() == 0 {
+		t.Fatal("Options.Cache was never asked")
+	}
+	if s := a.Stats(); s.LiveBlocks != 0 {
+		t.Fatalf("%d blocks live after freeing all", s.LiveBlocks)
+	}
+	if err := a.Audit(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 // cache is one P's stock of free slots per class: an array, not an in-band
 // list, so a write after free can never redirect the allocator.
 type cache struct {
-	shared    bool       // the spare cache: locked, not pinned
+	shared    bool       // the spare cache (and all under Options.Cache): locked, not pinned
 	mu        sync.Mutex // used only under -race and for the spare cache
 	n         [numClasses]uint8
 	free      [numClasses][cacheCap]uint32

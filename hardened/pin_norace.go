@@ -23,12 +23,9 @@ func procUnpin()
 //go:norace
 //go:nocheckptr
 func (a *Allocator) pin() *cache {
-	if a.opts.Cache != nil {
-		return a.pinChosen()
-	}
 	pid := procPin()
-	if uint(pid) < uint(len(a.caches)) {
-		return a.caches[pid]
+	if uint(pid) < uint(len(a.pinned)) {
+		return a.pinned[pid]
 	}
 	return a.pinSpare()
 }
@@ -38,6 +35,9 @@ func (a *Allocator) pin() *cache {
 //go:noinline
 func (a *Allocator) pinSpare() *cache {
 	procUnpin()
+	if a.opts.Cache != nil {
+		return a.pinChosen()
+	}
 	a.spare.mu.Lock()
 	return a.spare
 }
@@ -56,7 +56,7 @@ func (a *Allocator) pinChosen() *cache {
 //go:norace
 //go:nocheckptr
 func (a *Allocator) unpin(c *cache) {
-	if c.shared || a.opts.Cache != nil {
+	if c.shared {
 		c.mu.Unlock()
 		return
 	}
@@ -77,12 +77,9 @@ func (c *cache) unlockForRead() {}
 //go:norace
 //go:nocheckptr
 func (a *Allocator) popFast(c, n int) (uint32, uint64, bool) {
-	if a.opts.Cache != nil {
-		return a.popChosen(c, n)
-	}
 	pid := procPin()
-	if uint(pid) < uint(len(a.caches)) {
-		pc := a.caches[pid]
+	if uint(pid) < uint(len(a.pinned)) {
+		pc := a.pinned[pid]
 		if off, ok := pc.pop(c, n); ok {
 			seq := a.allocSeq(pc, c, off)
 			procUnpin()
@@ -90,6 +87,9 @@ func (a *Allocator) popFast(c, n int) (uint32, uint64, bool) {
 		}
 	}
 	procUnpin()
+	if a.opts.Cache != nil {
+		return a.popChosen(c, n)
+	}
 	return 0, 0, false
 }
 
@@ -101,12 +101,9 @@ func (a *Allocator) pushFast(c int, off uint32, size int) bool {
 	if bug(bugDoublePush) {
 		return false // the seeded bug lives in pushSlot
 	}
-	if a.opts.Cache != nil {
-		return a.pushChosen(c, off, size)
-	}
 	pid := procPin()
-	if uint(pid) < uint(len(a.caches)) {
-		pc := a.caches[pid]
+	if uint(pid) < uint(len(a.pinned)) {
+		pc := a.pinned[pid]
 		if k := pc.n[c]; k < a.ccap[c] {
 			pc.free[c][k] = off
 			pc.n[c] = k + 1
@@ -116,6 +113,9 @@ func (a *Allocator) pushFast(c int, off uint32, size int) bool {
 		}
 	}
 	procUnpin()
+	if a.opts.Cache != nil {
+		return a.pushChosen(c, off, size)
+	}
 	return false
 }
 
