@@ -67,16 +67,18 @@ func Options(p Program) hardened.Options {
 	// One in four chooses the per-P cache of every operation from the
 	// seed (Options.Cache): a block allocated through one cache is freed
 	// through another, and caches flush and refill apart from where the
-	// scheduler runs the program's goroutines.
-	if (s>>17)%4 == 0 {
+	// scheduler runs the program's goroutines. One in four aligns every
+	// block to 64 bytes (Options.MinAlign), as the arrow adapter does: the
+	// fast paths then place payloads past alignment slack. Both take the
+	// place of a duplicate value above (the fourth StackDepth and
+	// LargeCacheBytes choices), so the configurations, one pooled
+	// allocator each, stay few enough (see maxPooled).
+	if (s>>4)%4 == 3 {
 		c := &chooser{}
 		c.reset(s)
 		o.Cache = c.next
 	}
-	// One in eight aligns every block to 64 bytes (Options.MinAlign), as
-	// the arrow adapter does: the fast paths then place payloads past
-	// alignment slack.
-	if (s>>19)%8 == 0 {
+	if (s>>6)%4 == 3 {
 		o.MinAlign = 64
 	}
 	return o
@@ -290,10 +292,13 @@ var pool struct {
 	n    int // allocators in free
 }
 
-// maxPooled bounds the idle allocators the pool keeps: each reserves
-// address space for its size classes (5.6 GiB with Options' ClassSpace),
-// and the configuration space has over a thousand keys.
-const maxPooled = 2048
+// maxPooled bounds the idle allocators the pool keeps. Each reserves
+// address space for its size classes (5.6 GiB with Options' ClassSpace)
+// and holds up to two mappings per class it committed slabs in (50 for a
+// typical program, 180 at most): past about 360 of them a process hits
+// vm.max_map_count (65530) and mprotect fails with ENOMEM, which a fuzz
+// run took for an out-of-memory bug of a recycled allocator.
+const maxPooled = 256
 
 func keyOf(o hardened.Options) poolKey {
 	return poolKey{o.QuarantineBytes, o.Redzone, o.StackDepth, o.ProtectMetadata, o.Limit, o.LargeCacheBytes, o.Cache != nil, o.MinAlign}

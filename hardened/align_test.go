@@ -225,3 +225,29 @@ func TestOptionsCache(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A second Free of a block whose slab has emptied and gone back to the OS
+// (its header reads zero, as a never-allocated slot's does) is still a
+// double free, not an invalid free: the race two Frees of one block can
+// lose that way (FuzzAllocFree found it).
+func TestDoubleFreeAfterPurge(t *testing.T) {
+	// No per-P caching (a Limit) and no quarantine: every Free returns
+	// its slot to the central list at once, and a second emptied slab is
+	// purged there and then.
+	a, c := newAlloc(t, hardened.Options{Limit: 1 << 30, QuarantineBytes: -1})
+	var bs [][]byte
+	for range 40 {
+		bs = append(bs, mustAlloc(t, a, 10_000))
+	}
+	for _, b := range bs {
+		a.Free(b)
+	}
+	if s := a.Stats(); s.LiveBlocks != 0 {
+		t.Fatalf("%d live", s.LiveBlocks)
+	}
+	a.Free(bs[len(bs)-1]) // its slab was purged when it emptied
+	r := c.take()
+	if len(r) != 1 || r[0].Kind != hardened.DoubleFree {
+		t.Fatalf("second Free after its slab was purged: reports %v, want one double free", r)
+	}
+}

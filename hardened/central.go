@@ -215,3 +215,14 @@ type central struct {
 	committed atomic.Uint64 // bytes of the class region carved into slabs
 	_         [64]byte
 }
+
+// slabPurged reports whether the slab holding class c's slot soff is
+// purged now (its pages given back, headers zero): validate's question
+// about a zero header, an error path, so it takes the class lock.
+func (a *Allocator) slabPurged(c int, soff uint32) bool {
+	cl := &a.classes[c]
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	s, _ := a.slabIndex(c, soff)
+	return s < len(cl.slabs) && cl.slabs[s].purged
+}

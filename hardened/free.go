@@ -160,6 +160,11 @@ func (a *Allocator) validate(op string, p unsafe.Pointer, off uintptr, freed Kin
 	ref := smallRef{slot: slot, c: c, soff: soff, old: old, h: h}
 	pay := unsafe.Add(slot, headerSize+h.off)
 	switch {
+	case old == 0 && a.slabPurged(c, soff):
+		// Freed, and its slab emptied and went back to the OS (headers
+		// read zero again): a second Free, racing or late.
+		return ref, &Report{Kind: freed, Op: op, Addr: uintptr(p), Size: -1, Class: c,
+			Detail: "the pointer is in a free slot whose slab's pages went back to the OS since (" + detail + ")"}
 	case old == 0:
 		return ref, &Report{Kind: InvalidFree, Op: op, Addr: uintptr(p), Size: -1, Class: c,
 			Detail: "the pointer is in a slot that was never allocated"}
