@@ -84,6 +84,12 @@ type Allocator struct {
 
 	minAlign uintptr // Options.MinAlign, at least 16
 
+	// fresh, with Options.JunkFill, has a bit per slab of each class whose
+	// pages came zero from the OS (carved, or revived after a purge) and
+	// are still unused since; junk dirties only those (Reset's slabs keep
+	// their old bytes). Atomic: junk reads it without the class lock.
+	fresh [numClasses][]atomic.Uint64
+
 	//lint:ignore U1000 empty in release builds (harden0.go)
 	hardAlloc // the hardening layer's state
 }
@@ -136,6 +142,11 @@ func New(opts Options) (*Allocator, error) {
 	}
 	if err := a.reserveSpace(); err != nil {
 		return nil, err
+	}
+	if opts.JunkFill != 0 {
+		for c := range numClasses {
+			a.fresh[c] = make([]atomic.Uint64, (a.classRegion()>>classSlabShift[c]+63)/64)
+		}
 	}
 	a.large.init()
 	asanRegister(a)
@@ -337,23 +348,41 @@ func (a *Allocator) grow(c int) error {
 		return mmapErr(err)
 	}
 	a.asanSlab(c, start) // (hardened: the slab's site records are NORESERVE, backed on first touch)
+	a.setFresh(c, len(cl.slabs), true)
 	cl.newSlab(c)
 	cl.committed.Store(start + slab)
 	return nil
 }
 
 // junk applies Options.JunkFill to the n-byte payload at payOff of a slot
-// about to be handed out for the first time since its pages were
-// committed (header zero: fresh or revived), which the OS gave zeroed.
-// armSmall calls it, before the payload is zeroed; per block handed out,
-// not per slab carved (a 1 MiB slab of 144 KiB slots filled at once cost
-// fuzz programs that allocate one of them the other six).
-func (a *Allocator) junk(slot unsafe.Pointer, payOff uintptr, n int) {
+// about to be handed out for the first time since its pages came zero
+// from the OS (header zero, in a fresh slab), just before the payload is
+// zeroed; per block handed out, not per slab carved (a 1 MiB slab of
+// 144 KiB slots filled at once cost fuzz programs that allocate one of
+// them the other six), and not after Reset, whose slabs keep their old
+// bytes (junking every first use after a Reset cost fuzzing 15%).
+func (a *Allocator) junk(slot unsafe.Pointer, c int, soff uint32, payOff uintptr, n int) {
 	if a.opts.JunkFill == 0 || loadHeader(slot) != 0 {
+		return
+	}
+	if s, _ := a.slabIndex(c, soff); a.fresh[c][s/64].Load()>>(s%64)&1 == 0 {
 		return
 	}
 	p := unsafe.Add(slot, headerSize+payOff)
 	redzone.Fill(slice(p, uintptr(n)), uintptr(p), uint64(a.opts.JunkFill)*0x0101010101010101) // uninstrumented: not yet live to ASan
+}
+
+// setFresh marks slab s of class c as holding pages fresh from the OS, or
+// not (JunkFill only).
+func (a *Allocator) setFresh(c, s int, fresh bool) {
+	if a.fresh[c] == nil {
+		return
+	}
+	if fresh {
+		a.fresh[c][s/64].Or(1 << (s % 64))
+	} else {
+		a.fresh[c][s/64].And(^uint64(1 << (s % 64)))
+	}
 }
 
 // reserve accounts n more mapped bytes, failing past Options.Limit.

@@ -104,7 +104,7 @@ func TestJunkFill(t *testing.T) {
 			if loadHeader(slot) != 0 {
 				t.Fatal("a never-used slot's header is not zero")
 			}
-			a.junk(slot, 16, 50)
+			a.junk(slot, c, off, 16, 50)
 			if got := peekByte(unsafe.Add(slot, headerSize+16+49)); got != 0xa5 {
 				t.Fatalf("a never-used slot's payload holds %#x after junk, want 0xa5", got)
 			}
@@ -117,10 +117,27 @@ func TestJunkFill(t *testing.T) {
 	if junked == 0 && a.ccap[c] > 1 {
 		t.Fatal("no slot of the Alloc's batch is cached")
 	}
-	slot, _, _, _ := a.locate(addrOf(b) - uintptr(a.base))
-	a.junk(slot, uintptr(addrOf(b)-uintptr(slot)-headerSize), len(b))
+	slot, _, soff, _ := a.locate(addrOf(b) - uintptr(a.base))
+	a.junk(slot, c, soff, uintptr(addrOf(b)-uintptr(slot)-headerSize), len(b))
 	if !isZeroT(b) {
 		t.Fatal("junk filled a used slot")
+	}
+	// After Reset the slabs hold the last program's bytes, not zeros from
+	// the OS: no junk there, never-used header or not.
+	a.Free(b)
+	if err := a.Reset(3); err != nil {
+		t.Fatal(err)
+	}
+	b = allocT(t, a, 100)
+	for _, pc := range a.allCaches() {
+		for _, off := range pc.free[c][:pc.n[c]] {
+			slot := a.slotAt(c, off)
+			before := peekByte(unsafe.Add(slot, headerSize+16+10))
+			a.junk(slot, c, off, 16, 50)
+			if got := peekByte(unsafe.Add(slot, headerSize+16+10)); got != before {
+				t.Fatalf("junk dirtied a slot of a slab Reset recycled (%#x -> %#x)", before, got)
+			}
+		}
 	}
 	if err := a.Audit(); err != nil {
 		t.Fatal(err)

@@ -78,6 +78,7 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 			if !st.reserve {
 				cl.empty-- // a purged slab counted as empty; a reserve one did not
 			}
+			a.setFresh(c, s, st.purged) // a purged slab's pages come back zero
 			st.purged, st.reserve = false, false
 			n = takeBits(st, dst, uint32(s)<<classSlabShift[c], stride)
 			a.setHanded(c)

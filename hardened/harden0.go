@@ -48,7 +48,7 @@ func (a *Allocator) explainHardened(addr uintptr) *Report         { return nil }
 //go:nocheckptr
 func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) bool {
 	if a.opts.JunkFill != 0 { // junk is over the inlining budget
-		a.junk(slot, payOff, n)
+		a.junk(slot, c, soff, payOff, n)
 	}
 	// encode, by hand: it keeps armSmall within the inlining budget.
 	v := uint64(n) | uint64(payOff/16)<<hdrOffShift | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit

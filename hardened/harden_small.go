@@ -42,7 +42,7 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 		}
 	}
 	if a.opts.JunkFill != 0 {
-		a.junk(slot, payOff, n)
+		a.junk(slot, c, soff, payOff, n)
 	}
 	h := a.h
 	body := unsafe.Add(slot, headerSize)

@@ -31,6 +31,7 @@ func (a *Allocator) Reset(seed uint64) error {
 				st.used = 0
 			}
 			st.reserve = true
+			a.setFresh(c, s, false) // its bytes are the last program's, not the OS's zeros
 			if a.opts.Limit > 0 && !st.purged {
 				// Under a Limit, committed slabs would leave a Reset
 				// allocator less room than a new one: give them back
