@@ -240,9 +240,10 @@ func runOnce(p Program, opts hardened.Options, fresh bool) (err error) {
 // fuzzing ~50 times slower. Allocator.Reset verifies, forgets every block
 // and re-keys; its report path is redirected to the current runner.
 type pooled struct {
-	a      *hardened.Allocator
-	cur    atomic.Pointer[runner]
-	choose *chooser // Options.Cache, if the configuration has one
+	a        *hardened.Allocator
+	cur      atomic.Pointer[runner]
+	choose   *chooser // Options.Cache, if the configuration has one
+	onReport func(*hardened.Report)
 	// spare is the runner of the last successful run, recycled with its
 	// channel and orphan list (a fresh one was about 1 KiB of garbage per
 	// exec). A failed run's runner is not reused: its threads may still
@@ -275,15 +276,13 @@ func growStack(n int) byte {
 	return pad[n]
 }
 
+// poolKey is what an allocator's mappings depend on; the other options
+// change at ResetWith.
 type poolKey struct {
 	quarantine int64
 	redzone    int
-	stacks     int
 	protect    bool
 	limit      int64
-	largeCache int64
-	chosen     bool // Options.Cache set
-	minAlign   int
 }
 
 var pool struct {
@@ -301,7 +300,7 @@ var pool struct {
 const maxPooled = 256
 
 func keyOf(o hardened.Options) poolKey {
-	return poolKey{o.QuarantineBytes, o.Redzone, o.StackDepth, o.ProtectMetadata, o.Limit, o.LargeCacheBytes, o.Cache != nil, o.MinAlign}
+	return poolKey{o.QuarantineBytes, o.Redzone, o.ProtectMetadata, o.Limit}
 }
 
 func getAllocator(opts hardened.Options) (*pooled, error) {
@@ -315,27 +314,36 @@ func getAllocator(opts hardened.Options) (*pooled, error) {
 	}
 	pool.Unlock()
 	if pa != nil {
-		if err := pa.a.Reset(opts.Seed); err != nil {
+		// ResetWith takes this program's options that shape no mapping
+		// (stacks, large-block cache, chosen cache, alignment), so one
+		// pooled allocator serves every configuration of its key.
+		if err := pa.a.ResetWith(pa.hooks(opts)); err != nil {
 			pa.a.Close()
 			return nil, fmt.Errorf("fuzz: pooled allocator not clean: %w", err)
-		}
-		if pa.choose != nil {
-			pa.choose.reset(opts.Seed)
 		}
 		return pa, nil
 	}
 	return newPooled(opts)
 }
 
-// newPooled makes an allocator whose reports go to its current runner.
-func newPooled(opts hardened.Options) (*pooled, error) {
-	pa := new(pooled)
+// hooks returns opts with the pooled allocator's report handler and, if
+// opts chooses caches, its chooser, re-seeded for this program.
+func (pa *pooled) hooks(opts hardened.Options) hardened.Options {
 	if opts.Cache != nil {
-		pa.choose = &chooser{}
+		if pa.choose == nil {
+			pa.choose = &chooser{}
+		}
 		pa.choose.reset(opts.Seed)
 		opts.Cache = pa.choose.next
 	}
-	opts.OnReport = func(rep *hardened.Report) {
+	opts.OnReport = pa.onReport
+	return opts
+}
+
+// newPooled makes an allocator whose reports go to its current runner.
+func newPooled(opts hardened.Options) (*pooled, error) {
+	pa := new(pooled)
+	pa.onReport = func(rep *hardened.Report) {
 		if r := pa.cur.Load(); r != nil {
 			r.mu.Lock()
 			r.reports = append(r.reports, rep)
@@ -345,7 +353,7 @@ func newPooled(opts hardened.Options) (*pooled, error) {
 		}
 		panic(&hardened.Error{Report: rep})
 	}
-	a, err := hardened.New(opts)
+	a, err := hardened.New(pa.hooks(opts))
 	if err != nil {
 		return nil, err
 	}

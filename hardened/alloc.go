@@ -100,13 +100,7 @@ func New(opts Options) (*Allocator, error) {
 	if opts.MinAlign < 0 || opts.MinAlign&(opts.MinAlign-1) != 0 || opts.MinAlign > MaxAlign {
 		return nil, &OpError{Op: "New", Align: opts.MinAlign, Err: ErrAlignment}
 	}
-	a := &Allocator{opts: opts, report: opts.OnReport, minAlign: uintptr(max(opts.MinAlign, 16))}
-	if a.report == nil {
-		a.report = func(r *Report) {
-			a.print(r.String())
-			panic(&Error{Report: r})
-		}
-	}
+	a := &Allocator{opts: opts}
 	var seed [32]byte
 	if opts.Seed != 0 {
 		seed = seedBytes(opts.Seed)
@@ -122,13 +116,6 @@ func New(opts Options) (*Allocator, error) {
 		a.caches[i] = &cache{cacheHard: newCacheHard(i)}
 	}
 	a.spare = &cache{shared: true, cacheHard: newCacheHard(n)}
-	if opts.Cache == nil {
-		a.pinned = a.caches
-	} else {
-		for _, pc := range a.caches {
-			pc.shared = true // locked by pinChosen, unlocked by unpin
-		}
-	}
 	for c := range numClasses {
 		stride := classSize[c] + headerSize
 		a.divMul[c] = ^uint32(0)/stride + 1
@@ -143,14 +130,38 @@ func New(opts Options) (*Allocator, error) {
 	if err := a.reserveSpace(); err != nil {
 		return nil, err
 	}
-	if opts.JunkFill != 0 {
+	a.configure()
+	a.large.init()
+	asanRegister(a)
+	return a, nil
+}
+
+// configure applies the options New and ResetWith share, those that
+// shape no mapping: the report handler, MinAlign, Cache and JunkFill's
+// bookkeeping (the hardening layer's in initHardened and
+// reconfigureHardened).
+func (a *Allocator) configure() {
+	opts := a.opts
+	a.report = opts.OnReport
+	if a.report == nil {
+		a.report = func(r *Report) {
+			a.print(r.String())
+			panic(&Error{Report: r})
+		}
+	}
+	a.minAlign = uintptr(max(opts.MinAlign, 16))
+	a.pinned = nil
+	if opts.Cache == nil {
+		a.pinned = a.caches
+	}
+	for _, pc := range a.caches {
+		pc.shared = opts.Cache != nil // locked by pinChosen, unlocked by unpin
+	}
+	if opts.JunkFill != 0 && a.fresh[0] == nil {
 		for c := range numClasses {
 			a.fresh[c] = make([]atomic.Uint64, (a.classRegion()>>classSlabShift[c]+63)/64)
 		}
 	}
-	a.large.init()
-	asanRegister(a)
-	return a, nil
 }
 
 // reserveSpace maps the PROT_NONE reservation of the class regions (and,

@@ -88,6 +88,26 @@ type hardState struct {
 	_   [56]byte
 }
 
+// sites applies the options that shape the recorded sites: StackDepth
+// and Wrappers (New, ResetWith).
+func (h *hardState) sites(opts Options) {
+	h.depth = 16
+	switch {
+	case opts.StackDepth < 0:
+		h.depth = 0
+	case opts.StackDepth > 0:
+		h.depth = min(opts.StackDepth, 64)
+	}
+	h.slop = stackSlop
+	if len(opts.Wrappers) > 0 {
+		h.slop += wrapperSlop
+	}
+}
+
+// reconfigureHardened applies ResetWith's new options to the hardening
+// layer.
+func (a *Allocator) reconfigureHardened() { a.h.sites(a.opts) }
+
 func (a *Allocator) initHardened() error {
 	h := &hardState{
 		front:     redzone.Round(a.opts.Redzone),
@@ -96,16 +116,7 @@ func (a *Allocator) initHardened() error {
 		depth:     16,
 	}
 	h.rear = h.front
-	h.slop = stackSlop
-	if len(a.opts.Wrappers) > 0 {
-		h.slop += wrapperSlop
-	}
-	switch {
-	case a.opts.StackDepth < 0:
-		h.depth = 0
-	case a.opts.StackDepth > 0:
-		h.depth = min(a.opts.StackDepth, 64)
-	}
+	h.sites(a.opts)
 	var total uintptr
 	for c := range numClasses {
 		h.metaStart[c] = total

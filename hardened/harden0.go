@@ -29,6 +29,7 @@ func (a *Allocator) initHardened() error {
 	return nil
 }
 func (a *Allocator) closeHardened()                               {}
+func (a *Allocator) reconfigureHardened()                         {}
 func (a *Allocator) resetHardened()                               {}
 func (a *Allocator) pads() (front, rear int)                      { return 0, 0 }
 func (a *Allocator) allocSeq(pc *cache, c int, off uint32) uint64 { return 0 }

@@ -134,6 +134,7 @@ func (a *Allocator) allocLarge(n, align int) ([]byte, error) {
 	}
 	asanLargeLive(lb)
 	a.large.mu.Lock()
+	a.large.forgetOverlapping(lb)
 	a.large.live[uintptr(lb.p)] = lb
 	a.large.mu.Unlock()
 	pc := a.pin()
@@ -163,12 +164,32 @@ func (l *largeHeap) find(addr uintptr) *largeBlock {
 			return lb
 		}
 	}
-	for _, lb := range l.recent {
+	// Newest first: an address range freed, unmapped and mapped again
+	// belongs to its latest block (allocLarge drops older records that
+	// overlap a new mapping, so this order only breaks ties).
+	for i := range len(l.recent) {
+		lb := l.recent[(l.recentPos-1-i+2*len(l.recent))%len(l.recent)]
 		if lb != nil && lb.contains(addr) {
 			return lb
 		}
 	}
 	return nil
+}
+
+// forgetOverlapping drops the records of freed, unmapped blocks whose
+// range the new block lb's mapping reuses (a.large.mu held): a Free
+// through an address there is about lb, not about a block gone before it.
+func (l *largeHeap) forgetOverlapping(lb *largeBlock) {
+	lo := uintptr(unsafe.Pointer(&lb.mem[0]))
+	hi := lo + uintptr(len(lb.mem))
+	for i, old := range l.recent {
+		if old != nil && old != lb {
+			olo := uintptr(unsafe.Pointer(&old.mem[0]))
+			if olo < hi && lo < olo+uintptr(len(old.mem)) {
+				l.recent[i] = nil
+			}
+		}
+	}
 }
 
 func (lb *largeBlock) contains(addr uintptr) bool {

@@ -1,6 +1,10 @@
 package hardened
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"errors"
+	"slices"
+)
 
 // Reset verifies the allocator as Close does (corruption reported, every
 // live block reported as a Leak and returned, joined), then returns it to
@@ -58,6 +62,40 @@ func (a *Allocator) Reset(seed uint64) error {
 	a.rng.Seed(seedBytes(seed)) // in place: NewChaCha8 allocates per Reset
 	a.secret = a.rng.Uint64()
 	a.resetHardened()
+	return err
+}
+
+// ResetWith is Reset with new options, for fuzz harnesses that pool
+// allocators across configurations: the allocator is verified and
+// emptied as by Reset(opts.Seed), then takes opts as New(opts) would.
+// Only the options that shape no mapping may differ from the allocator's:
+// Seed, OnReport, ReportOutput, StackDepth, Wrappers, LargeCacheBytes,
+// Cache, MinAlign and JunkFill. A change to any other is refused with an
+// error, before anything is reset.
+func (a *Allocator) ResetWith(opts Options) error {
+	o := a.opts
+	if opts.Limit != o.Limit || opts.Redzone != o.Redzone || opts.QuarantineBytes != o.QuarantineBytes ||
+		opts.ProtectMetadata != o.ProtectMetadata || opts.ProfileName != o.ProfileName ||
+		opts.ClassSpace != o.ClassSpace || !slices.Equal(opts.AlwaysQuarantine, o.AlwaysQuarantine) {
+		return &OpError{Op: "ResetWith", Err: errors.New("only Seed, OnReport, ReportOutput, StackDepth, Wrappers, LargeCacheBytes, Cache, MinAlign and JunkFill may change")}
+	}
+	if opts.MinAlign < 0 || opts.MinAlign&(opts.MinAlign-1) != 0 || opts.MinAlign > MaxAlign {
+		return &OpError{Op: "ResetWith", Align: opts.MinAlign, Err: ErrAlignment}
+	}
+	err := a.Reset(opts.Seed)
+	if a.closed.Load() {
+		return err
+	}
+	a.opts = opts
+	a.configure()
+	a.reconfigureHardened()
+	// A smaller large-block cache budget: what Reset parked beyond it goes.
+	l := &a.large
+	l.mu.Lock()
+	for len(l.cache) > 0 && l.cacheBytes+l.kept > a.largeCacheBudget() {
+		a.unmapOldestCached()
+	}
+	l.mu.Unlock()
 	return err
 }
 

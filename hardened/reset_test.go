@@ -141,6 +141,20 @@ func TestResetIsNew(t *testing.T) {
 	fresh, fc := newAlloc(t, opts)
 	want := program(fresh, fc)
 	pooled, pc := newAlloc(t, opts)
+	check := func(pooled *hardened.Allocator, pc *collector) {
+		t.Helper()
+		got := program(pooled, pc)
+		if !slices.Equal(got.offs, want.offs) {
+			t.Errorf("layout differs after Reset:\n got %v\nwant %v", got.offs[:12], want.offs[:12])
+		}
+		if !slices.Equal(got.reports, want.reports) || len(want.reports) != 1 {
+			t.Errorf("reports differ: got %v, want %v", got.reports, want.reports)
+		}
+		if got.stats.Requested != want.stats.Requested || got.stats.LiveBlocks != want.stats.LiveBlocks ||
+			got.stats.Mapped != want.stats.Mapped {
+			t.Errorf("Stats differ: got %+v\nwant %+v", got.stats, want.stats)
+		}
+	}
 	for range 3 { // another program first, then Reset with the same seed
 		b := mustAlloc(t, pooled, 700)
 		mustAlloc(t, pooled, 5000) // leaked: Reset reports it
@@ -148,15 +162,40 @@ func TestResetIsNew(t *testing.T) {
 	}
 	pooled.Reset(9)
 	pc.take()
-	got := program(pooled, pc)
-	if !slices.Equal(got.offs, want.offs) {
-		t.Errorf("layout differs after Reset:\n got %v\nwant %v", got.offs[:12], want.offs[:12])
+	check(pooled, pc)
+	// ResetWith to other options (MinAlign, stacks, a chosen cache),
+	// then back: the same program, the same result as on a new one.
+	other := opts
+	other.MinAlign, other.StackDepth, other.OnReport = 64, 4, pc.add
+	other.Cache = func() int { return 1 }
+	if err := pooled.ResetWith(other); err != nil {
+		t.Fatal(err)
 	}
-	if !slices.Equal(got.reports, want.reports) || len(want.reports) != 1 {
-		t.Errorf("reports differ: got %v, want %v", got.reports, want.reports)
+	program(pooled, pc)
+	opts.OnReport = pc.add
+	if err := pooled.ResetWith(opts); err != nil {
+		t.Fatal(err)
 	}
-	if got.stats.Requested != want.stats.Requested || got.stats.LiveBlocks != want.stats.LiveBlocks ||
-		got.stats.Mapped != want.stats.Mapped {
-		t.Errorf("Stats differ: got %+v\nwant %+v", got.stats, want.stats)
+	pc.take()
+	check(pooled, pc)
+	bad := opts
+	bad.Redzone = 64
+	if err := pooled.ResetWith(bad); err == nil {
+		t.Fatal("ResetWith accepted a new Redzone")
+	}
+}
+
+// TestResetWithOptions: the options ResetWith changes take effect.
+func TestResetWithOptions(t *testing.T) {
+	a, c := newAlloc(t, hardened.Options{Seed: 3})
+	if err := a.ResetWith(hardened.Options{Seed: 4, MinAlign: 256, OnReport: c.add}); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		b := mustAlloc(t, a, 40)
+		if addr(b)%256 != 0 {
+			t.Fatalf("after ResetWith(MinAlign 256): %#x", addr(b))
+		}
+		a.Free(b)
 	}
 }
