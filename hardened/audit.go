@@ -86,8 +86,14 @@ func (a *Allocator) Audit() error {
 			if free != st.free {
 				bad(c, base, "slab %d counts %d free slots, its bitmap holds %d", s, st.free, free)
 			}
-			for i := used; i < classSlots[c]; i++ {
-				if st.bits[i/64]>>(i%64)&1 == 0 {
+			// Every bit from used up to the slot count must be set: a
+			// word at a time (a bit at a time was a fifth of a fuzz
+			// worker's time, over every never-used slot of every slab).
+			for w := used / 64; w*64 < classSlots[c]; w++ {
+				lo, hi := max(used, w*64), min(classSlots[c], w*64+64)
+				mask := (^uint64(0) >> (64 - (hi - lo))) << (lo - w*64)
+				if m := st.bits[w] & mask; m != mask {
+					i := w*64 + uint32(bits.TrailingZeros64(^st.bits[w]&mask))
 					bad(c, base+i*stride, "never handed out since its slab was carved, purged or Reset, but missing from the bitmap")
 					break
 				}

@@ -1,6 +1,7 @@
 package hardened
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"unsafe"
@@ -160,4 +161,31 @@ func isZeroT(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// A never-handed slot missing from its slab's bitmap (lost for good) is
+// named by Audit, whichever word of the bitmap it is in.
+func TestAuditMissingUnhandedSlot(t *testing.T) {
+	for _, lose := range []uint32{1, 63, 64, 200} {
+		a, err := New(Options{Seed: 7, OnReport: func(r *Report) {}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := allocT(t, a, 16) // class 0: 512 slots a slab
+		_, c, _, _ := a.locate(addrOf(b) - uintptr(a.base))
+		cl := &a.classes[c]
+		st := &cl.slabs[0]
+		i := st.used + lose
+		st.bits[i/64] &^= 1 << (i % 64)
+		st.free--
+		err = a.Audit()
+		want := fmt.Sprintf("slot %#x: never handed out", i*(classSize[c]+headerSize))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("slot %d lost: Audit = %v, want %q", i, err, want)
+		}
+		st.bits[i/64] |= 1 << (i % 64)
+		st.free++
+		a.Free(b)
+		a.Close()
+	}
 }
