@@ -47,7 +47,11 @@ func (a *Allocator) Audit() error {
 			errs = append(errs, fmt.Errorf("class %d slot %#x: %s", c, off, fmt.Sprintf(format, args...)))
 		}
 	}
-	for c := range numClasses {
+	// Only the classes that handed out a slot since New or Reset: the
+	// others' slabs are all reserve, as Reset left them (and verified
+	// them), and a slot of theirs in a cache or a queue is reported below
+	// as never handed out.
+	for c := range a.handedClasses {
 		cl := &a.classes[c]
 		cl.mu.Lock()
 		stride := classSize[c] + headerSize
