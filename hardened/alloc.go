@@ -97,7 +97,7 @@ type Allocator struct {
 // New maps the address-space reservation for the size classes (PROT_NONE,
 // nothing committed) and returns a ready allocator.
 func New(opts Options) (*Allocator, error) {
-	if opts.MinAlign < 0 || opts.MinAlign&(opts.MinAlign-1) != 0 || opts.MinAlign > MaxAlign {
+	if opts.MinAlign != 0 && !validAlign(opts.MinAlign) {
 		return nil, &OpError{Op: "New", Align: opts.MinAlign, Err: ErrAlignment}
 	}
 	a := &Allocator{opts: opts}
@@ -272,7 +272,7 @@ func (a *Allocator) Alloc(n int) ([]byte, error) {
 // is a zero-size block as Alloc(0) is (in hardened builds, an address in
 // the PROT_NONE zero-size region, for alignments up to a page).
 func (a *Allocator) AllocAligned(n, align int) ([]byte, error) {
-	if align <= 0 || align&(align-1) != 0 || align > MaxAlign {
+	if !validAlign(align) {
 		return nil, &OpError{Op: "AllocAligned", Size: n, Align: align, Err: ErrAlignment}
 	}
 	if uintptr(align) <= a.minAlign && n > 0 {
@@ -341,6 +341,10 @@ func (a *Allocator) Hold() (release func()) {
 const maxAllocSize = 1<<47 - 1
 
 func alignUp(x, a uintptr) uintptr { return (x + a - 1) &^ (a - 1) }
+
+// validAlign reports whether align is an alignment the allocator takes:
+// a positive power of two no larger than MaxAlign.
+func validAlign(align int) bool { return align > 0 && align&(align-1) == 0 && align <= MaxAlign }
 
 // grow carves the next slab of class c (c's central lock held).
 func (a *Allocator) grow(c int) error {

@@ -41,6 +41,19 @@ func (pc *cache) pop(c, n int) (uint32, bool) {
 	return pc.free[c][k], true
 }
 
+// push puts a freed size-byte slot of class c on the cache (pinned or
+// locked) if it holds fewer than max; false if it is full.
+func (pc *cache) push(c int, off uint32, size int, max uint8) bool {
+	k := pc.n[c]
+	if k >= max {
+		return false
+	}
+	pc.free[c][k] = off
+	pc.n[c] = k + 1
+	pc.noteFree(c, size)
+	return true
+}
+
 // noteAlloc counts an n-byte allocation of class c on this cache's P
 // (pinned or locked); Stats sums the caches.
 func (pc *cache) noteAlloc(c, n int) {

@@ -51,9 +51,7 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 	if a.opts.JunkFill != 0 { // junk is over the inlining budget
 		a.junk(slot, c, soff, payOff, n)
 	}
-	// encode, by hand: it keeps armSmall within the inlining budget.
-	v := uint64(n) | uint64(payOff/16)<<hdrOffShift | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
-	storeHeader(slot, v|a.checksum(slot, v)<<hdrSumShift)
+	storeHeader(slot, a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
 	asanSlotLive(slot, c, payOff, n)
 	return true
 }

@@ -13,13 +13,7 @@ var sink byte
 // The catalog rows only the hardening layer detects.
 func init() {
 	catalog = append(catalog,
-		misuse{"overflow by 1 small", hardened.Overflow, false, 40, func(t *testing.T, a *hardened.Allocator, bug bool) {
-			b := allocSite(t, a, 40)
-			if bug {
-				poke(b, 40, 0)
-			}
-			a.Free(b)
-		}},
+		overflowBy1("overflow by 1 small", 40),
 		misuse{"overflow by 8 small", hardened.Overflow, false, 40, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 40)
 			if bug {
@@ -43,20 +37,8 @@ func init() {
 			}
 			a.Free(b)
 		}},
-		misuse{"overflow by 1 of a 64 KiB block (small)", hardened.Overflow, false, 64 << 10, func(t *testing.T, a *hardened.Allocator, bug bool) {
-			b := allocSite(t, a, 64<<10)
-			if bug {
-				poke(b, 64<<10, 0)
-			}
-			a.Free(b)
-		}},
-		misuse{"overflow by 1 of a 128 KiB block (small)", hardened.Overflow, false, 128 << 10, func(t *testing.T, a *hardened.Allocator, bug bool) {
-			b := allocSite(t, a, 128<<10)
-			if bug {
-				poke(b, 128<<10, 0)
-			}
-			a.Free(b)
-		}},
+		overflowBy1("overflow by 1 of a 64 KiB block (small)", 64<<10),
+		overflowBy1("overflow by 1 of a 128 KiB block (small)", 128<<10),
 		misuse{"overflow by 1 large (page slack)", hardened.Overflow, false, 200_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 200_000)
 			if bug {
@@ -166,4 +148,16 @@ func init() {
 			}
 		}},
 	)
+}
+
+// overflowBy1 is the catalog row of a NUL written one byte past an
+// n-byte block.
+func overflowBy1(name string, n int) misuse {
+	return misuse{name, hardened.Overflow, false, n, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, n)
+		if bug {
+			poke(b, n, 0)
+		}
+		a.Free(b)
+	}}
 }

@@ -102,15 +102,9 @@ func (a *Allocator) pushFast(c int, off uint32, size int) bool {
 		return false // the seeded bug lives in pushSlot
 	}
 	pid := procPin()
-	if uint(pid) < uint(len(a.pinned)) {
-		pc := a.pinned[pid]
-		if k := pc.n[c]; k < a.ccap[c] {
-			pc.free[c][k] = off
-			pc.n[c] = k + 1
-			pc.noteFree(c, size)
-			procUnpin()
-			return true
-		}
+	if uint(pid) < uint(len(a.pinned)) && a.pinned[pid].push(c, off, size, a.ccap[c]) {
+		procUnpin()
+		return true
 	}
 	procUnpin()
 	if a.opts.Cache != nil {
@@ -137,11 +131,5 @@ func (a *Allocator) popChosen(c, n int) (uint32, uint64, bool) {
 func (a *Allocator) pushChosen(c int, off uint32, size int) bool {
 	pc := a.pinChosen()
 	defer pc.mu.Unlock()
-	if k := pc.n[c]; k < a.ccap[c] {
-		pc.free[c][k] = off
-		pc.n[c] = k + 1
-		pc.noteFree(c, size)
-		return true
-	}
-	return false
+	return pc.push(c, off, size, a.ccap[c])
 }

@@ -40,11 +40,5 @@ func (a *Allocator) pushFast(c int, off uint32, size int) bool {
 	}
 	pc := a.pin()
 	defer a.unpin(pc)
-	if k := pc.n[c]; k < a.ccap[c] {
-		pc.free[c][k] = off
-		pc.n[c] = k + 1
-		pc.noteFree(c, size)
-		return true
-	}
-	return false
+	return pc.push(c, off, size, a.ccap[c])
 }

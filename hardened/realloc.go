@@ -21,7 +21,7 @@ func (a *Allocator) Realloc(b []byte, n int) ([]byte, error) {
 // resizes in place when b's address already has the alignment, and moves
 // the bytes into a new aligned block otherwise.
 func (a *Allocator) ReallocAligned(b []byte, n, align int) ([]byte, error) {
-	if align <= 0 || align&(align-1) != 0 || align > MaxAlign {
+	if !validAlign(align) {
 		return nil, &OpError{Op: "ReallocAligned", Size: n, Align: align, Err: ErrAlignment}
 	}
 	if uintptr(align) <= a.minAlign {

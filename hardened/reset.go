@@ -79,7 +79,7 @@ func (a *Allocator) ResetWith(opts Options) error {
 		opts.ClassSpace != o.ClassSpace || !slices.Equal(opts.AlwaysQuarantine, o.AlwaysQuarantine) {
 		return &OpError{Op: "ResetWith", Err: errors.New("only Seed, OnReport, ReportOutput, StackDepth, Wrappers, LargeCacheBytes, Cache, MinAlign and JunkFill may change")}
 	}
-	if opts.MinAlign < 0 || opts.MinAlign&(opts.MinAlign-1) != 0 || opts.MinAlign > MaxAlign {
+	if opts.MinAlign != 0 && !validAlign(opts.MinAlign) {
 		return &OpError{Op: "ResetWith", Align: opts.MinAlign, Err: ErrAlignment}
 	}
 	err := a.Reset(opts.Seed)

@@ -277,7 +277,7 @@ func memequal(a, b unsafe.Pointer, n uintptr) bool
 //go:norace
 //go:noinline
 func Arm(front unsafe.Pointer, nf uintptr, rear unsafe.Pointer, nr uintptr, w uint64) {
-	if uintptr(front)&7 != 0 || nf&7 != 0 || uintptr(rear)&7 != 0 || nr&7 != 0 || nr < 8 || nf+nr > armMax {
+	if !wordwise(front, nf, rear, nr) {
 		Fill(unsafe.Slice((*byte)(front), nf), uintptr(front), w)
 		FillRear(unsafe.Slice((*byte)(rear), nr), uintptr(rear), w)
 		return
@@ -295,6 +295,13 @@ func Arm(front unsafe.Pointer, nf uintptr, rear unsafe.Pointer, nr uintptr, w ui
 // armMax is the most redzone bytes Arm and Intact handle a word at a time.
 const armMax = 256
 
+// wordwise reports whether Arm and Intact take their word loops for these
+// redzones: both 8-byte aligned and sized, the rear at least one canary
+// word, armMax bytes in all at most.
+func wordwise(front unsafe.Pointer, nf uintptr, rear unsafe.Pointer, nr uintptr) bool {
+	return uintptr(front)&7 == 0 && nf&7 == 0 && uintptr(rear)&7 == 0 && nr&7 == 0 && nr >= 8 && nf+nr <= armMax
+}
+
 // Intact reports whether the redzones Arm filled still hold canary w.
 // On false the caller finds the first damaged byte with Verify and
 // VerifyRear.
@@ -302,7 +309,7 @@ const armMax = 256
 //go:norace
 //go:noinline
 func Intact(front unsafe.Pointer, nf uintptr, rear unsafe.Pointer, nr uintptr, w uint64) bool {
-	if uintptr(front)&7 != 0 || nf&7 != 0 || uintptr(rear)&7 != 0 || nr&7 != 0 || nr < 8 || nf+nr > armMax {
+	if !wordwise(front, nf, rear, nr) {
 		return Verify(unsafe.Slice((*byte)(front), nf), uintptr(front), w) < 0 &&
 			VerifyRear(unsafe.Slice((*byte)(rear), nr), uintptr(rear), w) < 0
 	}
