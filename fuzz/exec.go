@@ -71,8 +71,8 @@ func Options(p Program) hardened.Options {
 	// block to 64 bytes (Options.MinAlign), as the arrow adapter does: the
 	// fast paths then place payloads past alignment slack. Both take the
 	// place of a duplicate value above (the fourth StackDepth and
-	// LargeCacheBytes choices), so the configurations, one pooled
-	// allocator each, stay few enough (see maxPooled).
+	// LargeCacheBytes choices); neither is part of the pool's key, since
+	// ResetWith changes them on a pooled allocator (poolKey).
 	if (s>>4)%4 == 3 {
 		c := &chooser{}
 		c.reset(s)
