@@ -1,10 +1,8 @@
 package fuzz
 
 import (
-	"cmp"
 	"errors"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -33,12 +31,70 @@ type bulkBlock struct {
 	class int
 }
 
+// span is the address range the block covers (a 0-byte block one byte).
+func (bb *bulkBlock) span() (uintptr, uintptr) {
+	s := addrOf(bb.b)
+	return s, s + uintptr(max(len(bb.b), 1))
+}
+
+// addBulk puts bb in the bulk set, its granules and its counts.
+func (r *runner) addBulk(bb bulkBlock) {
+	r.bulk = append(r.bulk, bb)
+	r.bulkBytes += len(bb.b)
+	if bb.class >= 0 {
+		for len(r.bulkClass) <= bb.class {
+			r.bulkClass = append(r.bulkClass, 0)
+		}
+		r.bulkClass[bb.class]++
+	}
+	s, e := bb.span()
+	r.granules.update(s, e, true)
+}
+
+// dropBulk takes the bulk set's block j out of it, its granules and its
+// counts, and returns it.
+func (r *runner) dropBulk(j int) bulkBlock {
+	bb := r.bulk[j]
+	r.bulk[j] = r.bulk[len(r.bulk)-1]
+	r.bulk = r.bulk[:len(r.bulk)-1]
+	r.bulkBytes -= len(bb.b)
+	if bb.class >= 0 {
+		r.bulkClass[bb.class]--
+	}
+	s, e := bb.span()
+	r.granules.update(s, e, false)
+	return bb
+}
+
+// clearBulk empties the bulk set (its blocks freed, or forgotten by Reset).
+func (r *runner) clearBulk() {
+	clear(r.bulk)
+	r.bulk, r.bulkBytes = r.bulk[:0], 0
+	clear(r.bulkClass)
+	r.granules.reset()
+}
+
 // bulkCount is how many blocks a bulk op takes: mostly a few dozen, and
 // one op in six 96, more than any per-P cache holds (64), so that it
 // flushes. (256 cost 40% more per exec and reached nothing more.)
 func bulkCount(aux int) int { return [...]int{4, 8, 16, 32, 64, 96}[aux%6] }
 
 func tagAt(tag byte, j int) byte { return tag ^ byte(j*7) ^ 0x5c }
+
+// tagRows[tag] holds tagAt(tag, j) for j in [0, 512): the pattern's period
+// is 256, so any run of up to 256 bytes of it starts in the first half, and
+// fillTag and tagDiff copy and compare whole runs (a byte loop was most of
+// a bulk op's own time).
+var tagRows = func() (t [256][512]byte) {
+	for tag := range t {
+		for j := range t[tag] {
+			t[tag][j] = tagAt(byte(tag), j)
+		}
+	}
+	return t
+}()
+
+func tagRun(tag byte, from, to int) []byte { return tagRows[tag][from%256 : from%256+to-from] }
 
 // tagSpans are the parts of an n-byte bulk block that hold its pattern:
 // all of a small block, the first and last bulkFull/2 bytes of a larger
@@ -53,19 +109,15 @@ func tagSpans(n int) [2][2]int {
 // fillTag writes the block's pattern.
 func fillTag(b []byte, tag byte) {
 	for _, s := range tagSpans(len(b)) {
-		for j := s[0]; j < s[1]; j++ {
-			b[j] = tagAt(tag, j)
-		}
+		copy(b[s[0]:s[1]], tagRun(tag, s[0], s[1]))
 	}
 }
 
 // tagDiff returns the first offset fillTag's pattern does not hold, or -1.
 func tagDiff(b []byte, tag byte) int {
 	for _, s := range tagSpans(len(b)) {
-		for j := s[0]; j < s[1]; j++ {
-			if b[j] != tagAt(tag, j) {
-				return j
-			}
+		if j := firstDiff(b[s[0]:s[1]], tagRun(tag, s[0], s[1])); j >= 0 {
+			return s[0] + j
 		}
 	}
 	return -1
@@ -112,16 +164,19 @@ func (r *runner) bulkAlloc(i int, op Op) error {
 		if len(b) != n || cap(b) != n {
 			return r.fail(i, "bulk Alloc(%d): len %d cap %d", n, len(b), cap(b))
 		}
+		bb := bulkBlock{b, byte(op.Aux + j), r.classOf(b)}
+		s, e := bb.span()
+		if s%16 != 0 {
+			return r.fail(i, "bulk Alloc(%d): block %#x not aligned to 16", n, s)
+		}
+		if o := r.overlap(s, e); o != "" {
+			return r.fail(i, "bulk Alloc(%d): new block [%#x,%#x) overlaps %s", n, s, e, o)
+		}
 		if z := isZero(b); z >= 0 {
 			return r.fail(i, "bulk Alloc(%d): byte %d not zeroed", n, z)
 		}
-		tag := byte(op.Aux + j)
-		fillTag(b, tag)
-		r.bulk = append(r.bulk, bulkBlock{b, tag, r.classOf(b)})
-		r.bulkBytes += n
-	}
-	if err := r.checkOverlap(i); err != nil {
-		return err
+		fillTag(b, bb.tag)
+		r.addBulk(bb)
 	}
 	return r.checkStats(i)
 }
@@ -132,14 +187,10 @@ func (r *runner) bulkFree(i int, op Op) error {
 	x := uint32(op.Size) | 1
 	for range k {
 		x = x*1664525 + 1013904223 // an LCG: the order replays
-		j := int(x>>8) % len(r.bulk)
-		bb := r.bulk[j]
-		r.bulk[j] = r.bulk[len(r.bulk)-1]
-		r.bulk = r.bulk[:len(r.bulk)-1]
+		bb := r.dropBulk(int(x>>8) % len(r.bulk))
 		if d := tagDiff(bb.b, bb.tag); d >= 0 {
 			return r.fail(i, "bulk block %#x (%d bytes): byte %d changed behind the model's back", addrOf(bb.b), len(bb.b), d)
 		}
-		r.bulkBytes -= len(bb.b)
 		batch = append(batch, bb)
 	}
 	free := func() {
@@ -210,28 +261,6 @@ func (r *runner) raceFree(i int, op Op) error {
 	return r.checkStats(i)
 }
 
-// checkOverlap sorts every block the model holds by address and checks
-// that no two overlap: exact, where checkNew's look at the slots and
-// orphans does not see the bulk set.
-func (r *runner) checkOverlap(i int) error {
-	spans := r.spans[:0]
-	for _, b := range r.live() {
-		spans = append(spans, [2]uintptr{b.start(), b.end()})
-	}
-	for _, bb := range r.bulk {
-		s := addrOf(bb.b)
-		spans = append(spans, [2]uintptr{s, s + uintptr(max(len(bb.b), 1))})
-	}
-	slices.SortFunc(spans, func(x, y [2]uintptr) int { return cmp.Compare(x[0], y[0]) })
-	for k := 1; k < len(spans); k++ {
-		if spans[k][0] < spans[k-1][1] {
-			return r.fail(i, "live blocks [%#x,%#x) and [%#x,%#x) overlap", spans[k-1][0], spans[k-1][1], spans[k][0], spans[k][1])
-		}
-	}
-	r.spans = spans
-	return nil
-}
-
 // checkStats compares the allocator's accounting with the model: live
 // blocks and requested bytes, counting the launch capsules of threads not
 // yet joined or detached. It runs when no thread is running (theirs
@@ -241,23 +270,19 @@ func (r *runner) checkStats(i int) error {
 	if r.running.Load() != 0 || r.misused != nil {
 		return nil
 	}
-	var blocks, bytes int64
-	perClass := r.perClass[:0]
-	count := func(n, class int) {
+	// The bulk set's counts are kept as it changes (addBulk, dropBulk);
+	// the slots and orphans are few.
+	blocks, bytes := int64(len(r.bulk)), int64(r.bulkBytes)
+	perClass := append(r.perClass[:0], r.bulkClass...)
+	for _, b := range r.live() {
 		blocks++
-		bytes += int64(n)
-		if class >= 0 {
-			for len(perClass) <= class {
+		bytes += int64(len(b.b))
+		if b.class >= 0 {
+			for len(perClass) <= b.class {
 				perClass = append(perClass, 0)
 			}
-			perClass[class]++
+			perClass[b.class]++
 		}
-	}
-	for _, b := range r.live() {
-		count(len(b.b), b.class)
-	}
-	for _, bb := range r.bulk {
-		count(len(bb.b), bb.class)
 	}
 	capsules := 0
 	for _, t := range r.threads {
@@ -268,7 +293,8 @@ func (r *runner) checkStats(i int) error {
 		}
 	}
 	r.perClass = perClass
-	s := r.a.Stats()
+	r.a.ReadStats(&r.stats)
+	s := &r.stats
 	if s.LiveBlocks != blocks || s.Requested != bytes {
 		return r.fail(i, "Stats: %d live blocks, %d bytes requested; the model holds %d blocks, %d bytes",
 			s.LiveBlocks, s.Requested, blocks, bytes)

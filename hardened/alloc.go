@@ -90,6 +90,8 @@ type Allocator struct {
 	// their old bytes). Atomic: junk reads it without the class lock.
 	fresh [numClasses][]atomic.Uint64
 
+	audit [2]auditList // Audit's scratch: the cached and the queued slots
+
 	//lint:ignore U1000 empty in release builds (harden0.go)
 	hardAlloc // the hardening layer's state
 }
@@ -111,11 +113,12 @@ func New(opts Options) (*Allocator, error) {
 	a.secret = a.rng.Uint64()
 
 	n := max(runtime.GOMAXPROCS(0), runtime.NumCPU())
-	a.caches = make([]*cache, n)
-	for i := range a.caches {
-		a.caches[i] = &cache{cacheHard: newCacheHard(i)}
+	all := make([]*cache, n+1) // the caches, then the spare (allCaches)
+	for i := range n {
+		all[i] = &cache{cacheHard: newCacheHard(i)}
 	}
-	a.spare = &cache{shared: true, cacheHard: newCacheHard(n)}
+	all[n] = &cache{shared: true, cacheHard: newCacheHard(n)}
+	a.caches, a.spare = all[:n], all[n]
 	for c := range numClasses {
 		stride := classSize[c] + headerSize
 		a.divMul[c] = ^uint32(0)/stride + 1

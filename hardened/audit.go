@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 )
 
 // Audit checks slot conservation, for fuzz harnesses and tests: every
@@ -25,22 +26,23 @@ func (a *Allocator) Audit() error {
 	if a.closed.Load() {
 		return &OpError{Op: "Audit", Err: ErrClosed}
 	}
-	type key struct {
-		c   int
-		off uint32
-	}
-	cached := make(map[key]int)
+	// The free lists and queues as sorted keys, class then offset: the
+	// walk below visits slots in that order and merges them in (maps cost
+	// a fuzz exec more than the walk itself).
+	cached, queued := &a.audit[0], &a.audit[1]
+	cached.keys, queued.keys = cached.keys[:0], queued.keys[:0]
 	for _, pc := range a.allCaches() {
 		pc.lockForRead()
 		for c := range numClasses {
 			for _, off := range pc.free[c][:pc.n[c]] {
-				cached[key{c, off}]++
+				cached.keys = append(cached.keys, auditKey(c, off))
 			}
 		}
 		pc.unlockForRead()
 	}
-	queued := make(map[key]int)
-	a.quarantined(func(c int, off uint32) { queued[key{c, off}]++ })
+	a.quarantined(func(c int, off uint32) { queued.keys = append(queued.keys, auditKey(c, off)) })
+	cached.start("in %d per-P caches, but never handed out by a refill (or outside every slab)")
+	queued.start("quarantined %d times, but never handed out (or outside every slab)")
 	var errs []error
 	bad := func(c int, off uint32, format string, args ...any) {
 		if len(errs) < 8 {
@@ -105,14 +107,12 @@ func (a *Allocator) Audit() error {
 			for i := range used {
 				off := base + i*stride
 				inBits := st.bits[i/64]>>(i%64)&1 != 0
-				k := key{c, off}
-				nc, nq := cached[k], queued[k]
+				k := auditKey(c, off)
+				nc, nq := cached.count(k, bad), queued.count(k, bad)
 				n := nc + nq
 				if inBits {
 					n++
 				}
-				delete(cached, k)
-				delete(queued, k)
 				v := loadHeader(a.slotAt(c, off))
 				h, ok := a.decode(a.slotAt(c, off), v)
 				switch {
@@ -151,11 +151,40 @@ func (a *Allocator) Audit() error {
 	l.mu.Unlock()
 	// What is left names slots never handed out (still in the bitmap:
 	// now in two places) or outside every carved slab.
-	for k, n := range cached {
-		bad(k.c, k.off, "in %d per-P caches, but never handed out by a refill (or outside every slab)", n)
-	}
-	for k, n := range queued {
-		bad(k.c, k.off, "quarantined %d times, but never handed out (or outside every slab)", n)
-	}
+	cached.count(^uint64(0), bad)
+	queued.count(^uint64(0), bad)
 	return errors.Join(errs...)
+}
+
+func auditKey(c int, off uint32) uint64 { return uint64(c)<<32 | uint64(off) }
+
+// auditList is one of Audit's sorted key lists (a slot in a per-P cache,
+// or in a quarantine), consumed in order as the walk visits slots.
+type auditList struct {
+	keys     []uint64
+	i        int
+	leftover string // the report for a key the walk never visited
+}
+
+func (l *auditList) start(leftover string) {
+	slices.Sort(l.keys)
+	l.i, l.leftover = 0, leftover
+}
+
+// count returns how many times k is in the list, after reporting every
+// smaller key left in it: one the walk passed by without visiting, so a
+// slot never handed out, or outside every slab.
+func (l *auditList) count(k uint64, bad func(c int, off uint32, format string, args ...any)) int {
+	for l.i < len(l.keys) && l.keys[l.i] < k {
+		x, n := l.keys[l.i], 0
+		for l.i < len(l.keys) && l.keys[l.i] == x {
+			l.i, n = l.i+1, n+1
+		}
+		bad(int(x>>32), uint32(x), l.leftover, n)
+	}
+	n := 0
+	for l.i < len(l.keys) && l.keys[l.i] == k {
+		l.i, n = l.i+1, n+1
+	}
+	return n
 }

@@ -25,7 +25,7 @@ type cache struct {
 
 // allCaches returns every per-P cache and the spare one.
 func (a *Allocator) allCaches() []*cache {
-	return append(a.caches[:len(a.caches):len(a.caches)], a.spare)
+	return a.caches[:len(a.caches)+1] // New put the spare after them
 }
 
 // pop takes a free slot of class c from the cache (pinned or locked),

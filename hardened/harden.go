@@ -232,6 +232,7 @@ func (a *Allocator) resetHardened() {
 	h.q.Reset(a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
 	z := &h.zero
 	z.mu.Lock()
-	z.next, z.live, z.freed = 0, make(map[uintptr]*zeroBlock), nil
+	z.next, z.freed = 0, nil
+	clear(z.live)
 	z.mu.Unlock()
 }

@@ -311,7 +311,7 @@ func (a *Allocator) dropLarge(keep bool) {
 	for !keep && len(l.cache) > 0 {
 		a.unmapOldestCached()
 	}
-	l.live = make(map[uintptr]*largeBlock)
+	clear(l.live) // not a new map: Reset runs once per fuzz exec
 	l.quarantined, l.qbytes, l.kept, l.withdrawn = nil, 0, 0, nil
 	l.recent, l.recentPos = [len(l.recent)]*largeBlock{}, 0
 }

@@ -35,22 +35,35 @@ type ClassStats struct {
 
 // Stats returns current counters.
 func (a *Allocator) Stats() Stats {
-	s := Stats{Mapped: a.mapped.Load(), Classes: make([]ClassStats, numClasses)}
-	for c := range numClasses {
-		s.Classes[c].Size = int(classSize[c])
-		s.Classes[c].Slabs = int64(a.classes[c].committed.Load() >> classSlabShift[c])
+	var s Stats
+	a.ReadStats(&s)
+	return s
+}
+
+// ReadStats fills s with current counters, as Stats returns them, reusing
+// s.Classes: fuzz harnesses compare the accounting with their model after
+// every batch of operations, and Stats' fresh slice was most of the cost.
+func (a *Allocator) ReadStats(s *Stats) {
+	classes := s.Classes
+	if cap(classes) < numClasses {
+		classes = make([]ClassStats, numClasses)
+	}
+	classes = classes[:numClasses]
+	*s = Stats{Mapped: a.mapped.Load(), Classes: classes}
+	for c := range classes {
+		classes[c] = ClassStats{Size: int(classSize[c]), Slabs: int64(a.classes[c].committed.Load() >> classSlabShift[c])}
 	}
 	for _, pc := range a.allCaches() {
 		pc.lockForRead()
-		for c := range numClasses {
-			s.Classes[c].Allocs += pc.allocs[c]
-			s.Classes[c].Frees += pc.frees[c]
+		for c := range classes {
+			classes[c].Allocs += pc.allocs[c]
+			classes[c].Frees += pc.frees[c]
 		}
 		s.Requested += pc.requested
 		pc.unlockForRead()
 	}
-	for c := range s.Classes {
-		cs := &s.Classes[c]
+	for c := range classes {
+		cs := &classes[c]
 		cs.Live = cs.Allocs - cs.Frees
 		s.LiveBlocks += cs.Live
 	}
@@ -62,7 +75,6 @@ func (a *Allocator) Stats() Stats {
 	if Enabled {
 		s.Quarantined, s.QuarantinedBytes = a.quarantineStats()
 	}
-	return s
 }
 
 // walk calls fn for every slot with a non-zero header among those handed
