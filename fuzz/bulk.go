@@ -142,6 +142,15 @@ func (r *runner) oom(err error) bool {
 	return r.opts.Limit > 0 && errors.Is(err, hardened.ErrOutOfMemory)
 }
 
+// bulkRand is the j-th pseudo-random word of a bulk op (splitmix64 of
+// its fields): sizes that replay.
+func bulkRand(op Op, j int) uint32 {
+	z := uint64(op.Size)<<32 ^ uint64(op.Aux)<<16 ^ uint64(j)
+	z = (z + 0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return uint32(z ^ z>>31)
+}
+
 func (r *runner) bulkAlloc(i int, op Op) error {
 	k := bulkCount(op.Aux)
 	base := op.Size % 2048
@@ -152,7 +161,10 @@ func (r *runner) bulkAlloc(i int, op Op) error {
 		}
 		n := base
 		if many {
-			n = (base + j*(37+op.Aux)) % 4096
+			// Log-uniform below 4 KiB: every class about as often, at a
+			// quarter of a uniform draw's bytes (zeroing, canaries and
+			// the model's checks all cost per byte).
+			n = logUniform(bulkRand(op, j), 12) - 1
 		}
 		b, err := r.a.Alloc(n)
 		if err != nil {
@@ -203,14 +215,58 @@ func (r *runner) bulkFree(i int, op Op) error {
 		// a cache other than the allocations' (the fuzz workers run
 		// with GOMAXPROCS >= 1; the goroutine still migrates blocks
 		// between caches when it does not get its own P).
-		done := make(chan struct{})
-		go func() { free(); close(done) }()
-		<-done
+		h := getHelper()
+		h.start(free)
+		h.wait()
+		putHelper(h)
 	} else {
 		free()
 	}
 	return r.checkStats(i)
 }
+
+// helper is a goroutine that runs functions for a program: frees on
+// another goroutine than the program's (so, most likely, another P's
+// cache), and the second of two racing frees. Helpers are kept for reuse:
+// a new goroutine per op grew its stack again each time (copying it).
+type helper struct {
+	work chan func()
+	done chan struct{}
+}
+
+var helpers struct {
+	sync.Mutex
+	free []*helper
+}
+
+func getHelper() *helper {
+	helpers.Lock()
+	defer helpers.Unlock()
+	if n := len(helpers.free); n > 0 {
+		h := helpers.free[n-1]
+		helpers.free = helpers.free[:n-1]
+		return h
+	}
+	h := &helper{work: make(chan func()), done: make(chan struct{})}
+	go func() {
+		for f := range h.work {
+			f()
+			h.done <- struct{}{}
+		}
+	}()
+	return h
+}
+
+// putHelper returns an idle helper (every start waited for) for reuse.
+func putHelper(h *helper) {
+	helpers.Lock()
+	helpers.free = append(helpers.free, h)
+	helpers.Unlock()
+}
+
+// start runs f on the helper; wait waits for it to return.
+func (h *helper) start(f func()) { h.work <- f }
+func (h *helper) wait()          { <-h.done }
 
 // raceFree frees one block from two goroutines released together by a
 // spin barrier: the header's compare-and-swap must let exactly one win,
@@ -238,18 +294,21 @@ func (r *runner) raceFree(i int, op Op) error {
 		}
 	}
 	r.slots[op.Slot] = nil
+	// This goroutine and a helper (another P, when there is one to run
+	// it) free the block at once.
 	var ready atomic.Int32
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() {
-			ready.Add(1)
-			for ready.Load() < 2 {
-				runtime.Gosched() // one P (fuzz workers) must let the other goroutine run
-			}
-			r.a.Free(b.b)
-		})
+	race := func() {
+		ready.Add(1)
+		for ready.Load() < 2 {
+			runtime.Gosched() // one P (fuzz workers) must let the other goroutine run
+		}
+		r.a.Free(b.b)
 	}
-	wg.Wait()
+	h := getHelper()
+	h.start(race)
+	race()
+	h.wait()
+	putHelper(h)
 	putWant(b.want)
 	reps := r.takeReports()
 	if len(reps) != 1 {

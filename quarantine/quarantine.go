@@ -259,10 +259,12 @@ func (q *Quarantine) Each(fn func(Item)) {
 		}
 	}
 	each(&q.queue)
-	for c := range q.random {
-		for i, u := range q.used[c] {
-			if u {
-				fn(q.random[c][i])
+	for _, c := range q.touched { // the others hold nothing
+		if q.nused[c] > 0 {
+			for i, u := range q.used[c] {
+				if u {
+					fn(q.random[c][i])
+				}
 			}
 		}
 		if f := q.always[c]; f != nil {
