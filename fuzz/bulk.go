@@ -11,16 +11,20 @@ import (
 	"github.com/hardalloc/hardalloc/thread"
 )
 
-// Bulk ops: one op allocates or frees up to 256 blocks, so that a
-// program's live set reaches thousands of blocks and every path below
+// Bulk ops: one op allocates or frees up to 96 blocks, so that a
+// program's live set reaches a thousand blocks and every path below
 // Alloc and Free runs: per-P caches fill and spill half to the central
 // lists, refill from them, slabs empty and are purged, classes borrow
 // from their neighbours, and frees land on other Ps than the allocations
 // (BulkFree on a second goroutine). A program of NumSlots blocks never
 // left a P's cache.
 const (
-	bulkMax      = 4096    // blocks in the bulk set
-	bulkMaxBytes = 4 << 20 // bytes in the bulk set
+	// The bulk set's bounds: enough to fill two slabs of any class (at
+	// most 512 slots each) and every per-P cache several times over.
+	// (4096 blocks and 4 MiB cost bulk-heavy programs four times as much
+	// and reached nothing more.)
+	bulkMax      = 1024    // blocks in the bulk set
+	bulkMaxBytes = 1 << 20 // bytes in the bulk set
 	bulkFull     = 256     // bytes of a bulk block checked in full (then its ends)
 )
 
@@ -74,10 +78,10 @@ func (r *runner) clearBulk() {
 	r.granules.reset()
 }
 
-// bulkCount is how many blocks a bulk op takes: mostly a few dozen, and
-// one op in six 96, more than any per-P cache holds (64), so that it
-// flushes. (256 cost 40% more per exec and reached nothing more.)
-func bulkCount(aux int) int { return [...]int{4, 8, 16, 32, 64, 96}[aux%6] }
+// bulkCount is how many blocks a bulk op takes: mostly a few, and one op
+// in six 96, more than any per-P cache holds (64), so that it flushes.
+// (256 cost 40% more per exec and reached nothing more.)
+func bulkCount(aux int) int { return [...]int{2, 4, 8, 16, 32, 96}[aux%6] }
 
 func tagAt(tag byte, j int) byte { return tag ^ byte(j*7) ^ 0x5c }
 
