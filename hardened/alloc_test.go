@@ -663,3 +663,37 @@ func TestSpill(t *testing.T) {
 		}
 	}
 }
+
+// TestReadStatsAfterReset: ReadStats reuses its Classes and counts what
+// was allocated since Reset, 0-byte blocks (which take no slot in
+// hardened builds) included.
+func TestReadStatsAfterReset(t *testing.T) {
+	a, _ := newAlloc(t, hardened.Options{})
+	a.Free(mustAlloc(t, a, 0))
+	a.Free(mustAlloc(t, a, 300))
+	a.Reset(7)
+	var s hardened.Stats
+	a.ReadStats(&s)
+	if s.LiveBlocks != 0 || s.Requested != 0 {
+		t.Fatalf("after Reset: %d live blocks, %d bytes", s.LiveBlocks, s.Requested)
+	}
+	classes := &s.Classes[0]
+	z := mustAlloc(t, a, 0)
+	b := mustAlloc(t, a, 5000)
+	a.ReadStats(&s)
+	if &s.Classes[0] != classes {
+		t.Error("ReadStats made a new Classes slice")
+	}
+	var live int64
+	for _, c := range s.Classes {
+		live += c.Live
+	}
+	if s.LiveBlocks != 2 || live != 2 || s.Requested != 5000 {
+		t.Fatalf("after Alloc(0) and Alloc(5000): %d live blocks (%d by class), %d bytes", s.LiveBlocks, live, s.Requested)
+	}
+	a.Free(z)
+	a.Free(b)
+	if st := a.Stats(); st.LiveBlocks != 0 {
+		t.Fatalf("after freeing both: %d live blocks", st.LiveBlocks)
+	}
+}

@@ -53,14 +53,17 @@ func (a *Allocator) ReadStats(s *Stats) {
 	for c := range classes {
 		classes[c] = ClassStats{Size: int(classSize[c]), Slabs: int64(a.classes[c].committed.Load() >> classSlabShift[c])}
 	}
-	// The per-P counts of the classes that handed out a slot since New or
-	// Reset: the others' are zero (Reset clears them, and only a slot
-	// handed out is allocated, then freed).
+	// The per-P counts of class 0 (hardened builds count 0-byte blocks,
+	// which take no slot, there) and of the classes that handed out a
+	// slot since New or Reset: the others' are zero (Reset clears them,
+	// and only a slot handed out is allocated, then freed).
 	var handed [numClasses]uint8
-	nh := 0
+	nh := 1 // class 0
 	for c := range a.handedClasses {
-		handed[nh] = uint8(c)
-		nh++
+		if c != 0 {
+			handed[nh] = uint8(c)
+			nh++
+		}
 	}
 	for _, pc := range a.allCaches() {
 		pc.lockForRead()
