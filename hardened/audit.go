@@ -1,6 +1,7 @@
 package hardened
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -33,9 +34,14 @@ func (a *Allocator) Audit() error {
 	cached.keys, queued.keys = cached.keys[:0], queued.keys[:0]
 	for _, pc := range a.allCaches() {
 		pc.lockForRead()
-		for c := range numClasses {
-			for _, off := range pc.free[c][:pc.n[c]] {
-				cached.keys = append(cached.keys, auditKey(c, off))
+		for c0 := 0; c0 < numClasses; c0 += 8 {
+			if c0+8 <= numClasses && binary.LittleEndian.Uint64(pc.n[c0:]) == 0 {
+				continue // eight empty classes at a time: most are
+			}
+			for c := c0; c < min(c0+8, numClasses); c++ {
+				for _, off := range pc.free[c][:pc.n[c]] {
+					cached.keys = append(cached.keys, auditKey(c, off))
+				}
 			}
 		}
 		pc.unlockForRead()
@@ -108,7 +114,13 @@ func (a *Allocator) Audit() error {
 				off := base + i*stride
 				inBits := st.bits[i/64]>>(i%64)&1 != 0
 				k := auditKey(c, off)
-				nc, nq := cached.count(k, bad), queued.count(k, bad)
+				nc, nq := 0, 0
+				if cached.next() <= k { // the common case, no key here, inline
+					nc = cached.count(k, bad)
+				}
+				if queued.next() <= k {
+					nq = queued.count(k, bad)
+				}
 				n := nc + nq
 				if inBits {
 					n++
@@ -164,6 +176,14 @@ type auditList struct {
 	keys     []uint64
 	i        int
 	leftover string // the report for a key the walk never visited
+}
+
+// next returns the smallest key not yet consumed (all ones: none left).
+func (l *auditList) next() uint64 {
+	if l.i < len(l.keys) {
+		return l.keys[l.i]
+	}
+	return ^uint64(0)
 }
 
 func (l *auditList) start(leftover string) {

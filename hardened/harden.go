@@ -53,6 +53,11 @@ type cacheHard struct {
 
 func newCacheHard(shard int) cacheHard { return cacheHard{qi: shard} }
 
+// resetHard empties the P's batch of frees (Reset cleared their headers)
+// and its sequence numbers; the batch's items past qn are never read, so
+// they are left as they are.
+func (pc *cache) resetHard() { pc.qn, pc.qbytes, pc.seq, pc.seqEnd = 0, 0, 0, 0 }
+
 func (pc *cache) shard() int { return pc.qi }
 
 // hardState is the hardening layer's state.

@@ -20,6 +20,7 @@ type hardAlloc struct{}
 type cacheHard struct{}
 
 func newCacheHard(int) cacheHard { return cacheHard{} }
+func (pc *cache) resetHard()     {}
 func (pc *cache) shard() int     { return 0 }
 
 func (a *Allocator) initHardened() error {

@@ -44,15 +44,19 @@ func (a *Allocator) Reset(seed uint64) error {
 			}
 		}
 	}
+	var buf [numClasses]uint8
+	counted := a.countedClasses(&buf)
 	for i := range a.handed {
 		a.handed[i].Store(0)
 	}
 	for _, pc := range a.allCaches() {
 		pc.lockForRead()
 		pc.n = [numClasses]uint8{}
-		pc.allocs, pc.frees = [numClasses]int64{}, [numClasses]int64{}
+		for _, c := range counted {
+			pc.allocs[c], pc.frees[c] = 0, 0
+		}
 		pc.requested = 0
-		pc.cacheHard = newCacheHard(pc.shard()) // the batched frees' headers were just cleared
+		pc.resetHard() // the batched frees' headers were just cleared
 		pc.unlockForRead()
 	}
 

@@ -53,21 +53,11 @@ func (a *Allocator) ReadStats(s *Stats) {
 	for c := range classes {
 		classes[c] = ClassStats{Size: int(classSize[c]), Slabs: int64(a.classes[c].committed.Load() >> classSlabShift[c])}
 	}
-	// The per-P counts of class 0 (hardened builds count 0-byte blocks,
-	// which take no slot, there) and of the classes that handed out a
-	// slot since New or Reset: the others' are zero (Reset clears them,
-	// and only a slot handed out is allocated, then freed).
-	var handed [numClasses]uint8
-	nh := 1 // class 0
-	for c := range a.handedClasses {
-		if c != 0 {
-			handed[nh] = uint8(c)
-			nh++
-		}
-	}
+	var buf [numClasses]uint8
+	counted := a.countedClasses(&buf)
 	for _, pc := range a.allCaches() {
 		pc.lockForRead()
-		for _, c := range handed[:nh] {
+		for _, c := range counted {
 			classes[c].Allocs += pc.allocs[c]
 			classes[c].Frees += pc.frees[c]
 		}
@@ -87,6 +77,22 @@ func (a *Allocator) ReadStats(s *Stats) {
 	if Enabled {
 		s.Quarantined, s.QuarantinedBytes = a.quarantineStats()
 	}
+}
+
+// countedClasses returns, in buf, the classes whose per-P counts may be
+// non-zero: class 0 (hardened builds count 0-byte blocks, which take no
+// slot, there) and the classes that handed out a slot since New or Reset.
+// The others' are zero: Reset clears them, and only a slot handed out is
+// allocated, then freed.
+func (a *Allocator) countedClasses(buf *[numClasses]uint8) []uint8 {
+	n := 1 // class 0
+	for c := range a.handedClasses {
+		if c != 0 {
+			buf[n] = uint8(c)
+			n++
+		}
+	}
+	return buf[:n]
 }
 
 // walk calls fn for every slot with a non-zero header among those handed
