@@ -297,7 +297,7 @@ func (r *runner) raceFree(i int, op Op) error {
 			return err
 		}
 	}
-	r.slots[op.Slot] = nil
+	r.setSlot(op.Slot, nil)
 	// This goroutine and a helper (another P, when there is one to run
 	// it) free the block at once.
 	var ready atomic.Int32

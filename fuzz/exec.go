@@ -131,6 +131,7 @@ type runner struct {
 	a       *hardened.Allocator
 	opts    hardened.Options
 	slots   [NumSlots]*block
+	held    uint16 // bit s set: slots[s] is not nil (setSlot)
 	orphans []*block // blocks whose slot was reused without a free: expected leaks, sorted by start
 
 	threads  [NumSlots]*thread.Thread
@@ -419,8 +420,10 @@ func (r *runner) sweep(i int) error {
 		return r.fail(i, "thread: %v", err)
 	default:
 	}
-	for s, b := range r.slots {
-		if b == nil || len(b.b) == 0 {
+	for m := r.held; m != 0; m &= m - 1 {
+		s := bits.TrailingZeros16(m)
+		b := r.slots[s]
+		if len(b.b) == 0 {
 			continue
 		}
 		if b.b[0] != b.expect(0) || b.b[len(b.b)-1] != b.expect(len(b.b)-1) {
@@ -507,12 +510,22 @@ func isZero(b []byte) int {
 	return -1
 }
 
+// setSlot sets slot s to b (nil: empty), keeping held.
+func (r *runner) setSlot(s int, b *block) {
+	r.slots[s] = b
+	if b != nil {
+		r.held |= 1 << s
+	} else {
+		r.held &^= 1 << s
+	}
+}
+
 func (r *runner) put(slot int, b *block) {
 	if old := r.slots[slot]; old != nil {
 		k, _ := slices.BinarySearchFunc(r.orphans, old.start(), func(o *block, s uintptr) int { return cmp.Compare(o.start(), s) })
 		r.orphans = slices.Insert(r.orphans, k, old) // kept sorted by start (checkNew)
 	}
-	r.slots[slot] = b
+	r.setSlot(slot, b)
 }
 
 func (r *runner) step(i int, op Op) error {
@@ -550,7 +563,7 @@ func (r *runner) step(i int, op Op) error {
 		if err != nil && r.oom(err) {
 			return nil // over the Limit: the old block is still valid and unchanged
 		}
-		r.slots[op.Slot] = nil
+		r.setSlot(op.Slot, nil)
 		nb, ferr := r.checkNew(i, b, op.Size, 0, err)
 		if ferr != nil {
 			return ferr
@@ -572,14 +585,14 @@ func (r *runner) step(i int, op Op) error {
 		if j := nb.diff(); j >= 0 {
 			return r.fail(i, "Realloc(%d -> %d): byte %d is %#x, want %#x", len(ob), op.Size, j, b[j], nb.expect(j))
 		}
-		r.slots[op.Slot] = nb
+		r.setSlot(op.Slot, nb)
 	case OpFree:
 		if b := r.slots[op.Slot]; b != nil {
 			if j := b.diff(); j >= 0 {
 				return r.fail(i, "before Free: byte %d of slot %d changed", j, op.Slot)
 			}
 			a.Free(b.b)
-			r.slots[op.Slot] = nil
+			r.setSlot(op.Slot, nil)
 			putWant(b.want)
 		}
 	case OpWrite:
@@ -663,7 +676,7 @@ func (r *runner) step(i int, op Op) error {
 		if err := r.close(); err != nil {
 			return err
 		}
-		r.slots, r.orphans = [NumSlots]*block{}, r.orphans[:0]
+		r.slots, r.held, r.orphans = [NumSlots]*block{}, 0, r.orphans[:0]
 	}
 	return nil
 }

@@ -66,7 +66,7 @@ func (r *runner) misuse(i int, op Op) error {
 		} else {
 			b = nb2
 		}
-		r.slots[op.Slot] = b
+		r.setSlot(op.Slot, b)
 	}
 	// Where the block's header and redzones are, from the allocator.
 	lay, ok := r.a.LayoutOf(b.b)
@@ -116,18 +116,18 @@ func (r *runner) misuse(i int, op Op) error {
 			flip(p, off, 0x5a)
 		}
 	}
-	r.slots[op.Slot] = nil
+	r.setSlot(op.Slot, nil)
 	switch v {
 	case MisuseDoubleFree:
 		a.Free(p)
 		a.Free(p)
 	case MisuseInteriorFree:
 		a.Free(unsafe.Slice(at(p, 1+op.Aux%max(len(p), 1)), 1))
-		r.slots[op.Slot] = b // nothing was freed: the block must still be intact
+		r.setSlot(op.Slot, b) // nothing was freed: the block must still be intact
 		m.block = nil
 	case MisuseForeignFree:
 		a.Free(make([]byte, op.Size+1))
-		r.slots[op.Slot] = b
+		r.setSlot(op.Slot, b)
 		m.block = nil
 	case MisuseReallocFreed:
 		a.Free(p)
