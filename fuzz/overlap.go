@@ -17,21 +17,36 @@ import (
 // cover: the allocator aligns every block to 16 bytes, so two blocks
 // share a granule exactly when they overlap.
 
-// granules is a sparse bitmap of 16-byte granules, by 4 KiB page.
+// granules is a sparse bitmap of 16-byte granules, by 4 KiB page. A
+// page's words are updated in place (one map lookup, not a lookup and a
+// store), and a page stays in the map, emptied, until reset.
 type granules struct {
-	m map[uintptr][4]uint64
+	m    map[uintptr]*[4]uint64
+	free []*[4]uint64 // the pages reset dropped, for reuse
 }
 
 // update sets (or, with set false, clears) the granules [s, e) covers and
 // reports whether any of them was set before.
 func (g *granules) update(s, e uintptr, set bool) (hit bool) {
 	if g.m == nil {
-		g.m = make(map[uintptr][4]uint64)
+		g.m = make(map[uintptr]*[4]uint64)
 	}
 	for lo, hi := s>>4, (e+15)>>4; lo < hi; {
 		page := lo >> 8
 		end := min(hi, (page+1)<<8)
 		v := g.m[page]
+		if v == nil {
+			if !set {
+				lo = end
+				continue
+			}
+			if n := len(g.free); n > 0 {
+				v, g.free = g.free[n-1], g.free[:n-1]
+			} else {
+				v = new([4]uint64)
+			}
+			g.m[page] = v
+		}
 		for x := lo; x < end; {
 			w, b := x&255>>6, x&63
 			n := min(end-x, 64-b)
@@ -44,11 +59,6 @@ func (g *granules) update(s, e uintptr, set bool) (hit bool) {
 			}
 			x += n
 		}
-		if v == [4]uint64{} {
-			delete(g.m, page)
-		} else {
-			g.m[page] = v
-		}
 		lo = end
 	}
 	return hit
@@ -59,7 +69,7 @@ func (g *granules) any(s, e uintptr) bool {
 	for lo, hi := s>>4, (e+15)>>4; lo < hi; {
 		page := lo >> 8
 		end := min(hi, (page+1)<<8)
-		if v, ok := g.m[page]; ok {
+		if v := g.m[page]; v != nil {
 			for x := lo; x < end; {
 				w, b := x&255>>6, x&63
 				n := min(end-x, 64-b)
@@ -74,7 +84,14 @@ func (g *granules) any(s, e uintptr) bool {
 	return false
 }
 
-func (g *granules) reset() { clear(g.m) }
+// reset clears every granule.
+func (g *granules) reset() {
+	for _, v := range g.m {
+		*v = [4]uint64{}
+		g.free = append(g.free, v)
+	}
+	clear(g.m)
+}
 
 // overlap returns a description of the live block that [s, e) overlaps,
 // or "" if none does: the slots by a plain loop, the orphans (which only
