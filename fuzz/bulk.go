@@ -41,8 +41,13 @@ func (bb *bulkBlock) span() (uintptr, uintptr) {
 	return s, s + uintptr(max(len(bb.b), 1))
 }
 
-// addBulk puts bb in the bulk set, its granules and its counts.
-func (r *runner) addBulk(bb bulkBlock) {
+// addBulk puts bb in the bulk set, its granules and its counts, and
+// returns what it overlaps there ("" if nothing).
+func (r *runner) addBulk(bb bulkBlock) string {
+	s, e := bb.span()
+	if r.granules.update(s, e, true) {
+		return r.bulkOverlapping(s, e)
+	}
 	r.bulk = append(r.bulk, bb)
 	r.bulkBytes += len(bb.b)
 	if bb.class >= 0 {
@@ -51,8 +56,7 @@ func (r *runner) addBulk(bb bulkBlock) {
 		}
 		r.bulkClass[bb.class]++
 	}
-	s, e := bb.span()
-	r.granules.update(s, e, true)
+	return ""
 }
 
 // dropBulk takes the bulk set's block j out of it, its granules and its
@@ -185,14 +189,17 @@ func (r *runner) bulkAlloc(i int, op Op) error {
 		if s%16 != 0 {
 			return r.fail(i, "bulk Alloc(%d): block %#x not aligned to 16", n, s)
 		}
-		if o := r.overlap(s, e); o != "" {
+		o := r.overlapSlots(s, e)
+		if o == "" {
+			o = r.addBulk(bb) // and the bulk set's granules
+		}
+		if o != "" {
 			return r.fail(i, "bulk Alloc(%d): new block [%#x,%#x) overlaps %s", n, s, e, o)
 		}
 		if z := isZero(b); z >= 0 {
 			return r.fail(i, "bulk Alloc(%d): byte %d not zeroed", n, z)
 		}
 		fillTag(b, bb.tag)
-		r.addBulk(bb)
 	}
 	return r.checkStats(i)
 }

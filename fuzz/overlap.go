@@ -3,6 +3,7 @@ package fuzz
 import (
 	"cmp"
 	"fmt"
+	"math/bits"
 	"slices"
 )
 
@@ -94,28 +95,45 @@ func (g *granules) reset() {
 }
 
 // overlap returns a description of the live block that [s, e) overlaps,
-// or "" if none does: the slots by a plain loop, the orphans (which only
-// accumulate; a long program can leave a hundred) by binary search, since
-// they do not overlap, so sorted by start they are sorted by end too; the
-// bulk set by its granules.
+// or "" if none does.
 func (r *runner) overlap(s, e uintptr) string {
-	for _, o := range r.slots {
-		if o != nil && s < o.end() && o.start() < e {
+	if o := r.overlapSlots(s, e); o != "" {
+		return o
+	}
+	if r.granules.any(s, e) {
+		return r.bulkOverlapping(s, e)
+	}
+	return ""
+}
+
+// overlapSlots is overlap for the slots, by a loop over those holding a
+// block, and the orphans (which only accumulate; a long program can
+// leave a hundred) by binary search: they do not overlap, so sorted by
+// start they are sorted by end too.
+func (r *runner) overlapSlots(s, e uintptr) string {
+	for m := r.held; m != 0; m &= m - 1 {
+		if o := r.slots[bits.TrailingZeros16(m)]; s < o.end() && o.start() < e {
 			return fmt.Sprintf("live block [%#x,%#x)", o.start(), o.end())
 		}
+	}
+	if len(r.orphans) == 0 {
+		return ""
 	}
 	k, _ := slices.BinarySearchFunc(r.orphans, s, func(o *block, s uintptr) int { return cmp.Compare(o.end(), s+1) })
 	if k < len(r.orphans) && r.orphans[k].start() < e {
 		o := r.orphans[k]
 		return fmt.Sprintf("leaked block [%#x,%#x)", o.start(), o.end())
 	}
-	if r.granules.any(s, e) {
-		for _, bb := range r.bulk {
-			if bs, be := bb.span(); s < be && bs < e {
-				return fmt.Sprintf("bulk block [%#x,%#x)", bs, be)
-			}
-		}
-		return "a granule of the bulk set's index (no bulk block holds it: the index is wrong)"
-	}
 	return ""
+}
+
+// bulkOverlapping describes the bulk block a granule of [s, e) is set
+// for (a failure path: a linear search).
+func (r *runner) bulkOverlapping(s, e uintptr) string {
+	for _, bb := range r.bulk {
+		if bs, be := bb.span(); s < be && bs < e {
+			return fmt.Sprintf("bulk block [%#x,%#x)", bs, be)
+		}
+	}
+	return "a granule of the bulk set's index (no bulk block holds it: the index is wrong)"
 }
