@@ -64,8 +64,12 @@ type Allocator struct {
 	spare  *cache // used when GOMAXPROCS grew beyond len(caches)
 
 	classes [numClasses]central
-	divMul  [numClasses]uint32 // slot index = offset*divMul>>32
-	ccap    [numClasses]uint8  // per-class cache capacity
+	// committed is each class's bytes carved into slabs (grow, under the
+	// class lock), read without it by Free's validation and Stats: kept
+	// apart from the centrals, whose lines their locks bounce between Ps.
+	committed [numClasses]atomic.Uint64
+	divMul    [numClasses]uint32 // slot index = offset*divMul>>32
+	ccap      [numClasses]uint8  // per-class cache capacity
 	// always marks the classes every free quarantines, even without a
 	// budget (hardened builds: QuarantineAlways, Options.AlwaysQuarantine).
 	// They never spill: their blocks must stay in their own class.
@@ -353,7 +357,7 @@ func validAlign(align int) bool { return align > 0 && align&(align-1) == 0 && al
 func (a *Allocator) grow(c int) error {
 	cl := &a.classes[c]
 	slab := uint64(1) << classSlabShift[c]
-	start := cl.committed.Load()
+	start := a.committed[c].Load()
 	if start+slab > uint64(a.classRegion()) {
 		return errClassFull
 	}
@@ -368,7 +372,7 @@ func (a *Allocator) grow(c int) error {
 	a.asanSlab(c, start) // (hardened: the slab's site records are NORESERVE, backed on first touch)
 	a.setFresh(c, len(cl.slabs), true)
 	cl.newSlab(c)
-	cl.committed.Store(start + slab)
+	a.committed[c].Store(start + slab)
 	return nil
 }
 

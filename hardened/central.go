@@ -3,7 +3,6 @@ package hardened
 import (
 	"math/bits"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,8 +13,8 @@ import (
 // highest slabs drain; a slab whose every slot is free here is purged
 // (MADV_DONTNEED, no longer counted as mapped) once the class already
 // holds one empty slab, which damps purge/refault thrash. Purged slabs
-// are reused, lowest first, before a new slab is carved. All fields but
-// committed are guarded by mu.
+// are reused, lowest first, before a new slab is carved. All fields are
+// guarded by mu.
 type slabState struct {
 	free   uint32   // free slots held here
 	bits   []uint64 // 1 = slot free here
@@ -209,12 +208,11 @@ func (a *Allocator) handedClasses(yield func(int) bool) {
 // central holds a class's free slots that are in no per-P cache, and the
 // bump pointer that carves new slabs out of the class region.
 type central struct {
-	mu        sync.Mutex
-	slabs     []slabState   // per slab carved (central.go)
-	lowest    int           // no slab below this has free slots to give
-	empty     int           // slabs whose every slot is free here (purged or not)
-	committed atomic.Uint64 // bytes of the class region carved into slabs
-	_         [64]byte
+	mu     sync.Mutex
+	slabs  []slabState // per slab carved (central.go)
+	lowest int         // no slab below this has free slots to give
+	empty  int         // slabs whose every slot is free here (purged or not)
+	_      [64]byte
 }
 
 // slabPurged reports whether the slab holding class c's slot soff is

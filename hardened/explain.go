@@ -106,7 +106,7 @@ func (a *Allocator) explainPrev(p unsafe.Pointer, c int, soff uint32) *Report {
 // there first, so the report is about that block when it is live.
 func (a *Allocator) explainTail(off uintptr, c int) *Report {
 	coff := uint64(off & (a.classRegion() - 1))
-	if coff >= a.classes[c].committed.Load() {
+	if coff >= a.committed[c].Load() {
 		return nil
 	}
 	stride := uint64(classSize[c] + headerSize)

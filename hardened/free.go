@@ -66,7 +66,7 @@ func (a *Allocator) locate(off uintptr) (slot unsafe.Pointer, c int, soff uint32
 	idx := uint32(uint64(in) * uint64(a.divMul[c]) >> 32)
 	soff = coff - in + idx*(classSize[c]+headerSize)
 	// Beyond the committed slabs, or in a slab's unused tail: no slot.
-	ok = uint64(coff) < a.classes[c].committed.Load() && idx < classSlots[c]
+	ok = uint64(coff) < a.committed[c].Load() && idx < classSlots[c]
 	return unsafe.Add(a.base, off-uintptr(coff)+uintptr(soff)), c, soff, ok
 }
 

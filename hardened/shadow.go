@@ -99,7 +99,7 @@ func (a *Allocator) asanClasses(closing bool) {
 		// Reset need only visit the classes handed out since the last one
 		// (the others are redzone already); Close clears them all.
 		if closing || a.handed[c/64].Load()&(1<<(c%64)) != 0 {
-			shadowSet(uintptr(a.slotAt(c, 0)), uintptr(a.classes[c].committed.Load()), v)
+			shadowSet(uintptr(a.slotAt(c, 0)), uintptr(a.committed[c].Load()), v)
 		}
 	}
 }

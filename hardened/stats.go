@@ -51,7 +51,7 @@ func (a *Allocator) ReadStats(s *Stats) {
 	classes = classes[:numClasses]
 	*s = Stats{Mapped: a.mapped.Load(), Classes: classes}
 	for c := range classes {
-		classes[c] = ClassStats{Size: int(classSize[c]), Slabs: int64(a.classes[c].committed.Load() >> classSlabShift[c])}
+		classes[c] = ClassStats{Size: int(classSize[c]), Slabs: int64(a.committed[c].Load() >> classSlabShift[c])}
 	}
 	var buf [numClasses]uint8
 	counted := a.countedClasses(&buf)
@@ -234,8 +234,8 @@ func (a *Allocator) Close() error {
 		pc.n = [numClasses]uint8{}
 		pc.unlockForRead()
 	}
-	for c := range a.classes {
-		a.classes[c].committed.Store(0)
+	for c := range a.committed {
+		a.committed[c].Store(0)
 	}
 	if uerr := unix.Munmap(a.mem); uerr != nil {
 		err = errors.Join(err, uerr)
