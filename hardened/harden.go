@@ -58,8 +58,6 @@ func newCacheHard(shard int) cacheHard { return cacheHard{qi: shard} }
 // they are left as they are.
 func (pc *cache) resetHard() { pc.qn, pc.qbytes, pc.seq, pc.seqEnd = 0, 0, 0, 0 }
 
-func (pc *cache) shard() int { return pc.qi }
-
 // hardState is the hardening layer's state.
 type hardState struct {
 	front, rear int // redzone bytes before and (at least) after the payload

@@ -21,7 +21,6 @@ type cacheHard struct{}
 
 func newCacheHard(int) cacheHard { return cacheHard{} }
 func (pc *cache) resetHard()     {}
-func (pc *cache) shard() int     { return 0 }
 
 func (a *Allocator) initHardened() error {
 	if a.opts.ProfileName != "" {
