@@ -11,16 +11,26 @@ TEXT ·getg(SB), NOSPLIT, $0-8
 // Frame-pointer unwinding, as the runtime's tracer does: BP is the frame
 // pointer of our Go caller; 0(BP) is its caller's frame pointer and 8(BP)
 // the return address into its caller. The chain ends at a zero frame
-// pointer (a goroutine's first frame).
+// pointer (a goroutine's first frame), and at any frame pointer outside
+// the goroutine's stack [g.stack.lo, g.stack.hi) or not above the one
+// before: a goroutine that a cgo callback runs (libFuzzer's harness calls
+// into Go from C) has C frames beyond its first, whose frame pointers may
+// be anything.
 TEXT ·fpCallers(SB), NOSPLIT, $0-40
 	MOVQ skip+0(FP), AX
 	MOVQ pcs_base+8(FP), DI
 	MOVQ pcs_len+16(FP), CX
 	MOVQ BP, DX
+	MOVQ (TLS), R10
+	MOVQ 0(R10), R11 // g.stack.lo
+	MOVQ 8(R10), R12 // g.stack.hi
 	XORQ R8, R8
 loop:
-	TESTQ DX, DX
-	JZ done
+	CMPQ DX, R11
+	JCS done // below the stack (zero included)
+	LEAQ 16(DX), R13
+	CMPQ R13, R12
+	JHI done // the frame record would end past the stack's top
 	CMPQ R8, CX
 	JGE done
 	MOVQ 8(DX), R9
@@ -34,7 +44,10 @@ store:
 	MOVQ R9, (DI)(R8*8)
 	INCQ R8
 next:
-	MOVQ 0(DX), DX
+	MOVQ 0(DX), R13
+	CMPQ R13, DX
+	JLS done // a caller's frame is above its callee's
+	MOVQ R13, DX
 	JMP loop
 done:
 	MOVQ R8, ret+32(FP)
