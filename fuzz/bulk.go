@@ -50,13 +50,21 @@ func (r *runner) addBulk(bb bulkBlock) string {
 	}
 	r.bulk = append(r.bulk, bb)
 	r.bulkBytes += len(bb.b)
-	if bb.class >= 0 {
-		for len(r.bulkClass) <= bb.class {
-			r.bulkClass = append(r.bulkClass, 0)
-		}
-		r.bulkClass[bb.class]++
-	}
+	r.bulkClass = countClass(r.bulkClass, bb.class)
 	return ""
+}
+
+// countClass counts one more block of class c (none if c < 0: large, or
+// not live) in counts, growing it to hold c.
+func countClass(counts []int64, c int) []int64 {
+	if c < 0 {
+		return counts
+	}
+	for len(counts) <= c {
+		counts = append(counts, 0)
+	}
+	counts[c]++
+	return counts
 }
 
 // dropBulk takes the bulk set's block j out of it, its granules and its
@@ -121,6 +129,14 @@ func fillTag(b []byte, tag byte) {
 	for _, s := range tagSpans(len(b)) {
 		copy(b[s[0]:s[1]], tagRun(tag, s[0], s[1]))
 	}
+}
+
+// checkTag fails op i if bulk block bb no longer holds its pattern.
+func (r *runner) checkTag(i int, bb bulkBlock) error {
+	if d := tagDiff(bb.b, bb.tag); d >= 0 {
+		return r.fail(i, "bulk block %#x (%d bytes): byte %d changed behind the model's back", addrOf(bb.b), len(bb.b), d)
+	}
+	return nil
 }
 
 // tagDiff returns the first offset fillTag's pattern does not hold, or -1.
@@ -213,8 +229,8 @@ func (r *runner) bulkFree(i int, op Op) error {
 	for range k {
 		x = x*1664525 + 1013904223 // an LCG: the order replays
 		bb := r.dropBulk(int(x>>8) % len(r.bulk))
-		if d := tagDiff(bb.b, bb.tag); d >= 0 {
-			return r.fail(i, "bulk block %#x (%d bytes): byte %d changed behind the model's back", addrOf(bb.b), len(bb.b), d)
+		if err := r.checkTag(i, bb); err != nil {
+			return err
 		}
 		batch = append(batch, bb)
 	}
@@ -228,10 +244,7 @@ func (r *runner) bulkFree(i int, op Op) error {
 		// a cache other than the allocations' (the fuzz workers run
 		// with GOMAXPROCS >= 1; the goroutine still migrates blocks
 		// between caches when it does not get its own P).
-		h := getHelper()
-		h.start(free)
-		h.wait()
-		putHelper(h)
+		beside(free, nil)
 	} else {
 		free()
 	}
@@ -270,16 +283,24 @@ func getHelper() *helper {
 	return h
 }
 
-// putHelper returns an idle helper (every start waited for) for reuse.
+// putHelper returns an idle helper for reuse.
 func putHelper(h *helper) {
 	helpers.Lock()
 	helpers.free = append(helpers.free, h)
 	helpers.Unlock()
 }
 
-// start runs f on the helper; wait waits for it to return.
-func (h *helper) start(f func()) { h.work <- f }
-func (h *helper) wait()          { <-h.done }
+// beside runs f on a helper while this goroutine runs here (if not nil),
+// and returns once both have.
+func beside(f, here func()) {
+	h := getHelper()
+	h.work <- f
+	if here != nil {
+		here()
+	}
+	<-h.done
+	putHelper(h)
+}
 
 // raceFree frees one block from two goroutines released together by a
 // spin barrier: the header's compare-and-swap must let exactly one win,
@@ -317,11 +338,7 @@ func (r *runner) raceFree(i int, op Op) error {
 		}
 		r.a.Free(b.b)
 	}
-	h := getHelper()
-	h.start(race)
-	race()
-	h.wait()
-	putHelper(h)
+	beside(race, race)
 	putWant(b.want)
 	reps := r.takeReports()
 	if len(reps) != 1 {
@@ -349,12 +366,7 @@ func (r *runner) checkStats(i int) error {
 	for _, b := range r.live() {
 		blocks++
 		bytes += int64(len(b.b))
-		if b.class >= 0 {
-			for len(perClass) <= b.class {
-				perClass = append(perClass, 0)
-			}
-			perClass[b.class]++
-		}
+		perClass = countClass(perClass, b.class)
 	}
 	capsules := 0
 	for _, t := range r.threads {

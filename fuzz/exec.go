@@ -720,10 +720,14 @@ func (r *runner) joined(err error, fate int) error {
 // fillPattern writes byte aux+13j+1 at every offset j of w: a period
 // of 256 copied from a table, then doubling copies. (Byte loops are slow
 // under go test -fuzz: every iteration bumps a coverage counter.)
-func fillPattern(w []byte, aux byte) {
-	n := copy(w, patRows[aux][:256])
-	for k := n; k < len(w); k *= 2 {
-		copy(w[k:], w[:k])
+func fillPattern(w []byte, aux byte) { fillPeriodic(w, patRows[aux][:]) }
+
+// fillPeriodic fills b with period p repeated: one copy of it, then
+// doubling copies.
+func fillPeriodic(b, p []byte) {
+	n := copy(b, p)
+	for m := n; m < len(b); m *= 2 {
+		copy(b[m:], b[:m])
 	}
 }
 
@@ -747,12 +751,7 @@ var ramp = func() (t [512]byte) {
 }()
 
 // fillRamp writes byte(j+k) at every offset j of b.
-func fillRamp(b []byte, k int) {
-	n := copy(b, ramp[k%256:][:256])
-	for m := n; m < len(b); m *= 2 {
-		copy(b[m:], b[:m])
-	}
-}
+func fillRamp(b []byte, k int) { fillPeriodic(b, ramp[k%256:][:256]) }
 
 // rampDiff returns the first offset j of b not holding byte(j+k), or -1.
 func rampDiff(b []byte, k int) int {
@@ -854,8 +853,8 @@ func (r *runner) finish() error {
 	// The bulk set is freed, not left to Reset as leaks: a Free costs a
 	// fraction of a leak report, and runs the free paths once more.
 	for _, bb := range r.bulk {
-		if d := tagDiff(bb.b, bb.tag); d >= 0 {
-			return r.fail(end, "bulk block %#x (%d bytes): byte %d changed behind the model's back", addrOf(bb.b), len(bb.b), d)
+		if err := r.checkTag(end, bb); err != nil {
+			return err
 		}
 		r.a.Free(bb.b)
 	}
