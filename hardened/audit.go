@@ -195,13 +195,14 @@ func (l *auditList) start(leftover string) {
 // smaller key left in it: one the walk passed by without visiting, so a
 // slot never handed out, or outside every slab.
 func (l *auditList) count(k uint64, bad func(c int, off uint32, format string, args ...any)) int {
-	for l.i < len(l.keys) && l.keys[l.i] < k {
-		x, n := l.keys[l.i], 0
-		for l.i < len(l.keys) && l.keys[l.i] == x {
-			l.i, n = l.i+1, n+1
-		}
-		bad(int(x>>32), uint32(x), l.leftover, n)
+	for x := l.next(); x < k; x = l.next() {
+		bad(int(x>>32), uint32(x), l.leftover, l.take(x))
 	}
+	return l.take(k)
+}
+
+// take consumes the run of key k at the list's head and returns its length.
+func (l *auditList) take(k uint64) int {
 	n := 0
 	for l.i < len(l.keys) && l.keys[l.i] == k {
 		l.i, n = l.i+1, n+1

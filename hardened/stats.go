@@ -42,7 +42,7 @@ func (a *Allocator) Stats() Stats {
 
 // ReadStats fills s with current counters, as Stats returns them, reusing
 // s.Classes: fuzz harnesses compare the accounting with their model after
-// every batch of operations, and Stats' fresh slice was most of the cost.
+// every batch of operations, and Stats allocates a fresh slice each time.
 func (a *Allocator) ReadStats(s *Stats) {
 	classes := s.Classes
 	if cap(classes) < numClasses {
