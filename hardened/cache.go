@@ -28,6 +28,9 @@ func (a *Allocator) allCaches() []*cache {
 	return a.caches[:len(a.caches)+1] // New put the spare after them
 }
 
+// chosen is the per-P cache Options.Cache picks for this operation.
+func (a *Allocator) chosen() *cache { return a.caches[uint(a.opts.Cache())%uint(len(a.caches))] }
+
 // pop takes a free slot of class c from the cache (pinned or locked),
 // counting an n-byte allocation; false if it has none.
 func (pc *cache) pop(c, n int) (uint32, bool) {

@@ -46,7 +46,7 @@ func (a *Allocator) pinSpare() *cache {
 //
 //go:noinline
 func (a *Allocator) pinChosen() *cache {
-	c := a.caches[uint(a.opts.Cache())%uint(len(a.caches))]
+	c := a.chosen()
 	c.mu.Lock()
 	return c
 }

@@ -10,11 +10,12 @@ import "math/rand/v2"
 // code paths, checked for real.
 
 func (a *Allocator) pin() *cache {
-	i := rand.N(len(a.caches))
+	var c *cache
 	if a.opts.Cache != nil {
-		i = int(uint(a.opts.Cache()) % uint(len(a.caches)))
+		c = a.chosen()
+	} else {
+		c = a.caches[rand.N(len(a.caches))]
 	}
-	c := a.caches[i]
 	c.mu.Lock()
 	return c
 }
