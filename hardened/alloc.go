@@ -88,6 +88,11 @@ type Allocator struct {
 
 	minAlign uintptr // Options.MinAlign, at least 16
 
+	id       uint64        // the allocator's number in the record book
+	rangeIdx int           // its class reservation's range in the record book
+	samp     *sampler      // Options.SampleRate's pool, nil when off
+	largeSeq atomic.Uint64 // release builds: the sequence numbers of large blocks' sites
+
 	// fresh, with Options.JunkFill, has a bit per slab of each class whose
 	// pages came zero from the OS (carved, or revived after a purge) and
 	// are still unused since; junk dirties only those (Reset's slabs keep
@@ -106,7 +111,7 @@ func New(opts Options) (*Allocator, error) {
 	if opts.MinAlign != 0 && !validAlign(opts.MinAlign) {
 		return nil, &OpError{Op: "New", Align: opts.MinAlign, Err: ErrAlignment}
 	}
-	a := &Allocator{opts: opts}
+	a := &Allocator{opts: opts, id: newAllocatorID()}
 	var seed [32]byte
 	if opts.Seed != 0 {
 		seed = seedBytes(opts.Seed)
@@ -139,6 +144,13 @@ func New(opts Options) (*Allocator, error) {
 	}
 	a.configure()
 	a.large.init()
+	if err := a.initSampler(); err != nil {
+		a.closeHardened()
+		unix.Munmap(a.mem)
+		return nil, &OpError{Op: "New", Err: err}
+	}
+	a.seedTicks()
+	a.rangeIdx = bookAddRange(a.id, uintptr(a.base), uintptr(a.base)+a.regionSize(), rangeClasses)
 	asanRegister(a)
 	return a, nil
 }
@@ -268,6 +280,10 @@ func (a *Allocator) Alloc(n int) ([]byte, error) {
 				}
 				return b, nil
 			}
+		} else if seq == seqSample && a.sampleable(n, 0) {
+			if b := a.allocSampled(n); b != nil {
+				return b, nil
+			}
 		}
 	}
 	return a.alloc("Alloc", n, 0)
@@ -312,6 +328,14 @@ func (a *Allocator) alloc(op string, n, align int) ([]byte, error) {
 		c := sizeClass(need)
 		for {
 			d, off, seq, err := a.popSlot(c, n)
+			if err == errSampleDue {
+				if a.sampleable(n, align) {
+					if b := a.allocSampled(n); b != nil {
+						return b, nil
+					}
+				}
+				continue // the countdown restarted: the next pop takes a slot
+			}
 			if err != nil {
 				if errors.Is(err, errClassFull) {
 					break // fall back to a large block

@@ -19,6 +19,10 @@ type cache struct {
 	allocs    [numClasses]int64
 	frees     [numClasses]int64
 	requested int64
+	// tick counts down the allocations until the next sampled one
+	// (Options.SampleRate; sample.go); rng draws the next interval.
+	tick      int64
+	rng       uint64
 	cacheHard // the hardening layer's per-P state (empty in release builds)
 	_         [64]byte
 }
@@ -35,7 +39,8 @@ func (a *Allocator) chosen() *cache { return a.caches[uint(a.opts.Cache())%uint(
 // counting an n-byte allocation; false if it has none.
 func (pc *cache) pop(c, n int) (uint32, bool) {
 	k := pc.n[c]
-	if k == 0 {
+	pc.tick--
+	if k == 0 || pc.tick <= 0 { // a sample is due: the general path takes it
 		return 0, false
 	}
 	k--
@@ -70,7 +75,10 @@ func (pc *cache) noteFree(c, size int) {
 	pc.requested -= int64(size)
 }
 
-var errClassFull = errors.New("size class region exhausted")
+var (
+	errClassFull = errors.New("size class region exhausted")
+	errSampleDue = errors.New("a sample is due") // popSlot: serve this request from the sampled pool
+)
 
 // popSlot takes a free slot for an n-byte request of class c: from this
 // P's cache if it has one, else a batch from the class's central list;
@@ -79,6 +87,8 @@ var errClassFull = errors.New("size class region exhausted")
 func (a *Allocator) popSlot(c int, n int) (int, uint32, uint64, error) {
 	if off, seq, ok := a.popFast(c, n); ok {
 		return c, off, seq, nil
+	} else if seq == seqSample {
+		return 0, 0, 0, errSampleDue
 	}
 
 	var batch [cacheCap]uint32

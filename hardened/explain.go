@@ -20,6 +20,9 @@ func (a *Allocator) Explain(addr uintptr) *Report {
 	if off < a.regionSize() {
 		return a.explainSmall(addr, off)
 	}
+	if a.sampleContains(addr) {
+		return a.explainSampled(addr)
+	}
 	// Under the lock: a concurrent Free writes the block's state and sites.
 	a.large.mu.Lock()
 	defer a.large.mu.Unlock()

@@ -82,6 +82,9 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 		if a.zeroContains(uintptr(p)) {
 			return a.freeZero(op, p)
 		}
+		if a.sampleContains(uintptr(p)) {
+			return a.freeSampled(op, p)
+		}
 		return a.freeLarge(op, p)
 	}
 	for {

@@ -154,6 +154,7 @@ func (a *Allocator) initHardened() error {
 		unix.Munmap(meta)
 		return &OpError{Op: "New", Err: mmapErr(err)}
 	}
+	h.zero.rangeIdx = bookAddRange(a.id, uintptr(unsafe.Pointer(&h.zero.mem[0])), uintptr(unsafe.Pointer(&h.zero.mem[0]))+zeroRegionSize, rangeZero)
 	if a.opts.ProfileName != "" {
 		if pprof.Lookup(a.opts.ProfileName) != nil {
 			unix.Munmap(meta)
@@ -207,6 +208,7 @@ func (a *Allocator) closeHardened() {
 	unix.Munmap(a.h.meta)
 	asanUnmap(a.h.zero.mem[:a.h.zero.next])
 	unix.Munmap(a.h.zero.mem)
+	bookCloseRange(a.h.zero.rangeIdx)
 }
 
 // pads returns the front and minimum rear redzone sizes.

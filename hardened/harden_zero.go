@@ -23,6 +23,8 @@ type zeroRegion struct {
 	next  uintptr
 	live  map[uintptr]*zeroBlock
 	freed []uintptr
+	// rangeIdx is the region's range in the record book.
+	rangeIdx int
 }
 
 type zeroBlock struct {

@@ -2,6 +2,7 @@ package hardened
 
 import (
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -51,6 +52,7 @@ type largeBlock struct {
 	open  bool // hardened: cached by Reset still readable (see dropLarge)
 	alloc Site
 	free  Site
+	rec   *bookRec // its record in the record book, for the crash monitor
 }
 
 func (l *largeHeap) init() { l.live = make(map[uintptr]*largeBlock) }
@@ -131,6 +133,12 @@ func (a *Allocator) allocLarge(n, align int) ([]byte, error) {
 	}
 	if Enabled {
 		a.armLarge(lb)
+	} else {
+		lb.alloc = a.releaseSite(0)
+	}
+	lb.rec = bookRecord(recLarge, a.id, uintptr(unsafe.Pointer(&lb.mem[0])), uintptr(unsafe.Pointer(&lb.mem[0]))+uintptr(len(lb.mem)), uintptr(lb.p), n)
+	if lb.rec != nil {
+		lb.rec.alloc.setSite(lb.alloc)
 	}
 	asanLargeLive(lb)
 	a.large.mu.Lock()
@@ -249,7 +257,10 @@ func (a *Allocator) freeLarge(op string, p unsafe.Pointer) bool {
 			l.mu.Unlock()
 			return false
 		}
+		lb.booked()
 	} else {
+		lb.free = a.releaseSite(lb.alloc.Seq)
+		lb.booked()
 		a.park(lb)
 		l.mu.Unlock()
 	}
@@ -286,6 +297,7 @@ func (a *Allocator) dropLarge(keep bool) {
 	defer l.mu.Unlock()
 	for _, lb := range l.live {
 		lb.freed = true
+		lb.booked()
 		asanLargeDead(lb)
 		if keep {
 			// Hardened builds would make it PROT_NONE, but mprotect is
@@ -314,6 +326,29 @@ func (a *Allocator) dropLarge(keep bool) {
 	clear(l.live) // not a new map: Reset runs once per fuzz exec
 	l.quarantined, l.qbytes, l.kept, l.withdrawn = nil, 0, 0, nil
 	l.recent, l.recentPos = [len(l.recent)]*largeBlock{}, 0
+}
+
+// booked marks lb's record in the record book freed, with its free site.
+func (lb *largeBlock) booked() {
+	if lb.rec.owns(uintptr(lb.p)) {
+		lb.rec.free.setSite(lb.free)
+		atomic.StoreUint32(&lb.rec.state, recFreed)
+	}
+}
+
+// releaseSite captures a large block's allocation or free site in
+// release builds (hardened builds record sites for every block): large
+// blocks cost a mapping or a clear of at least 144 KiB, beside which a
+// stack is cheap, and their records let the crash monitor and leak
+// reports say where they came from. after is the block's previous event.
+func (a *Allocator) releaseSite(after uint64) Site {
+	var pcs [bookDepth + 8]uintptr
+	n := callers(1, pcs[:])
+	seq := a.largeSeq.Add(1)
+	if seq <= after {
+		seq = after + 1
+	}
+	return Site{Goroutine: goid(), Seq: seq, Stack: append([]uintptr(nil), pcs[:n]...), depth: bookDepth, wrappers: a.opts.Wrappers}
 }
 
 func (lb *largeBlock) payload() []byte { return slice(lb.p, lb.span) }

@@ -99,6 +99,17 @@ type Options struct {
 	// quarantine. 0 means 32 MiB; negative means none. Cached bytes count
 	// as mapped (and against Limit, which trims the cache first).
 	LargeCacheBytes int64
+	// SampleRate, when positive, serves about one allocation in SampleRate
+	// (of at most a page) from a pool of 16 guarded pages, GWP-ASan style:
+	// the block sits against a guard page (at the start of its page or at
+	// its end, alternately), records its allocation and free sites in
+	// every build, and its page is PROT_NONE once it is freed until the
+	// pool needs the slot again. A bad access to a sampled block faults;
+	// with Monitor installed the fault is printed as a full report. It is
+	// meant for production release builds: the pool is 33 pages of
+	// address space and at most 16 pages of memory, and the fast path
+	// pays one countdown per allocation. 0 means off.
+	SampleRate int
 }
 
 // QuarantineAlways registers a request size whose size class every

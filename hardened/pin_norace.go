@@ -72,7 +72,8 @@ func (c *cache) unlockForRead() {}
 // popFast pops a free slot of class c from this P's cache, counting an
 // n-byte allocation; false if the cache is empty (the caller goes slow).
 // Under the same pin it takes the allocation's sequence number (allocSeq:
-// hardened builds; release builds have none, 0).
+// hardened builds; release builds have none, 0). When this P's sampling
+// countdown has run out instead, it returns false with seq seqSample.
 //
 //go:norace
 //go:nocheckptr
@@ -84,6 +85,11 @@ func (a *Allocator) popFast(c, n int) (uint32, uint64, bool) {
 			seq := a.allocSeq(pc, c, off)
 			procUnpin()
 			return off, seq, true
+		}
+		if pc.tick <= 0 {
+			pc.tick = pc.nextInterval(a.samp.rate)
+			procUnpin()
+			return 0, seqSample, false
 		}
 	}
 	procUnpin()
@@ -122,7 +128,7 @@ func (a *Allocator) popChosen(c, n int) (uint32, uint64, bool) {
 	defer pc.mu.Unlock()
 	off, ok := pc.pop(c, n)
 	if !ok {
-		return 0, 0, false
+		return 0, pc.due(a), false
 	}
 	return off, a.allocSeq(pc, c, off), true
 }

@@ -30,7 +30,7 @@ func (a *Allocator) popFast(c, n int) (uint32, uint64, bool) {
 	defer a.unpin(pc)
 	off, ok := pc.pop(c, n)
 	if !ok {
-		return 0, 0, false
+		return 0, pc.due(a), false
 	}
 	return off, a.allocSeq(pc, c, off), true
 }

@@ -102,6 +102,9 @@ func (a *Allocator) liveSize(op string, p unsafe.Pointer) (int, error) {
 		if a.zeroContains(uintptr(p)) {
 			return a.zeroSize(op, p)
 		}
+		if a.sampleContains(uintptr(p)) {
+			return a.sampleSize(op, p)
+		}
 		return a.largeSize(op, p)
 	}
 	ref, got := a.validate(op, p, off, UseAfterFree, op+" of a block that is already free", false)

@@ -133,6 +133,12 @@ type Report struct {
 	// "read" or "write".
 	Access     Site
 	AccessSize int
+	// Sampled says the block was one of Options.SampleRate's guarded
+	// samples.
+	Sampled bool
+	// accessText is the accessing goroutine's stack as the crash monitor
+	// read it from the dying process's crash output (Monitor).
+	accessText []runtime.Frame
 }
 
 // Summary is a one-line description suitable for deduplicating crashes:
@@ -171,9 +177,12 @@ func (r *Report) String() string {
 			where = fmt.Sprintf("%s inside a %d-byte block at %#x", plural(r.Offset, "byte"), r.Size, r.Block)
 		}
 		fmt.Fprintf(&b, "  %s", where)
-		if r.Class >= 0 {
+		switch {
+		case r.Sampled:
+			b.WriteString(" (sampled block)")
+		case r.Class >= 0:
 			fmt.Fprintf(&b, " (size class %d)", r.Class)
-		} else {
+		default:
 			b.WriteString(" (large block)")
 		}
 		b.WriteString("\n")
@@ -193,6 +202,11 @@ func (r *Report) String() string {
 }
 
 func writeAccess(b *strings.Builder, r *Report) {
+	if len(r.accessText) > 0 {
+		fmt.Fprintf(b, "ACCESS at %#x by:\n", r.Addr)
+		writeFrames(b, r.accessText)
+		return
+	}
 	if len(r.Access.Stack) == 0 {
 		return
 	}

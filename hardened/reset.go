@@ -61,10 +61,12 @@ func (a *Allocator) Reset(seed uint64) error {
 	}
 
 	a.dropLarge(true)
+	a.dropSampled(false)
 
 	a.opts.Seed = seed
 	a.rng.Seed(seedBytes(seed)) // in place: NewChaCha8 allocates per Reset
 	a.secret = a.rng.Uint64()
+	a.seedTicks()
 	a.resetHardened()
 	return err
 }
@@ -80,7 +82,7 @@ func (a *Allocator) ResetWith(opts Options) error {
 	o := a.opts
 	if opts.Limit != o.Limit || opts.Redzone != o.Redzone || opts.QuarantineBytes != o.QuarantineBytes ||
 		opts.ProtectMetadata != o.ProtectMetadata || opts.ProfileName != o.ProfileName ||
-		opts.ClassSpace != o.ClassSpace || !slices.Equal(opts.AlwaysQuarantine, o.AlwaysQuarantine) {
+		opts.ClassSpace != o.ClassSpace || opts.SampleRate != o.SampleRate || !slices.Equal(opts.AlwaysQuarantine, o.AlwaysQuarantine) {
 		return &OpError{Op: "ResetWith", Err: errors.New("only Seed, OnReport, ReportOutput, StackDepth, Wrappers, LargeCacheBytes, Cache, MinAlign and JunkFill may change")}
 	}
 	if opts.MinAlign != 0 && !validAlign(opts.MinAlign) {

@@ -159,3 +159,22 @@ func snapshot(p unsafe.Pointer, n uintptr) []byte {
 	}
 	return out
 }
+
+// asanSampled makes a sampled block's n bytes at p addressable (live) or
+// freed; the rest of the sampled pool stays redzone (asanPool).
+func asanSampled(p unsafe.Pointer, n int, live bool) {
+	switch {
+	case !asanEnabled:
+	case live:
+		shadowLive(uintptr(p), uintptr(n))
+	default:
+		shadowSet(uintptr(p), alignUp(uintptr(n), 8), shadowFreed)
+	}
+}
+
+// asanPool marks a new sampled pool redzone (every byte but live blocks').
+func asanPool(mem []byte) {
+	if asanEnabled {
+		shadowSet(uintptr(unsafe.Pointer(&mem[0])), uintptr(len(mem)), shadowRedzone)
+	}
+}

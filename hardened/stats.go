@@ -17,6 +17,9 @@ type Stats struct {
 	// LargeCached is the bytes of freed large blocks kept mapped for
 	// reuse (Options.LargeCacheBytes); they are part of Mapped.
 	LargeCached int64
+	// Sampled is the number of live sampled blocks (Options.SampleRate),
+	// counted in LiveBlocks too; each maps one page.
+	Sampled int64
 	// Quarantined is the number of freed blocks held back from reuse
 	// (hardened builds), and QuarantinedBytes their slot bytes.
 	Quarantined      int64
@@ -74,6 +77,16 @@ func (a *Allocator) ReadStats(s *Stats) {
 	s.LargeCached = a.large.cacheBytes
 	a.large.mu.Unlock()
 	s.LiveBlocks += s.LargeLive
+	if a.samp != nil {
+		a.samp.mu.Lock()
+		for i := range a.samp.blocks {
+			if a.samp.blocks[i].live {
+				s.Sampled++
+			}
+		}
+		a.samp.mu.Unlock()
+		s.LiveBlocks += s.Sampled
+	}
 	if Enabled {
 		s.Quarantined, s.QuarantinedBytes = a.quarantineStats()
 	}
@@ -198,6 +211,9 @@ func (a *Allocator) check(op string, leaks, forget bool) error {
 		}
 	}
 	a.large.mu.Unlock()
+	if leaks {
+		found = append(found, a.sampleLeaks(op)...)
+	}
 	for _, r := range found {
 		emit(r)
 	}
@@ -225,6 +241,8 @@ func (a *Allocator) Close() error {
 		a.closeHardened()
 	}
 	a.dropLarge(false)
+	a.dropSampled(true)
+	bookCloseRange(a.rangeIdx)
 	asanUnregister(a)
 	a.asanClasses(true)
 	// Nothing is committed any more: the fast paths find no cached slot
