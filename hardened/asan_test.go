@@ -116,6 +116,32 @@ func readShrunkTail(a *hardened.Allocator) {
 	sinkByte = old[95] // released builds shrink in place, hardened ones move: gone either way
 }
 
+// sampledRowAlloc is an allocator that samples every allocation: release
+// builds then record sites too.
+func sampledRowAlloc() *hardened.Allocator {
+	a, err := hardened.New(hardened.Options{Seed: 1, SampleRate: 1})
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+//go:noinline
+func readAfterFreeSampled(*hardened.Allocator) {
+	a := sampledRowAlloc()
+	b := rowAlloc(a, 200)
+	a.Free(b)
+	sinkByte = b[150]
+}
+
+//go:noinline
+func writePastEndSampled(*hardened.Allocator) {
+	a := sampledRowAlloc()
+	rowAlloc(a, 64) // at the start of its page
+	b := rowAlloc(a, 64)
+	*(*byte)(unsafe.Add(unsafe.Pointer(&b[0]), 64)) = 1
+}
+
 //go:noinline
 func readAfterReset(a *hardened.Allocator) {
 	b := rowAlloc(a, 32)
@@ -139,6 +165,12 @@ func rowAlloc(a *hardened.Allocator, n int) []byte {
 }
 
 var accessRows = []accessRow{
+	{name: "read-after-free-sampled", run: readAfterFreeSampled, asan: "heap-use-after-free", op: "READ of size 1",
+		where: "150 bytes inside a 200-byte block", frame: "readAfterFreeSampled", freed: true,
+		extra: []string{"(sampled block)", "allocated by goroutine", "freed by goroutine"}},
+	{name: "write-past-end-sampled", run: writePastEndSampled, asan: "heap-buffer-overflow", op: "WRITE of size 1",
+		where: "0 bytes after the end of a 64-byte block", frame: "writePastEndSampled",
+		extra: []string{"(sampled block)", "allocated by goroutine"}},
 	{name: "read-after-free-small", run: readAfterFreeSmall, asan: "heap-use-after-free", op: "READ of size 1",
 		where: "7 bytes inside a 40-byte block", frame: "readAfterFreeSmall", freed: true},
 	{name: "read-after-free-large", run: readAfterFreeLarge, asan: "heap-use-after-free", op: "READ of size 1",

@@ -86,10 +86,9 @@ func (a *Allocator) popFast(c, n int) (uint32, uint64, bool) {
 			procUnpin()
 			return off, seq, true
 		}
-		if pc.tick <= 0 {
-			pc.tick = pc.nextInterval(a.samp.rate)
+		if seq := pc.due(a); seq != 0 {
 			procUnpin()
-			return 0, seqSample, false
+			return 0, seq, false
 		}
 	}
 	procUnpin()

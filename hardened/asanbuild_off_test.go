@@ -1,0 +1,5 @@
+//go:build !asan
+
+package hardened_test
+
+const asanBuild = false
