@@ -14,7 +14,7 @@ var benchSizes = []int{16, 64, 256, 4096, 65536}
 
 func newBench(b *testing.B) *hardened.Allocator {
 	b.Helper()
-	a, err := hardened.New(hardened.Options{Seed: 1, StackDepth: benchStackDepth})
+	a, err := hardened.New(hardened.Options{Seed: 1, StackDepth: benchStackDepth, SampleRate: benchSampleRate})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -31,6 +31,10 @@ var benchStackDepth = func() int {
 	}
 	return -1
 }()
+
+// benchSampleRate is the benchmarks' Options.SampleRate: 0 (off) unless
+// the HARDALLOC_BENCH_SAMPLE environment variable gives one.
+var benchSampleRate, _ = strconv.Atoi(os.Getenv("HARDALLOC_BENCH_SAMPLE"))
 
 // BenchmarkAllocFree measures one Alloc+Free pair per op.
 func BenchmarkAllocFree(b *testing.B) {

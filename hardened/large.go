@@ -53,6 +53,9 @@ type largeBlock struct {
 	alloc Site
 	free  Site
 	rec   *bookRec // its record in the record book, for the crash monitor
+	// pcs back the release builds' sites (releaseSite), so recording one
+	// allocates nothing.
+	pcs [2][bookDepth + 8]uintptr
 }
 
 func (l *largeHeap) init() { l.live = make(map[uintptr]*largeBlock) }
@@ -134,7 +137,7 @@ func (a *Allocator) allocLarge(n, align int) ([]byte, error) {
 	if Enabled {
 		a.armLarge(lb)
 	} else {
-		lb.alloc = a.releaseSite(0)
+		lb.alloc = a.releaseSite(0, &lb.pcs[0])
 	}
 	lb.rec = bookRecord(recLarge, a.id, uintptr(unsafe.Pointer(&lb.mem[0])), uintptr(unsafe.Pointer(&lb.mem[0]))+uintptr(len(lb.mem)), uintptr(lb.p), n)
 	if lb.rec != nil {
@@ -259,7 +262,7 @@ func (a *Allocator) freeLarge(op string, p unsafe.Pointer) bool {
 		}
 		lb.booked()
 	} else {
-		lb.free = a.releaseSite(lb.alloc.Seq)
+		lb.free = a.releaseSite(lb.alloc.Seq, &lb.pcs[1])
 		lb.booked()
 		a.park(lb)
 		l.mu.Unlock()
@@ -341,14 +344,13 @@ func (lb *largeBlock) booked() {
 // blocks cost a mapping or a clear of at least 144 KiB, beside which a
 // stack is cheap, and their records let the crash monitor and leak
 // reports say where they came from. after is the block's previous event.
-func (a *Allocator) releaseSite(after uint64) Site {
-	var pcs [bookDepth + 8]uintptr
+func (a *Allocator) releaseSite(after uint64, pcs *[bookDepth + 8]uintptr) Site {
 	n := callers(1, pcs[:])
 	seq := a.largeSeq.Add(1)
 	if seq <= after {
 		seq = after + 1
 	}
-	return Site{Goroutine: goid(), Seq: seq, Stack: append([]uintptr(nil), pcs[:n]...), depth: bookDepth, wrappers: a.opts.Wrappers}
+	return Site{Goroutine: goid(), Seq: seq, Stack: pcs[:n:n], depth: bookDepth, wrappers: a.opts.Wrappers}
 }
 
 func (lb *largeBlock) payload() []byte { return slice(lb.p, lb.span) }
