@@ -71,6 +71,12 @@ func Options(p Program) hardened.Options {
 		o.Limit = [...]int64{2 << 20, 8 << 20}[(s>>20)%2]
 	}
 	o.ProtectMetadata = (s>>12)%64 == 0
+	// One configuration in eight samples blocks into guarded pages
+	// (Options.SampleRate): every block, one in three, or one in 64, so
+	// sampled blocks meet every op and misuse beside ordinary ones.
+	if (s>>14)%8 == 0 {
+		o.SampleRate = [...]int{1, 3, 64, 3}[(s>>18)%4]
+	}
 	// One in four chooses the per-P cache of every operation from the
 	// seed (Options.Cache): a block allocated through one cache is freed
 	// through another, and caches flush and refill apart from where the
@@ -294,6 +300,7 @@ type poolKey struct {
 	redzone    int
 	protect    bool
 	limit      int64
+	sample     int
 }
 
 var pool struct {
@@ -311,7 +318,7 @@ var pool struct {
 const maxPooled = 256
 
 func keyOf(o hardened.Options) poolKey {
-	return poolKey{o.QuarantineBytes, o.Redzone, o.ProtectMetadata, o.Limit}
+	return poolKey{o.QuarantineBytes, o.Redzone, o.ProtectMetadata, o.Limit, o.SampleRate}
 }
 
 func getAllocator(opts hardened.Options) (*pooled, error) {

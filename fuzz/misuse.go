@@ -85,8 +85,12 @@ func (r *runner) misuse(i int, op Op) error {
 	if lay.Front == 0 && (v == MisuseOverflow || v == MisuseUnderflow) {
 		v = MisuseDoubleFree // no redzones configured: nothing to detect it with
 	}
-	// Large blocks have no in-band header, and their freed pages fault.
-	large := lay.Large
+	// Large and sampled blocks have no in-band header, and their freed
+	// pages and guard pages fault; a sampled block has no redzones either.
+	large := lay.Large || lay.Sampled
+	if lay.Sampled && v == MisuseOverflow {
+		v = MisuseDoubleFree // past its end is slack or the guard page: a fault, not a report
+	}
 	if v == MisuseHeaderDamage && large {
 		v = MisuseDoubleFree // no in-band header to damage
 	}

@@ -8,6 +8,9 @@ import "unsafe"
 type Layout struct {
 	Large bool // a large block: its own mapping between guard pages, no in-band header
 	Zero  bool // a hardened 0-byte block in the PROT_NONE zero-size region
+	// Sampled is a block of Options.SampleRate's guarded pool: its own
+	// page against a guard page, no in-band header, no redzones.
+	Sampled bool
 	// Offset is how far the payload starts after its slot's start: the
 	// header (HeaderSize), the front redzone and any alignment slack.
 	// Zero for large and zero-region blocks.
@@ -39,6 +42,15 @@ func (a *Allocator) LayoutOf(b []byte) (Layout, bool) {
 		if a.zeroContains(uintptr(p)) {
 			l.Zero, l.Class = true, 0
 			return l, true
+		}
+		if a.sampleContains(uintptr(p)) {
+			s := a.samp
+			s.mu.Lock()
+			i := s.sampledAt(uintptr(p))
+			live := i >= 0 && s.blocks[i].live && s.blocks[i].p == uintptr(p)
+			s.mu.Unlock()
+			l.Sampled = true
+			return l, live
 		}
 		a.large.mu.Lock()
 		lb := a.large.live[uintptr(p)]
