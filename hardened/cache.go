@@ -166,13 +166,18 @@ const (
 
 // spill takes one free slot for an n-byte request from a class above c,
 // from this P's cache or the class's central list, without reviving a
-// purged slab. Always-quarantined classes (thread capsules) never spill:
-// their blocks must stay in their own class.
+// purged slab. Always-quarantined classes (thread capsules) neither
+// borrow nor lend: their blocks must stay in their own class, and a
+// smaller request's block in their slots would be quarantined on every
+// free too, pushing their own blocks out of the queue sooner.
 func (a *Allocator) spill(c, n int) (int, uint32, uint64, bool) {
 	if a.always[c] {
 		return 0, 0, 0, false
 	}
 	for d := c + 1; d < numClasses && d <= c+spillClasses && float64(classSize[d]) <= spillRatio*float64(classSize[c]); d++ {
+		if a.always[d] {
+			continue
+		}
 		if off, seq, ok := a.popFast(d, n); ok {
 			return d, off, seq, true
 		}
