@@ -65,12 +65,31 @@ import (
 
 var (
 	// ErrJoined: the thread was already joined.
-	ErrJoined = errors.New("thread: already joined")
+	ErrJoined = errors.New("already joined")
 	// ErrDetached: the thread was detached.
-	ErrDetached = errors.New("thread: detached")
-	// ErrInvalid: a nil or zero Thread.
-	ErrInvalid = errors.New("thread: invalid thread")
+	ErrDetached = errors.New("detached")
+	// ErrInvalid matches (errors.Is) every bad argument: a nil
+	// allocator or function passed to Start, a nil or zero Thread.
+	ErrInvalid = errors.New("invalid argument")
 )
+
+// Error is the error of a thread operation: the operation and what was
+// wrong, said once ("thread: Start: nil allocator"). errors.Is sees
+// through it to ErrJoined, ErrDetached, ErrInvalid or the allocator's
+// error.
+type Error struct {
+	Op  string // Start, Join or Detach
+	Err error
+}
+
+func (e *Error) Error() string { return "thread: " + e.Op + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// invalid is a bad argument: its own message, matched by ErrInvalid.
+type invalid string
+
+func (e invalid) Error() string        { return string(e) }
+func (e invalid) Is(target error) bool { return target == ErrInvalid }
 
 // PanicError is fn's panic, recovered on the worker.
 type PanicError struct {
@@ -173,12 +192,15 @@ type Thread struct {
 // Start runs fn on a new goroutine. The capsule is allocated from a; a
 // closed allocator or one over its Limit makes Start fail with a's error.
 func Start(a *hardened.Allocator, fn func() error, opts ...Option) (*Thread, error) {
-	if a == nil || fn == nil {
-		return nil, fmt.Errorf("thread: Start: %w", ErrInvalid)
+	switch {
+	case a == nil:
+		return nil, &Error{Op: "Start", Err: invalid("nil allocator")}
+	case fn == nil:
+		return nil, &Error{Op: "Start", Err: invalid("nil function")}
 	}
 	mem, err := allocCapsule(a)
 	if err != nil {
-		return nil, fmt.Errorf("thread: Start: %w", err)
+		return nil, &Error{Op: "Start", Err: err}
 	}
 	e := &entry{fn: fn, done: make(chan struct{}), exited: make(chan struct{})}
 	for _, o := range opts {
@@ -304,12 +326,12 @@ func dropRef(a *hardened.Allocator, mem []byte) {
 // begin marks the owner's one Join or Detach, or says why it can't be.
 func (t *Thread) begin(op string, end error) error {
 	if t == nil || t.a == nil {
-		return fmt.Errorf("thread: %s: %w", op, ErrInvalid)
+		return &Error{Op: op, Err: invalid("nil or zero Thread")}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ended != nil {
-		return fmt.Errorf("thread: %s: %w", op, t.ended)
+		return &Error{Op: op, Err: t.ended}
 	}
 	t.ended = end
 	return nil

@@ -117,18 +117,22 @@ func TestMisuseIsAnError(t *testing.T) {
 		name string
 		run  func() error
 		want error
+		msg  string // the whole message: what was wrong, said once
 	}{
-		{"second Join", func() error { th := start(); th.Join(); return th.Join() }, thread.ErrJoined},
-		{"Join after Detach", func() error { th := start(); th.Detach(); return th.Join() }, thread.ErrDetached},
-		{"Detach after Join", func() error { th := start(); th.Join(); return th.Detach() }, thread.ErrJoined},
-		{"second Detach", func() error { th := start(); th.Detach(); return th.Detach() }, thread.ErrDetached},
-		{"Join nil", func() error { return nilThread.Join() }, thread.ErrInvalid},
-		{"Detach zero", func() error { return new(thread.Thread).Detach() }, thread.ErrInvalid},
-		{"Start nil fn", func() error { _, err := thread.Start(a, nil); return err }, thread.ErrInvalid},
+		{"second Join", func() error { th := start(); th.Join(); return th.Join() }, thread.ErrJoined, "thread: Join: already joined"},
+		{"Join after Detach", func() error { th := start(); th.Detach(); return th.Join() }, thread.ErrDetached, "thread: Join: detached"},
+		{"Detach after Join", func() error { th := start(); th.Join(); return th.Detach() }, thread.ErrJoined, "thread: Detach: already joined"},
+		{"second Detach", func() error { th := start(); th.Detach(); return th.Detach() }, thread.ErrDetached, "thread: Detach: detached"},
+		{"Join nil", func() error { return nilThread.Join() }, thread.ErrInvalid, "thread: Join: nil or zero Thread"},
+		{"Detach zero", func() error { return new(thread.Thread).Detach() }, thread.ErrInvalid, "thread: Detach: nil or zero Thread"},
+		{"Start nil fn", func() error { _, err := thread.Start(a, nil); return err }, thread.ErrInvalid, "thread: Start: nil function"},
+		{"Start nil allocator", func() error { _, err := thread.Start(nil, func() error { return nil }); return err }, thread.ErrInvalid, "thread: Start: nil allocator"},
 	}
 	for _, tt := range tests {
-		if err := tt.run(); !errors.Is(err, tt.want) {
-			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		err := tt.run()
+		var te *thread.Error
+		if !errors.Is(err, tt.want) || !errors.As(err, &te) || err.Error() != tt.msg {
+			t.Errorf("%s: %v, want %v (%q)", tt.name, err, tt.want, tt.msg)
 		}
 	}
 	// Workers of detached threads drop the last capsule reference.
