@@ -21,13 +21,14 @@ test: tools lint nightly-smoke gofuzz-smoke native-libfuzzer-smoke anchor-smoke
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory test-arrow
 
-# The Apache Arrow allocator (nested module arrowalloc/): its tests in
+# The Apache Arrow allocator (package arrowalloc; its tests that need arrow
+# are the nested module arrowalloc/arrowtest): its tests in
 # release and hardened builds, and under -asan where that links (a read
 # after Release must be stopped at the read).
 test-arrow:
-	cd arrowalloc && $(GO) vet ./... && $(GO) test -count=1 ./... && $(GO) test -count=1 -tags hardened ./...
+	cd arrowalloc/arrowtest && $(GO) vet ./... && $(GO) test -count=1 ./... && $(GO) test -count=1 -tags hardened ./...
 	@if echo 'int main(void){return 0;}' | $(CC) -fsanitize=address -x c - -o /dev/null 2>/dev/null; then \
-		cd arrowalloc && $(GO) test -count=1 -asan -tags hardened ./...; \
+		cd arrowalloc/arrowtest && $(GO) test -count=1 -asan -tags hardened ./...; \
 	else echo "SKIP test-arrow -asan: no C compiler with AddressSanitizer"; fi
 
 # The suite under AddressSanitizer (go test -asan), release and hardened,
@@ -58,7 +59,7 @@ lint: tools
 	if echo 'int main(void){return 0;}' | $(CC) -fsanitize=address -x c - -o /dev/null 2>/dev/null; then \
 		$(GO) vet -tags asan ./... && $(GO) vet -tags asan,hardened ./... && \
 		staticcheck -tags asan ./... && staticcheck -tags asan,hardened ./...; fi
-	cd arrowalloc && $(GO) vet ./... && $(GO) vet -tags hardened ./... && staticcheck ./... && staticcheck -tags hardened ./...
+	cd arrowalloc/arrowtest && $(GO) vet ./... && $(GO) vet -tags hardened ./... && staticcheck ./... && staticcheck -tags hardened ./...
 	cd bench && $(GO) vet ./... && staticcheck ./...
 	actionlint .github/workflows/*.yml
 

@@ -1,12 +1,27 @@
 // Package arrowalloc is an Apache Arrow memory.Allocator backed by a
 // hardalloc allocator, so that arrow-go's buffers (Retain/Release, 64-byte
-// aligned) live off the Go heap where hardalloc checks their lifetimes:
-// a double free, a leak at Close with the allocating call, and, in
-// -tags hardened or -asan builds, a use after Release.
+// aligned) live off the Go heap where hardalloc checks their lifetimes.
+// What is caught depends on the build:
 //
-//	mem, _ := arrowalloc.Open(hardened.Options{})
-//	defer mem.Close() // prints every buffer still not released
-//	b := array.NewInt64Builder(mem)
+//   - every build: a buffer released twice (a double free), a buffer
+//     never released (a leak at Close; with its allocating call in
+//     hardened builds, by size otherwise), a bad pointer given back;
+//
+//   - -tags hardened: also a write into a released buffer (its poison is
+//     verified when it leaves the quarantine, at Check and at Close) and
+//     a write past a buffer's end (its canary), with both sites; a read
+//     of a released buffer is not seen (it reads poison);
+//
+//   - -asan: any read or write of a released buffer or past its end,
+//     stopped at the access;
+//
+//   - Options.SampleRate, in any build: one buffer in SampleRate gets a
+//     guarded page, so a read or write after its Release faults (a report
+//     with hardened.Monitor).
+//
+//     mem, _ := arrowalloc.Open(hardened.Options{})
+//     defer mem.Close() // prints every buffer still not released
+//     b := array.NewInt64Builder(mem)
 //
 // Open sets the two options an arrow allocator wants: MinAlign 64, so
 // every buffer takes hardalloc's fast paths already aligned, and Wrappers,

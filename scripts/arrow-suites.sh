@@ -27,7 +27,7 @@ TIMEOUT=${TIMEOUT:-20m}
 SKIP=${SKIP:-^TestBadReader\$}
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$work/out"
-src=$(cd "$root/arrowalloc" && go mod download -json "$ARROW" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+src=$(cd "$root/arrowalloc/arrowtest" && go mod download -json "$ARROW" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 [ -d "$src" ] || { echo "arrow-suites: go mod download $ARROW failed" >&2; exit 1; }
 echo "arrow-suites: $ARROW from $src, work in $work" >&2
 
@@ -39,9 +39,7 @@ swap() { # dir: arrow/memory's GoAllocator backed by arrowalloc
 	local d=$1
 	(cd "$d" && go mod edit \
 		-require=github.com/hardalloc/hardalloc@v0.0.0-00010101000000-000000000000 \
-		-require=github.com/hardalloc/hardalloc/arrowalloc@v0.0.0-00010101000000-000000000000 \
-		-replace=github.com/hardalloc/hardalloc="$root" \
-		-replace=github.com/hardalloc/hardalloc/arrowalloc="$root/arrowalloc")
+		-replace=github.com/hardalloc/hardalloc="$root")
 	cat >"$d/arrow/memory/go_allocator.go" <<'GO'
 package memory
 
@@ -151,7 +149,7 @@ run hardened "$work/swapped" hardened
 # Each test that failed only with hardalloc, again under -asan -tags
 # hardened (when a C compiler with ASan exists): a read of a released
 # buffer is stopped at the read, with hardalloc's report of the block.
-(cd "$root/arrowalloc" && go run ./internal/suitetable -pkgs "$PKGS" -plan "$work/asan-plan.txt" "$work/out")
+(cd "$root/arrowalloc/arrowtest" && go run ./internal/suitetable -pkgs "$PKGS" -plan "$work/asan-plan.txt" "$work/out")
 if echo 'int main(void){return 0;}' | ${CC:-cc} -fsanitize=address -x c - -o /dev/null 2>/dev/null; then
 	while read -r p t; do
 		echo "arrow-suites: -asan $p $t" >&2
@@ -163,4 +161,4 @@ if echo 'int main(void){return 0;}' | ${CC:-cc} -fsanitize=address -x c - -o /de
 else
 	echo "arrow-suites: no C compiler with AddressSanitizer: the -asan runs are skipped" >&2
 fi
-(cd "$root/arrowalloc" && go run ./internal/suitetable -pkgs "$PKGS" "$work/out")
+(cd "$root/arrowalloc/arrowtest" && go run ./internal/suitetable -pkgs "$PKGS" "$work/out")

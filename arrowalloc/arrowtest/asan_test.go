@@ -1,6 +1,6 @@
 //go:build asan
 
-package arrowalloc_test
+package arrowtest
 
 import (
 	"os"

@@ -1,4 +1,4 @@
-package arrowalloc_test
+package arrowtest
 
 import (
 	"bytes"

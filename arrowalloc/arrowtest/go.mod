@@ -1,4 +1,4 @@
-module github.com/hardalloc/hardalloc/arrowalloc
+module github.com/hardalloc/hardalloc/arrowalloc/arrowtest
 
 go 1.26.0
 
@@ -16,4 +16,4 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 )
 
-replace github.com/hardalloc/hardalloc => ../
+replace github.com/hardalloc/hardalloc => ../..
