@@ -19,9 +19,11 @@
 //     guarded page, so a read or write after its Release faults (a report
 //     with hardened.Monitor).
 //
-//     mem, _ := arrowalloc.Open(hardened.Options{})
-//     defer mem.Close() // prints every buffer still not released
-//     b := array.NewInt64Builder(mem)
+// Use:
+//
+//	mem, _ := arrowalloc.Open(hardened.Options{})
+//	defer mem.Close() // prints every buffer still not released
+//	b := array.NewInt64Builder(mem)
 //
 // Open sets the two options an arrow allocator wants: MinAlign 64, so
 // every buffer takes hardalloc's fast paths already aligned, and Wrappers,
