@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -55,18 +56,46 @@ func AllowLeaks(funcs ...string) Option {
 // Output sends Main's summary and reports to w instead of os.Stderr.
 func Output(w io.Writer) Option { return func(c *config) { c.out = w } }
 
-var def struct {
-	mu sync.Mutex
-	a  *hardened.Allocator
+// seamWrappers are the functions of the seams cmd/hardalloc's overlays
+// route through Default: their frames are dropped from the top of every
+// site (hardened.Options.Wrappers), so reports name the seam's caller.
+var seamWrappers = []string{
+	"github.com/dgraph-io/ristretto/v2/z.Calloc",
+	"github.com/dgraph-io/ristretto/v2/z.Free",
+	"github.com/apache/arrow-go/v18/arrow/memory.",
+	"github.com/hardalloc/hardalloc/arrowalloc.",
+	"github.com/cockroachdb/pebble/v2/internal/manual.",
+	"github.com/cockroachdb/pebble/internal/manual.",
 }
 
-// Default is the allocator Main made for the test binary. It panics
-// outside Main: a test that uses it must run under hardtest.Main.
+var def struct {
+	mu  sync.Mutex
+	a   *hardened.Allocator
+	col *collector
+	cfg config
+}
+
+// Default is the test binary's process-wide allocator: the one Main
+// checks and closes when the tests end. It is made on first use, with
+// Main's options if Main came first (WithOptions); code that allocates
+// before Main runs gets the default options.
 func Default() *hardened.Allocator {
 	def.mu.Lock()
 	defer def.mu.Unlock()
 	if def.a == nil {
-		panic("hardtest: Default called outside hardtest.Main (add func TestMain(m *testing.M) { os.Exit(hardtest.Main(m)) })")
+		if def.cfg.out == nil {
+			def.cfg.out = os.Stderr
+		}
+		def.col = &collector{out: def.cfg.out}
+		opts := def.cfg.opts
+		opts.OnReport = def.col.add
+		opts.ReportOutput = io.Discard
+		opts.Wrappers = append(opts.Wrappers[:len(opts.Wrappers):len(opts.Wrappers)], seamWrappers...)
+		a, err := hardened.New(opts)
+		if err != nil {
+			panic(fmt.Sprintf("hardtest: %v", err))
+		}
+		def.a = a
 	}
 	return def.a
 }
@@ -105,36 +134,67 @@ func (c *collector) take() []*hardened.Report {
 // Main runs the tests with Default set up, then checks it: see the
 // package doc. Use it as os.Exit(hardtest.Main(m)).
 func Main(m *testing.M, options ...Option) int {
-	cfg := config{out: os.Stderr}
-	for _, o := range options {
-		o(&cfg)
-	}
-	hardened.Monitor()
-	col := &collector{out: cfg.out}
-	opts := cfg.opts
-	opts.OnReport = col.add
-	opts.ReportOutput = io.Discard
-	a, err := hardened.New(opts)
-	if err != nil {
-		fmt.Fprintf(cfg.out, "hardtest: %v\n", err)
-		return 2
-	}
-	def.mu.Lock()
-	def.a = a
-	def.mu.Unlock()
+	return MainFunc(m, func(m *testing.M) { Exit(m.Run()) }, options...)
+}
 
-	code := m.Run()
+// MainFunc is Main for a package that has a TestMain of its own: run
+// calls m.Run (and whatever the package does around it) in place of
+// Main's plain m.Run, its os.Exit calls replaced by Exit (cmd/hardalloc's
+// overlays rewrite a package's TestMain this way).
+func MainFunc(m *testing.M, run func(*testing.M), options ...Option) int {
+	def.mu.Lock()
+	def.cfg = config{out: os.Stderr}
+	for _, o := range options {
+		o(&def.cfg)
+	}
+	out := def.cfg.out
+	def.mu.Unlock()
+	hardened.Monitor()
+	a := Default()
+
+	code := runExit(m, run)
 
 	settle()
+	st := a.Stats()
 	a.Check()
 	a.Close()
-	col.mu.Lock()
-	col.closed = true
-	col.mu.Unlock()
-	if failed := summarize(cfg.out, col.take(), cfg.allowed); failed && code == 0 {
+	def.col.mu.Lock()
+	def.col.closed = true
+	def.col.mu.Unlock()
+	var allocs int64
+	for _, c := range st.Classes {
+		allocs += c.Allocs
+	}
+	fmt.Fprintf(out, "hardtest: Default served %d small and sampled blocks plus the large ones; %d blocks (%d bytes) live at the end\n",
+		allocs+st.Sampled, st.LiveBlocks, st.Requested)
+	if failed := summarize(out, def.col.take(), def.cfg.allowed); failed && code == 0 {
 		code = 1
 	}
 	return code
+}
+
+// exitCode is Exit's panic: the code a TestMain passed to os.Exit.
+type exitCode int
+
+// Exit stands for os.Exit in a TestMain that MainFunc runs: it ends run
+// with code, and MainFunc checks Default before the process exits.
+func Exit(code int) { panic(exitCode(code)) }
+
+// runExit calls run(m) and returns the code it exited with (Exit), or
+// the result of m.Run when it returned (the code the test binary's main
+// exits with after a TestMain that returns, read the same way).
+func runExit(m *testing.M, run func(*testing.M)) (code int) {
+	defer func() {
+		if v := recover(); v != nil {
+			c, ok := v.(exitCode)
+			if !ok {
+				panic(v)
+			}
+			code = int(c)
+		}
+	}()
+	run(m)
+	return int(reflect.ValueOf(m).Elem().FieldByName("exitCode").Int())
 }
 
 // settle gives finalizers that free memory their chance before the leak

@@ -19,10 +19,24 @@ import (
 const caseEnv = "HARDTEST_CASE"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(caseEnv) == "" {
+	allow := hardtest.AllowLeaks("github.com/hardalloc/hardalloc/hardtest_test.knownLeak")
+	switch os.Getenv(caseEnv) {
+	case "":
 		os.Exit(m.Run())
+	case "func-exit": // a package's own TestMain, its os.Exit rewritten
+		os.Exit(hardtest.MainFunc(m, func(m *testing.M) { hardtest.Exit(m.Run()) }, allow))
+	case "func-return": // a TestMain that returns after m.Run
+		os.Exit(hardtest.MainFunc(m, func(m *testing.M) { m.Run() }, allow))
+	default:
+		os.Exit(hardtest.Main(m, allow))
 	}
-	os.Exit(hardtest.Main(m, hardtest.AllowLeaks("github.com/hardalloc/hardalloc/hardtest_test.knownLeak")))
+}
+
+func TestSuiteFails(t *testing.T) {
+	if os.Getenv(caseEnv) == "" {
+		t.Skip("a child's suite")
+	}
+	t.Error("a test of the suite fails")
 }
 
 var keep [][]byte
@@ -91,11 +105,18 @@ func TestSuiteNewLeak(t *testing.T) {
 }
 
 func TestMainVerdicts(t *testing.T) {
+	for _, mode := range []string{"main", "func-exit", "func-return"} {
+		t.Run(mode, func(t *testing.T) { testVerdicts(t, mode) })
+	}
+}
+
+func testVerdicts(t *testing.T, mode string) {
 	for _, c := range []struct {
 		test string
 		fail bool
 		want []string
 	}{
+		{"TestSuiteFails", true, []string{`a test of the suite fails`, `hardtest: Default served`}},
 		{"TestSuiteClean", false, nil},
 		{"TestSuiteFinalizer", false, nil},
 		{"TestSuiteLeak", true, []string{
@@ -107,7 +128,7 @@ func TestMainVerdicts(t *testing.T) {
 	} {
 		t.Run(c.test, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^"+c.test+"$", "-test.count=1")
-			cmd.Env = append(os.Environ(), caseEnv+"=1")
+			cmd.Env = append(os.Environ(), caseEnv+"="+mode)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			switch {
@@ -133,13 +154,4 @@ func TestMainVerdicts(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestDefaultOutsideMain(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Error("Default outside Main did not panic")
-		}
-	}()
-	hardtest.Default()
 }
