@@ -9,4 +9,4 @@ require (
 	modernc.org/memory v1.12.1
 )
 
-require golang.org/x/sys v0.49.0 // indirect
+require golang.org/x/sys v0.49.0

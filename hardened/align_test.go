@@ -194,7 +194,9 @@ func TestOptionsCache(t *testing.T) {
 	a, _ := newAlloc(t, hardened.Options{Cache: func() int { return int(n.Add(1) * 7 >> 1) }})
 	var wg sync.WaitGroup
 	for g := range 4 {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			var live [][]byte
 			for i := range 3000 {
 				b, err := a.Alloc(16 + (i*37+g)%2000)
@@ -212,7 +214,7 @@ func TestOptionsCache(t *testing.T) {
 			for _, b := range live {
 				a.Free(b)
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	if n.Load() == 0 {

@@ -105,7 +105,9 @@ func TestQuarantineBudgetConcurrent(t *testing.T) {
 	a, _ := newAlloc(t, hardened.Options{QuarantineBytes: budget})
 	var wg sync.WaitGroup
 	for g := range 4 {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for i := range 3000 {
 				b, err := a.Alloc(16 + (g*977+i*31)%2000)
 				if err != nil {
@@ -114,7 +116,7 @@ func TestQuarantineBudgetConcurrent(t *testing.T) {
 				}
 				a.Free(b)
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	if s := a.Stats(); s.QuarantinedBytes > budget || s.Quarantined == 0 {

@@ -60,6 +60,11 @@ type largeBlock struct {
 
 func (l *largeHeap) init() { l.live = make(map[uintptr]*largeBlock) }
 
+// madvGuardInstall is Linux's MADV_GUARD_INSTALL (6.13+), spelled here so
+// that the module builds with a golang.org/x/sys that predates it (and so
+// with Go 1.24).
+const madvGuardInstall = 102
+
 // haveGuardRegions reports whether the kernel has MADV_GUARD_INSTALL
 // (Linux 6.13+): guard pages inside one read-write mapping, so a large
 // block is one VMA instead of three (PROT_NONE, RW, PROT_NONE).
@@ -69,7 +74,7 @@ var haveGuardRegions = func() bool {
 		return false
 	}
 	defer unix.Munmap(m)
-	return unix.Madvise(m[:pageSize], unix.MADV_GUARD_INSTALL) == nil
+	return unix.Madvise(m[:pageSize], madvGuardInstall) == nil
 }()
 
 // mapGuarded maps total bytes with the span readable bytes starting at an
@@ -86,9 +91,9 @@ func mapGuarded(total, span, al uintptr) (mem []byte, start uintptr, err error) 
 	base := uintptr(unsafe.Pointer(&mem[0]))
 	start = alignUp(base+pageSize, al) - base
 	if haveGuardRegions {
-		err = unix.Madvise(mem[:start], unix.MADV_GUARD_INSTALL)
+		err = unix.Madvise(mem[:start], madvGuardInstall)
 		if err == nil {
-			err = unix.Madvise(mem[start+span:], unix.MADV_GUARD_INSTALL)
+			err = unix.Madvise(mem[start+span:], madvGuardInstall)
 		}
 	} else {
 		err = unix.Mprotect(mem[start:start+span], unix.PROT_READ|unix.PROT_WRITE)
@@ -103,7 +108,7 @@ func mapGuarded(total, span, al uintptr) (mem []byte, start uintptr, err error) 
 // retire makes b fault for good and gives its pages back; none says it
 // is PROT_NONE already (guards are installed only in readable memory).
 func retire(b []byte, none bool) {
-	if haveGuardRegions && !none && unix.Madvise(b, unix.MADV_GUARD_INSTALL) == nil {
+	if haveGuardRegions && !none && unix.Madvise(b, madvGuardInstall) == nil {
 		return // installing guards also drops the pages
 	}
 	unix.Mprotect(b, unix.PROT_NONE)

@@ -130,20 +130,44 @@ func overlay(names, pkgs []string, dir string) (map[string]string, []string, err
 		}
 		notes = append(notes, fmt.Sprintf("%s: %s (%s, from %s)", s.name, s.doc, s.module, mdir))
 	}
-	modOut := filepath.Join(dir, "go.mod")
-	if err := writeFile(modOut, modText); err != nil {
-		return nil, nil, err
-	}
-	ov[gomod] = modOut
 	// The test packages, listed through the overlay so far: a seam's
-	// packages resolve to its copy.
+	// packages resolve to its copy. Test packages of other modules in the
+	// module cache get a TestMain too, so their modules are copied and
+	// replaced as well, and the list made again.
+	modOut := filepath.Join(dir, "go.mod")
 	tmp := filepath.Join(dir, "list-overlay.json")
-	if err := writeOverlay(tmp, ov); err != nil {
-		return nil, nil, err
-	}
-	list, err := testPackages(tmp, pkgs)
+	cache, err := goCmd("env", "GOMODCACHE")
 	if err != nil {
 		return nil, nil, err
+	}
+	modcache := strings.TrimSpace(string(cache)) + string(filepath.Separator)
+	var list []pkgInfo
+	for {
+		if err := writeFile(modOut, modText); err != nil {
+			return nil, nil, err
+		}
+		ov[gomod] = modOut
+		if err := writeOverlay(tmp, ov); err != nil {
+			return nil, nil, err
+		}
+		if list, err = testPackages(tmp, pkgs); err != nil {
+			return nil, nil, err
+		}
+		copied := map[string]bool{}
+		for _, p := range list {
+			if !strings.HasPrefix(p.Dir, modcache) || p.Module == nil || copied[p.Module.Path] {
+				continue
+			}
+			copied[p.Module.Path] = true
+			cp := filepath.Join(dir, "mod", strings.ReplaceAll(p.Module.Path, "/", "_"))
+			if err := copyModule(p.Module.Dir, cp); err != nil {
+				return nil, nil, err
+			}
+			modText = append(modText, fmt.Sprintf("\nreplace %s => %s\n", p.Module.Path, cp)...)
+		}
+		if len(copied) == 0 {
+			break
+		}
 	}
 	for _, p := range list {
 		from, to, body, err := testMain(p, dir)
@@ -230,12 +254,13 @@ type pkgInfo struct {
 	Name         string
 	TestGoFiles  []string
 	XTestGoFiles []string
+	Module       *struct{ Path, Dir string }
 }
 
 // testPackages lists the packages of pkgs that have tests, through the
 // overlay file ov.
 func testPackages(ov string, pkgs []string) ([]pkgInfo, error) {
-	out, err := goCmd(append([]string{"list", "-overlay", ov, "-json=ImportPath,Dir,Name,TestGoFiles,XTestGoFiles"}, pkgs...)...)
+	out, err := goCmd(append([]string{"list", "-overlay", ov, "-json=ImportPath,Dir,Name,TestGoFiles,XTestGoFiles,Module"}, pkgs...)...)
 	if err != nil {
 		return nil, err
 	}
