@@ -8,7 +8,7 @@ FUZZTIME ?= 10s
 TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
 MODES    ?= release hardened
 
-.PHONY: anchor anchor-smoke arrow-suites test test-asan test-arrow native-libfuzzer-smoke fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
+.PHONY: clients anchor anchor-smoke arrow-suites test test-asan test-arrow native-libfuzzer-smoke fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
 
 # Every check CI runs: formatting, vet, staticcheck, and the tests (seed
 # corpora included) with and without the race detector and -tags hardened.
@@ -119,6 +119,12 @@ anchor:
 # (release and hardened) beside arrow's: pass/fail, reports, leaks by site.
 arrow-suites:
 	scripts/arrow-suites.sh
+
+# Other people's suites (ristretto, badger, pebble) on hardalloc through
+# cmd/hardalloc's overlay, release, hardened and -asan, beside the plain
+# suites: a table of passes, failures and hardtest's verdicts.
+clients:
+	scripts/clients.sh
 
 # One tiny round, so the anchor tooling cannot rot unnoticed.
 anchor-smoke:

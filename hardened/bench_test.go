@@ -147,3 +147,19 @@ func BenchmarkLargeAllocFree(b *testing.B) {
 		})
 	}
 }
+
+var benchSink []byte
+
+// BenchmarkGoMake is Go's own heap on the same workload as
+// BenchmarkAllocFree (make, dropped at once), the peer hardalloc's cost
+// is read against in the same binary and build (-asan included).
+func BenchmarkGoMake(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				benchSink = make([]byte, n)
+			}
+		})
+	}
+}

@@ -17,6 +17,7 @@ type jsonReport struct {
 	Size       *int      `json:"size,omitempty"` // absent when unknown
 	Class      *int      `json:"class,omitempty"`
 	Large      bool      `json:"large,omitempty"`
+	Sampled    bool      `json:"sampled,omitempty"`
 	Offset     *int      `json:"offset,omitempty"`
 	Header     string    `json:"header,omitempty"`
 	Found      string    `json:"found,omitempty"`
@@ -66,10 +67,13 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		j.Block = hexAddr(r.Block)
 		off := r.Offset
 		j.Offset = &off
-		if r.Class >= 0 {
+		switch {
+		case r.Sampled:
+			j.Sampled = true
+		case r.Class >= 0:
 			c := r.Class
 			j.Class = &c
-		} else {
+		default:
 			j.Large = true
 		}
 	}
