@@ -4,6 +4,10 @@ GO       ?= go
 # fresh clone needs only Go (and, for `make libfuzzer`, Debian's clang).
 BIN      := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
+# Scratch files (mktemp, go-fuzz-build, the smokes' corpora) stay in the
+# repository's .tmp/, which `make test` empties when it ends.
+export TMPDIR := $(CURDIR)/.tmp
+$(shell mkdir -p $(TMPDIR))
 FUZZTIME ?= 10s
 TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
 MODES    ?= release hardened
@@ -20,6 +24,7 @@ test: tools lint nightly-smoke gofuzz-smoke native-libfuzzer-smoke anchor-smoke
 	$(GO) test -count=1 -tags hardened,faultinject ./thread/ ./fuzz/
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory test-arrow
+	rm -rf $(TMPDIR)
 
 # The Apache Arrow allocator (package arrowalloc; its tests that need arrow
 # are the nested module arrowalloc/arrowtest): its tests in

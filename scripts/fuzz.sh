@@ -44,49 +44,58 @@ for mode in "${modes[@]}"; do
 	hardened) tags=(-tags hardened) ;;
 	*) echo "unknown mode $mode (release or hardened)" >&2; exit 2 ;;
 	esac
-	go test -c -o "$log/hardalloc.test" "${tags[@]}" "${asanflag[@]}" . || exit 1
 	for t in "${targets[@]}"; do
 		echo "--- $t [$mode${ASAN:++asan}]"
 		before=$(ls "testdata/fuzz/$t" 2>/dev/null | sort)
-		start=$(date +%s%N)
-		GOMAXPROCS=$FUZZPROCS go test "${tags[@]}" "${asanflag[@]}" -run '^$' -fuzz "^${t}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 5x -parallel "$PARALLEL" . >"$log/$t.out" 2>&1 &
+		# One log per target and mode, made before the run starts, so the
+		# live progress below is this run's from its first line.
+		out="$log/$t.$mode.out"
+		: >"$out"
+		GOMAXPROCS=$FUZZPROCS go test "${tags[@]}" "${asanflag[@]}" -run '^$' -fuzz "^${t}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 5x -parallel "$PARALLEL" . >"$out" 2>&1 &
 		pid=$!
-		tail -f --pid=$pid "$log/$t.out" 2>/dev/null | grep --line-buffered -E '^fuzz: elapsed|FAIL|panic|failing input|ERROR: AddressSanitizer'
+		tail -n +1 -f --pid=$pid "$out" 2>/dev/null | grep --line-buffered -E '^fuzz: elapsed|FAIL|panic|failing input|ERROR: AddressSanitizer'
 		wait $pid
 		rc=$?
-		ms=$(( ($(date +%s%N) - start) / 1000000 ))
-		execs=$(grep -oE 'execs: [0-9]+' "$log/$t.out" | tail -1 | grep -oE '[0-9]+' || echo 0)
-		newc=$(grep -oE 'new interesting: [0-9]+' "$log/$t.out" | tail -1 | grep -oE '[0-9]+' || echo 0)
+		# The rate is the fuzzer's own: execs over its elapsed time, which
+		# starts once the test binary is built (not the wall time of the
+		# whole go test, compile included).
+		last=$(grep -E '^fuzz: elapsed: [0-9]+s, execs: [0-9]+' "$out" | tail -1)
+		execs=$(echo "$last" | grep -oE 'execs: [0-9]+' | grep -oE '[0-9]+' || true)
+		secs=$(echo "$last" | grep -oE 'elapsed: [0-9]+s' | grep -oE '[0-9]+' || true)
+		execs=${execs:-0}
+		ms=$(( ${secs:-0} * 1000 ))
+		newc=$(grep -oE 'new interesting: [0-9]+' "$out" | tail -1 | grep -oE '[0-9]+' || echo 0)
 		crasher=$(comm -13 <(echo "$before") <(ls "testdata/fuzz/$t" 2>/dev/null | sort) | head -1)
 		status=ok
-		if [ "$rc" -ne 0 ] && deadline_flake "$(cat "$log/$t.out")" "$crasher"; then
+		if [ "$rc" -ne 0 ] && deadline_flake "$(cat "$out")" "$crasher"; then
 			status=flake
 			echo "=== $t: 'context deadline exceeded' with no failing input: Go's fuzztime race (go.dev/issue/75804), not a crash"
 		elif [ "$rc" -ne 0 ]; then
 			status=FAIL
 			failed=1
 			echo "=== $t [$mode] failed; report:"
-			sed -n '/--- FAIL/,/^FAIL/p' "$log/$t.out" | head -80
-			key=$(grep -oE 'SUMMARY: hardalloc: .*|fuzz: op -?[0-9]+: .*' "$log/$t.out" | head -1 | sed 's/fuzz: op -\?[0-9]*: //')
-			[ -n "$key" ] || key=$(grep -m1 -oE 'SUMMARY: AddressSanitizer: [a-z-]+' "$log/$t.out")
-			[ -n "$key" ] || key=$(grep -m1 -E 'panic:|fatal error:' "$log/$t.out" || echo "unknown failure")
+			sed -n '/--- FAIL/,/^FAIL/p' "$out" | head -80
+			key=$(grep -oE 'SUMMARY: hardalloc: .*|fuzz: op -?[0-9]+: .*' "$out" | head -1 | sed 's/fuzz: op -\?[0-9]*: //')
+			[ -n "$key" ] || key=$(grep -m1 -oE 'SUMMARY: AddressSanitizer: [a-z-]+' "$out")
+			[ -n "$key" ] || key=$(grep -m1 -E 'panic:|fatal error:' "$out" || echo "unknown failure")
 			id=$(printf '%s' "$key" | sha1sum | cut -c1-12)
 			mkdir -p "$log/crashers/$id"
 			printf '%s\n' "$key" >"$log/crashers/$id/summary.txt"
-			cat "$log/$t.out" >>"$log/crashers/$id/report.txt"
+			cat "$out" >>"$log/crashers/$id/report.txt"
 			if [ -n "$crasher" ]; then
 				cp "testdata/fuzz/$t/$crasher" "$log/crashers/$id/${t}-${mode}-${crasher}"
 				echo "crasher: testdata/fuzz/$t/$crasher (replay: go test ${tags[*]} ${asanflag[*]} -run '$t/$crasher' .)"
 			else
 				echo "no crasher was written (the full log follows)"
-				tail -40 "$log/$t.out"
+				tail -40 "$out"
 			fi
 		fi
-		rate=$(( ${execs:-0} * 1000 / (ms > 0 ? ms : 1) ))
+		rate=$(( execs * 1000 / (ms > 0 ? ms : 1) ))
 		rows+=("$(printf '| %-20s | %-13s | %10s | %8s | %4s | %-5s | %s' "$t" "$mode${ASAN:++asan}" "$execs" "$rate" "$newc" "$status" "${crasher:+testdata/fuzz/$t/$crasher}")")
 	done
 done
 echo
+echo "(execs/s: the fuzzer's execs over its own elapsed time, build excluded)"
 echo "| target               | mode          |      execs |  execs/s |  new | status | crasher"
 echo "|----------------------|---------------|------------|----------|------|--------|--------"
 printf '%s\n' "${rows[@]}"
