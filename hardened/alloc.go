@@ -161,12 +161,22 @@ func New(opts Options) (*Allocator, error) {
 // reconfigureHardened).
 func (a *Allocator) configure() {
 	opts := a.opts
-	a.report = opts.OnReport
-	if a.report == nil {
-		a.report = func(r *Report) {
+	handler := opts.OnReport
+	if handler == nil {
+		handler = func(r *Report) {
 			a.print(r.String())
 			panic(&Error{Report: r})
 		}
+	}
+	a.report = func(r *Report) {
+		// The call that caught the bug (a second Free, a Realloc, Check)
+		// is part of the report, as ASan's "freed by thread T0 here"
+		// beside "previously freed by": not only in the default
+		// handler's panic trace. Leaks and faults have their own.
+		if r.Kind != Leak && r.Op != "fault" && len(r.Caught.Stack) == 0 {
+			r.Caught = a.caught()
+		}
+		handler(r)
 	}
 	a.minAlign = uintptr(max(opts.MinAlign, 16))
 	a.pinned = nil

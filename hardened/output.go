@@ -48,3 +48,11 @@ func (a *Allocator) printLeaks(leaks []*Report) {
 		plural(len(leaks), "allocation") + " at Close\n")
 	a.print(b.String())
 }
+
+// caught captures the goroutine and stack of the allocator call that is
+// reporting, for Report.Caught (the report path only).
+func (a *Allocator) caught() Site {
+	var pcs [bookDepth + 16]uintptr
+	n := callers(0, pcs[:])
+	return Site{Goroutine: goid(), Stack: append([]uintptr(nil), pcs[:n]...), depth: bookDepth, wrappers: a.opts.Wrappers}
+}

@@ -133,6 +133,10 @@ type Report struct {
 	// "read" or "write".
 	Access     Site
 	AccessSize int
+	// Caught is the goroutine and stack of the call that caught the bug:
+	// the Free of a double free, the Realloc, Check or Alloc that found
+	// damage (no sequence number). Empty for leaks and faults.
+	Caught Site
 	// Sampled says the block was one of Options.SampleRate's guarded
 	// samples.
 	Sampled bool
@@ -195,6 +199,7 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "  %*s expected % x\n", len(fmt.Sprintf("bytes at %#x:", r.Addr)), "", r.Want)
 	}
 	writeAccess(&b, r)
+	writeCaught(&b, r)
 	writeSite(&b, "freed", r.Free)
 	writeSite(&b, "allocated", r.Alloc)
 	fmt.Fprintf(&b, "SUMMARY: hardalloc: %s\n", r.Summary())
@@ -217,6 +222,21 @@ func writeAccess(b *strings.Builder, r *Report) {
 		return
 	}
 	writeFrames(b, fr)
+}
+
+// writeCaught writes the call that caught the bug: for a double free,
+// the second Free, before the first (ASan's "freed by thread T0 here",
+// then "previously freed by").
+func writeCaught(b *strings.Builder, r *Report) {
+	if len(r.Caught.Stack) == 0 {
+		return
+	}
+	what := "caught by " + r.Op
+	if r.Kind == DoubleFree {
+		what = "freed again (" + r.Op + ")"
+	}
+	fmt.Fprintf(b, "%s by goroutine %d at:\n", what, r.Caught.Goroutine)
+	writeFrames(b, r.Caught.Frames())
 }
 
 func writeFrames(b *strings.Builder, frames []runtime.Frame) {

@@ -25,6 +25,7 @@ type jsonReport struct {
 	Detail     string    `json:"detail,omitempty"`
 	Access     *jsonSite `json:"access,omitempty"`
 	AccessSize int       `json:"access_size,omitempty"`
+	Caught     *jsonSite `json:"caught,omitempty"`
 	Alloc      *jsonSite `json:"alloc,omitempty"`
 	Free       *jsonSite `json:"free,omitempty"`
 	Summary    string    `json:"summary"`
@@ -60,7 +61,7 @@ func siteJSON(s Site) *jsonSite {
 func (r *Report) MarshalJSON() ([]byte, error) {
 	j := jsonReport{
 		Kind: r.Kind.String(), Op: r.Op, Addr: hexAddr(r.Addr), Detail: r.Detail,
-		Access: siteJSON(r.Access), AccessSize: r.AccessSize,
+		Access: siteJSON(r.Access), AccessSize: r.AccessSize, Caught: siteJSON(r.Caught),
 		Alloc: siteJSON(r.Alloc), Free: siteJSON(r.Free), Summary: r.Summary(),
 	}
 	if r.Block != 0 {
