@@ -23,7 +23,7 @@ package hardened
 
 import (
 	"encoding/binary"
-	"os"
+	"io"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -136,26 +136,45 @@ func watch(req, rep int) {
 			return
 		}
 		w := func(i int) uintptr { return uintptr(binary.NativeEndian.Uint64(buf[8*i:])) }
-		if text := explainAccess(w(0), w(1), w(2), int(w(3)), w(4) != 0); text != "" {
-			os.Stderr.WriteString(text)
+		if a, r := explainAccess(w(0), w(1), w(2), int(w(3)), w(4) != 0); r != nil {
+			deliver(a, r)
 		}
 		unix.Write(rep, []byte{1})
 	}
 }
 
+// deliver hands hardalloc's part of an ASan report to the allocator's
+// reporting, like every other report: printed to Options.ReportOutput
+// (stderr by default), and given to Options.OnReport if one is set, on
+// the watcher goroutine, before ASan aborts the process (so a harness
+// that collects reports, as JSON say, gets this one too; a panic in
+// OnReport is recovered: ASan's abort follows either way).
+func deliver(a *Allocator, r *Report) {
+	io.WriteString(a.output(), "==hardalloc== the address above is in hardalloc memory:\n"+r.String())
+	if a.opts.OnReport != nil {
+		func() {
+			defer func() { recover() }()
+			a.opts.OnReport(r)
+		}()
+	}
+}
+
 // explainAccess is hardalloc's part of an ASan report: the block the
-// address belongs to, with its sites and the accessing stack.
-func explainAccess(addr, pc, sp uintptr, size int, write bool) string {
+// address belongs to, with its sites and the accessing stack, and the
+// allocator that owns it.
+func explainAccess(addr, pc, sp uintptr, size int, write bool) (*Allocator, *Report) {
 	asanState.mu.Lock()
 	var r *Report
+	var owner *Allocator
 	for a := range asanState.allocs {
 		if r = a.Explain(addr); r != nil {
+			owner = a
 			break
 		}
 	}
 	asanState.mu.Unlock()
 	if r == nil {
-		return ""
+		return nil, nil
 	}
 	r.Op = "read"
 	if write {
@@ -163,7 +182,7 @@ func explainAccess(addr, pc, sp uintptr, size int, write bool) string {
 	}
 	r.AccessSize = size
 	r.Access = Site{Stack: unwind(pc, sp)}
-	return "==hardalloc== the address above is in hardalloc memory:\n" + r.String()
+	return owner, r
 }
 
 // unwind returns the accessing goroutine's stack: pc (the access, in the

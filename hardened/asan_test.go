@@ -3,6 +3,7 @@
 package hardened_test
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"runtime"
@@ -126,6 +127,23 @@ func sampledRowAlloc() *hardened.Allocator {
 	return a
 }
 
+// readAfterFreeOnReport reads a freed block of an allocator with
+// OnReport set: ASan's report goes to it too (here, as JSON on stderr).
+//
+//go:noinline
+func readAfterFreeOnReport(*hardened.Allocator) {
+	a, err := hardened.New(hardened.Options{Seed: 1, OnReport: func(r *hardened.Report) {
+		j, _ := json.Marshal(r)
+		os.Stderr.WriteString("ONREPORT " + string(j) + "\n")
+	}})
+	if err != nil {
+		panic(err)
+	}
+	b := rowAlloc(a, 40)
+	a.Free(b)
+	sinkByte = b[3]
+}
+
 //go:noinline
 func readAfterFreeSampled(*hardened.Allocator) {
 	a := sampledRowAlloc()
@@ -165,6 +183,9 @@ func rowAlloc(a *hardened.Allocator, n int) []byte {
 }
 
 var accessRows = []accessRow{
+	{name: "read-after-free-onreport", run: readAfterFreeOnReport, asan: "heap-use-after-free", op: "READ of size 1",
+		where: "3 bytes inside a 40-byte block", frame: "readAfterFreeOnReport", freed: true,
+		extra: []string{`ONREPORT {"kind":"heap-use-after-free","op":"read"`, `"access":{"frames":[{"function":"github.com/hardalloc/hardalloc/hardened_test.readAfterFreeOnReport"`}},
 	{name: "read-after-free-sampled", run: readAfterFreeSampled, asan: "heap-use-after-free", op: "READ of size 1",
 		where: "150 bytes inside a 200-byte block", frame: "readAfterFreeSampled", freed: true,
 		extra: []string{"(sampled block)", "allocated by goroutine", "freed by goroutine"}},
