@@ -58,6 +58,7 @@ var corpora = map[string]struct {
 		{misuse(1, 64, fuzz.MisuseForeignFree)},
 		{alloc(2, 24), misuse(2, 24, fuzz.MisuseReallocFreed)},
 		{alloc(3, 56), misuse(3, 56, fuzz.MisuseHeaderDamage)},
+		{alloc(3, 72), misuse(3, 72, fuzz.MisuseForgedHeader)},
 		{alloc(4, 33), misuse(4, 33, fuzz.MisuseOverflow)},
 		{alloc(5, 80), misuse(5, 80, fuzz.MisuseUnderflow)},
 		{alloc(6, 48), misuse(6, 48, fuzz.MisuseWriteAfterFree)},

@@ -8,13 +8,17 @@ import (
 
 // Misuse variants FuzzMisuse injects, one per program. Each must produce
 // exactly one report of its kind. The last three need the hardening layer;
-// release builds map them onto the first five.
+// release builds map them onto the first six.
 const (
 	MisuseDoubleFree = iota
 	MisuseInteriorFree
 	MisuseForeignFree
 	MisuseReallocFreed
 	MisuseHeaderDamage
+	// MisuseForgedHeader copies the header of another live block of the
+	// same class over the block's own: a valid header in the wrong slot
+	// must fail its checksum (it is keyed by the slot's address).
+	MisuseForgedHeader
 	MisuseOverflow
 	MisuseUnderflow
 	MisuseWriteAfterFree
@@ -23,7 +27,7 @@ const (
 
 var misuseKinds = [numMisuse]hardened.Kind{
 	hardened.DoubleFree, hardened.InvalidFree, hardened.InvalidFree, hardened.UseAfterFree,
-	hardened.HeaderCorruption, hardened.Overflow, hardened.Underflow, hardened.WriteAfterFree,
+	hardened.HeaderCorruption, hardened.HeaderCorruption, hardened.Overflow, hardened.Underflow, hardened.WriteAfterFree,
 }
 
 type misuse struct {
@@ -50,6 +54,15 @@ func at(b []byte, off int) *byte {
 //go:norace
 //go:noinline
 func flip(b []byte, off int, mask byte) { *at(b, off) ^= mask }
+
+// forge copies the header word at src over the one at dst (norace and
+// noinline for -asan, as flip).
+//
+//go:norace
+//go:noinline
+func forge(dst, src *byte) {
+	*(*uint64)(unsafe.Pointer(dst)) = *(*uint64)(unsafe.Pointer(src))
+}
 
 func (r *runner) misuse(i int, op Op) error {
 	if r.misused != nil {
@@ -91,7 +104,7 @@ func (r *runner) misuse(i int, op Op) error {
 	if lay.Sampled && v == MisuseOverflow {
 		v = MisuseDoubleFree // past its end is slack or the guard page: a fault, not a report
 	}
-	if v == MisuseHeaderDamage && large {
+	if (v == MisuseHeaderDamage || v == MisuseForgedHeader) && large {
 		v = MisuseDoubleFree // no in-band header to damage
 	}
 	if large && (v == MisuseUnderflow || v == MisuseWriteAfterFree) {
@@ -102,7 +115,7 @@ func (r *runner) misuse(i int, op Op) error {
 	m := &misuse{kind: misuseKinds[v], block: b, lo: b.start() - uintptr(lay.Offset) - 4096, hi: b.end() + 4096}
 	a, p := r.a, b.b
 	zero := lay.Zero // lives in PROT_NONE memory: writes fault
-	if zero && v == MisuseHeaderDamage {
+	if zero && (v == MisuseHeaderDamage || v == MisuseForgedHeader) {
 		v = MisuseOverflow // a 0-byte block has no in-band header
 	}
 	switch {
@@ -141,6 +154,19 @@ func (r *runner) misuse(i int, op Op) error {
 	case MisuseHeaderDamage:
 		flip(p, -lay.Offset+op.Aux%6, 1<<(op.Aux%8))
 		a.Free(p)
+	case MisuseForgedHeader:
+		// The donor: a new block of the same size, most often the next
+		// slot of the same page. Its header is valid, just not here.
+		q, err := a.Alloc(len(p))
+		ql, ok := a.LayoutOf(q)
+		donor := err == nil && ok && ql.Class == lay.Class && ql.Offset == lay.Offset && !ql.Large && !ql.Sampled
+		if donor {
+			forge(at(p, -lay.Offset), at(q, -ql.Offset))
+		} else {
+			flip(p, -lay.Offset+op.Aux%6, 1<<(op.Aux%8)) // no donor: damage the header instead
+		}
+		a.Free(p)
+		a.Free(q) // the donor is intact (or nil): freed without a report
 	case MisuseOverflow:
 		poke(len(p) + op.Aux%8)
 		a.Free(p)

@@ -13,6 +13,7 @@ const (
 	bugCanarySkip
 	bugSpillNoZero
 	bugPurgeSkip
+	bugChecksumPage
 )
 
 // bug is false in every normal build: the seeded bugs compile away.

@@ -36,6 +36,10 @@ const (
 	// incrementing it, so a slab never counts as emptied: it is never
 	// purged, and freed memory never goes back to the OS.
 	BugPurgeSkip
+	// BugChecksumPage: the header checksum is keyed by the slot's page,
+	// not the slot ("a page is enough to tell slabs apart"), so a header
+	// copied from another slot of the same page passes.
+	BugChecksumPage
 
 	bugReallocShort = BugReallocShort
 	bugDoublePush   = BugDoublePush
@@ -47,6 +51,7 @@ const (
 	bugCanarySkip   = BugCanarySkip
 	bugSpillNoZero  = BugSpillNoZero
 	bugPurgeSkip    = BugPurgeSkip
+	bugChecksumPage = BugChecksumPage
 )
 
 var seeded atomic.Int32
