@@ -683,6 +683,26 @@ func (r *runner) step(i int, op Op) error {
 		return r.bulkFree(i, op)
 	case OpRaceFree:
 		return r.raceFree(i, op)
+	case OpTrim:
+		if r.running.Load() > 0 {
+			return nil // Audit must not run beside the threads' calls
+		}
+		r.a.ReadStats(&r.stats)
+		before := r.stats.Mapped
+		n, err := a.Trim()
+		if err != nil {
+			return r.fail(i, "Trim: %v", err)
+		}
+		r.a.ReadStats(&r.stats)
+		if n < 0 || n != before-r.stats.Mapped {
+			return r.fail(i, "Trim gave back %d bytes, but Stats.Mapped went from %d to %d", n, before, r.stats.Mapped)
+		}
+		if n2, _ := a.Trim(); n2 != 0 {
+			return r.fail(i, "a second Trim gave back %d more bytes", n2)
+		}
+		if err := a.Audit(); err != nil {
+			return r.fail(i, "audit after Trim: %v", err)
+		}
 	case OpReset:
 		if err := r.finish(); err != nil {
 			return err

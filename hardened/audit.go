@@ -21,8 +21,9 @@ import (
 // ones the class counts, and at most one of them stays mapped (the others
 // were purged when they emptied), so memory freed comes back to the OS
 // whatever the program did; the large-block cache holds no more than its
-// budget, and counts what it holds. Audit must not run concurrently with
-// any other call.
+// budget, and counts what it holds; and Stats.Mapped, which Limit
+// enforces, adds up to what is mapped. Audit must not run concurrently
+// with any other call.
 func (a *Allocator) Audit() error {
 	if a.closed.Load() {
 		return &OpError{Op: "Audit", Err: ErrClosed}
@@ -160,12 +161,52 @@ func (a *Allocator) Audit() error {
 		errs = append(errs, fmt.Errorf("large-block cache: %d blocks of %d bytes, counted as %d (+%d kept), budget %d",
 			len(l.cache), spans, l.cacheBytes, l.kept, a.largeCacheBudget()))
 	}
+	// Stats.Mapped, which Limit enforces, is what is mapped readable:
+	// every committed slab not purged, every large block's pages (live,
+	// cached, kept in the quarantine, withdrawn) and the live sampled
+	// pages.
+	large := spans + l.kept
+	for _, lb := range l.live {
+		large += int64(lb.span)
+	}
+	for _, lb := range l.withdrawn {
+		large += int64(lb.span)
+	}
 	l.mu.Unlock()
+	if want, got := a.mappedBytes()+large, a.mapped.Load(); got != want {
+		errs = append(errs, fmt.Errorf("Stats.Mapped is %d bytes; the committed slabs, large blocks and sampled pages add up to %d", got, want))
+	}
 	// What is left names slots never handed out (still in the bitmap:
 	// now in two places) or outside every carved slab.
 	cached.count(^uint64(0), bad)
 	queued.count(^uint64(0), bad)
 	return errors.Join(errs...)
+}
+
+// mappedBytes is what the committed, unpurged slabs of every class and
+// the live sampled pages map, for Audit.
+func (a *Allocator) mappedBytes() int64 {
+	var n int64
+	for c := range numClasses {
+		cl := &a.classes[c]
+		cl.mu.Lock()
+		for s := range cl.slabs {
+			if !cl.slabs[s].purged {
+				n += int64(slabCommit[c])
+			}
+		}
+		cl.mu.Unlock()
+	}
+	if s := a.samp; s != nil {
+		s.mu.Lock()
+		for i := range s.blocks {
+			if s.blocks[i].live {
+				n += int64(pageSize)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return n
 }
 
 func auditKey(c int, off uint32) uint64 { return uint64(c)<<32 | uint64(off) }

@@ -14,6 +14,7 @@ const (
 	bugSpillNoZero
 	bugPurgeSkip
 	bugChecksumPage
+	bugTrimPurged
 )
 
 // bug is false in every normal build: the seeded bugs compile away.

@@ -40,6 +40,9 @@ const (
 	// not the slot ("a page is enough to tell slabs apart"), so a header
 	// copied from another slot of the same page passes.
 	BugChecksumPage
+	// BugTrimPurged: Trim purges every wholly free slab, those already
+	// purged too, and takes their bytes off the mapped count again.
+	BugTrimPurged
 
 	bugReallocShort = BugReallocShort
 	bugDoublePush   = BugDoublePush
@@ -52,6 +55,7 @@ const (
 	bugSpillNoZero  = BugSpillNoZero
 	bugPurgeSkip    = BugPurgeSkip
 	bugChecksumPage = BugChecksumPage
+	bugTrimPurged   = BugTrimPurged
 )
 
 var seeded atomic.Int32

@@ -523,7 +523,7 @@ func (a *Allocator) Trim() (int64, error) {
 		cl := &a.classes[c]
 		cl.mu.Lock()
 		for s := range cl.slabs {
-			if st := &cl.slabs[s]; st.free == classSlots[c] && !st.purged {
+			if st := &cl.slabs[s]; st.free == classSlots[c] && (!st.purged || bug(bugTrimPurged)) {
 				a.purge(c, s)
 			}
 		}

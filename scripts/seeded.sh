@@ -28,6 +28,7 @@ specs=(
 	"HARDALLOC_BUG=9:zeroing skipped on the spill path:FuzzAllocFree"
 	"HARDALLOC_BUG=10:slab never purged (free count read before its increment):FuzzAllocFree:faultinject"
 	"HARDALLOC_BUG=11:header checksum keyed by page, not slot (a copied header passes):FuzzMisuse:faultinject"
+	"HARDALLOC_BUG=12:Trim purges already purged slabs (the mapped count Limit enforces drifts):FuzzAllocFree:faultinject"
 	"HARDALLOC_FAULT=1:worker frees capsule:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=2:capsule double free:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=3:late unlock after release:FuzzThreadLifecycle"
