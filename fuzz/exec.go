@@ -234,6 +234,9 @@ func runOnce(p Program, opts hardened.Options, fresh bool) (err error) {
 		if err := r.sweep(i); err != nil {
 			return err
 		}
+		if err := r.checkShadow(i); err != nil {
+			return err
+		}
 		// After a misuse the program goes on for a while: the allocator
 		// must stay usable, and report nothing more but that misuse's
 		// block.
@@ -608,6 +611,9 @@ func (r *runner) step(i int, op Op) error {
 			a.Free(b.b)
 			r.setSlot(op.Slot, nil)
 			putWant(b.want)
+			if err := r.checkFreed(i, b.b); err != nil {
+				return err
+			}
 		}
 	case OpWrite:
 		if b := r.slots[op.Slot]; b != nil {

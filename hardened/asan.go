@@ -32,7 +32,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hardalloc/hardalloc/hardened/internal/asanrt"
+	"github.com/hardalloc/hardalloc/internal/asanrt"
 )
 
 const asanEnabled = true

@@ -77,11 +77,25 @@ func asanSlotDead(slot unsafe.Pointer, c int) {
 }
 
 // asanSlab marks a whole slab of class c, starting at class offset start,
-// never allocated (the uncommitted tail included).
+// never allocated (the uncommitted tail included), and the slab after it
+// too while it is not carved: a block that ends at its slab's end is
+// followed by that slab's first byte, PROT_NONE, which a shadow of zero
+// would let an overflow reach as a bare fault instead of an ASan report.
 func (a *Allocator) asanSlab(c int, start uint64) {
 	if asanEnabled {
-		shadowSet(uintptr(a.slotAt(c, uint32(start))), uintptr(1)<<classSlabShift[c], shadowRedzone)
+		slab := uint64(1) << classSlabShift[c]
+		n := slab
+		if start+2*slab <= uint64(a.classRegion()) {
+			n += slab // not past the class's region: the next class's slabs are its own
+		}
+		shadowSet(uintptr(a.slotAt(c, uint32(start))), uintptr(n), shadowRedzone)
 	}
+}
+
+// asanCarved is how far from its region's start class c's shadow has been
+// set: its carved slabs and the one after them (asanSlab).
+func (a *Allocator) asanCarved(c int) uintptr {
+	return min(uintptr(a.committed[c].Load())+uintptr(1)<<classSlabShift[c], a.classRegion())
 }
 
 // asanClasses sets the shadow of every carved slab of the classes Reset
@@ -98,7 +112,10 @@ func (a *Allocator) asanClasses(closing bool) {
 	for c := range numClasses {
 		// Reset need only visit the classes handed out since the last one
 		// (the others are redzone already); Close clears them all.
-		if closing || a.handed[c/64].Load()&(1<<(c%64)) != 0 {
+		switch {
+		case closing && a.committed[c].Load() > 0:
+			shadowSet(uintptr(a.slotAt(c, 0)), a.asanCarved(c), 0)
+		case !closing && a.handed[c/64].Load()&(1<<(c%64)) != 0:
 			shadowSet(uintptr(a.slotAt(c, 0)), uintptr(a.committed[c].Load()), v)
 		}
 	}

@@ -1,8 +1,9 @@
 //go:build asan
 
-// Package asanrt is hardalloc's only cgo: the two calls into
-// AddressSanitizer's runtime that package hardened needs in -asan builds
-// (where its shadow memory is, and a callback on every error report).
+// Package asanrt is hardalloc's only cgo: the calls into
+// AddressSanitizer's runtime that -asan builds need: where its shadow
+// memory is and a callback on every error report (package hardened), and
+// what the shadow says of an address range (the fuzz layer's oracle).
 package asanrt
 
 /*
@@ -72,6 +73,7 @@ static void ha_on_report(const char *text) {
 }
 
 static int ha_poisoned(void *p) { return __asan_address_is_poisoned(p); }
+static void *ha_region(void *p, size_t n) { return __asan_region_is_poisoned(p, n); }
 
 static void ha_mapping(size_t *scale, size_t *offset) {
 	__asan_get_shadow_mapping(scale, offset);
@@ -106,3 +108,9 @@ func InstallReportCallback(req, rep int) {
 // Poisoned reports whether ASan considers the byte at p unaddressable
 // (for tests of the shadow the allocator keeps).
 func Poisoned(p unsafe.Pointer) bool { return C.ha_poisoned(p) != 0 }
+
+// RegionPoisoned returns the first byte of [p, p+n) ASan considers
+// unaddressable, or nil if every byte is addressable.
+func RegionPoisoned(p unsafe.Pointer, n uintptr) unsafe.Pointer {
+	return C.ha_region(p, C.size_t(n))
+}
