@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/internal/harness"
 	"github.com/hardalloc/hardalloc/thread"
 )
 
@@ -155,7 +156,7 @@ func (r *runner) classOf(b []byte) int {
 	if r.a == nil {
 		return -1 // a unit test's runner, without an allocator
 	}
-	l, ok := r.a.LayoutOf(b)
+	l, ok := harness.LayoutOf(r.a, b)
 	if !ok {
 		return -2 // not live: checkNew or the overlap check fails it
 	}
@@ -378,7 +379,7 @@ func (r *runner) checkStats(i int) error {
 		}
 	}
 	r.perClass = perClass
-	r.a.ReadStats(&r.stats)
+	harness.ReadStats(r.a, &r.stats)
 	s := &r.stats
 	if s.LiveBlocks != blocks || s.Requested != bytes {
 		return r.fail(i, "Stats: %d live blocks, %d bytes requested; the model holds %d blocks, %d bytes",

@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/internal/harness"
 	"github.com/hardalloc/hardalloc/thread"
 )
 
@@ -36,12 +37,29 @@ func (f *Failure) Error() string {
 	return s
 }
 
+// Config is a program's allocator configuration: the Options a user
+// could give, and the harness's own (a chosen cache, junk fill, a small
+// class space: harness.Extra).
+type Config struct {
+	hardened.Options
+	Extra harness.Extra
+}
+
 // Options derives an allocator configuration from the program's seed, so
 // the fuzzer explores configurations too: quarantine budgets from none to
 // the default (a short program never fills a 4 MiB quarantine, which would
 // hide every reuse bug), and several redzone sizes.
-func Options(p Program) hardened.Options {
+func Options(p Program) Config {
 	s := p.Seed
+	x := harness.Extra{
+		// New slabs as dirty as recycled ones: a missing zeroing shows on
+		// a fresh allocator too, so its crasher replays alone.
+		JunkFill: 0xa5,
+		// 64 MiB of address space per class (5.6 GiB an allocator, not
+		// 89): the pool keeps one allocator per configuration, over a
+		// thousand of them, and programs hold a few MiB.
+		ClassSpace: 64 << 20,
+	}
 	o := hardened.Options{
 		QuarantineBytes: [...]int64{-1, 2 << 10, 64 << 10, 0}[s%4],
 		Redzone:         [...]int{0, 16, 48, -1}[(s>>2)%4],
@@ -52,13 +70,6 @@ func Options(p Program) hardened.Options {
 		// The large-block cache: default, none, or one that a few large
 		// blocks overflow.
 		LargeCacheBytes: [...]int64{0, -1, 1 << 20, 0}[(s>>6)%4],
-		// New slabs as dirty as recycled ones: a missing zeroing shows on
-		// a fresh allocator too, so its crasher replays alone.
-		JunkFill: 0xa5,
-		// 64 MiB of address space per class (5.6 GiB an allocator, not
-		// 89): the pool keeps one allocator per configuration, over a
-		// thousand of them, and programs hold a few MiB.
-		ClassSpace: 64 << 20,
 	}
 	// One configuration in 16 runs under a Limit near what programs hold
 	// (no per-P caching, out-of-memory and recovery paths; each Reset
@@ -78,7 +89,7 @@ func Options(p Program) hardened.Options {
 		o.SampleRate = [...]int{1, 3, 64, 3}[(s>>18)%4]
 	}
 	// One in four chooses the per-P cache of every operation from the
-	// seed (Options.Cache): a block allocated through one cache is freed
+	// seed (harness.Extra.Cache): a block allocated through one cache is freed
 	// through another, and caches flush and refill apart from where the
 	// scheduler runs the program's goroutines. One in four aligns every
 	// block to 64 bytes (Options.MinAlign), as the arrow adapter does: the
@@ -89,15 +100,15 @@ func Options(p Program) hardened.Options {
 	if (s>>4)%4 == 3 {
 		c := &chooser{}
 		c.reset(s)
-		o.Cache = c.next
+		x.Cache = c.next
 	}
 	if (s>>6)%4 == 3 {
 		o.MinAlign = 64
 	}
-	return o
+	return Config{Options: o, Extra: x}
 }
 
-// chooser is the fuzz harness's Options.Cache: a sequence of cache
+// chooser is the fuzz harness's Extra.Cache: a sequence of cache
 // indexes derived from the program's seed. A pooled allocator keeps the
 // chooser it was made with, which getAllocator re-seeds for each program,
 // so a program's choices never depend on the programs before it.
@@ -142,7 +153,7 @@ func (b *block) end() uintptr   { return b.start() + uintptr(max(len(b.b), 1)) }
 type runner struct {
 	p       Program
 	a       *hardened.Allocator
-	opts    hardened.Options
+	opts    Config
 	slots   [NumSlots]*block
 	held    uint16   // bit s set: slots[s] is not nil (setSlot)
 	orphans []*block // blocks whose slot was reused without a free: expected leaks, sorted by start
@@ -185,7 +196,7 @@ const afterMisuse = 32
 // so that every failure replays from its input alone: if the fresh run
 // passes, the failure depended on state a pooled allocator kept across
 // Reset, which is a bug of its own and is reported as such.
-func Run(p Program, opts hardened.Options) error {
+func Run(p Program, opts Config) error {
 	growStack(0)
 	err := runOnce(p, opts, false)
 	if err == nil {
@@ -199,7 +210,7 @@ func Run(p Program, opts hardened.Options) error {
 }
 
 // runOnce is one execution of p: on a pooled allocator, or a fresh one.
-func runOnce(p Program, opts hardened.Options, fresh bool) (err error) {
+func runOnce(p Program, opts Config, fresh bool) (err error) {
 	opts.Seed = p.Seed | 1
 	var pa *pooled
 	if fresh {
@@ -256,12 +267,12 @@ func runOnce(p Program, opts hardened.Options, fresh bool) (err error) {
 
 // A pool of allocators per configuration: creating one per exec would pay
 // for fresh pages every time (about 10 us a page on a VM), which made
-// fuzzing ~50 times slower. Allocator.Reset verifies, forgets every block
+// fuzzing ~50 times slower. harness.Reset verifies, forgets every block
 // and re-keys; its report path is redirected to the current runner.
 type pooled struct {
 	a        *hardened.Allocator
 	cur      atomic.Pointer[runner]
-	choose   *chooser // Options.Cache, if the configuration has one
+	choose   *chooser // Extra.Cache, if the configuration has one
 	onReport func(*hardened.Report)
 	// spare is the runner of the last successful run, recycled with its
 	// channel and orphan list (a fresh one was about 1 KiB of garbage per
@@ -271,7 +282,7 @@ type pooled struct {
 }
 
 // newRunner returns a runner for p, recycling pa.spare.
-func (pa *pooled) newRunner(p Program, opts hardened.Options) *runner {
+func (pa *pooled) newRunner(p Program, opts Config) *runner {
 	r := pa.spare
 	pa.spare = nil
 	if r == nil {
@@ -320,11 +331,11 @@ var pool struct {
 // run took for an out-of-memory bug of a recycled allocator.
 const maxPooled = 256
 
-func keyOf(o hardened.Options) poolKey {
+func keyOf(o Config) poolKey {
 	return poolKey{o.QuarantineBytes, o.Redzone, o.ProtectMetadata, o.Limit, o.SampleRate}
 }
 
-func getAllocator(opts hardened.Options) (*pooled, error) {
+func getAllocator(opts Config) (*pooled, error) {
 	k := keyOf(opts)
 	pool.Lock()
 	var pa *pooled
@@ -338,7 +349,8 @@ func getAllocator(opts hardened.Options) (*pooled, error) {
 		// ResetWith takes this program's options that shape no mapping
 		// (stacks, large-block cache, chosen cache, alignment), so one
 		// pooled allocator serves every configuration of its key.
-		if err := pa.a.ResetWith(pa.hooks(opts)); err != nil {
+		cfg := pa.hooks(opts)
+		if err := harness.ResetWith(pa.a, cfg.Options, cfg.Extra); err != nil {
 			pa.a.Close()
 			return nil, fmt.Errorf("fuzz: pooled allocator not clean: %w", err)
 		}
@@ -349,20 +361,20 @@ func getAllocator(opts hardened.Options) (*pooled, error) {
 
 // hooks returns opts with the pooled allocator's report handler and, if
 // opts chooses caches, its chooser, re-seeded for this program.
-func (pa *pooled) hooks(opts hardened.Options) hardened.Options {
-	if opts.Cache != nil {
+func (pa *pooled) hooks(opts Config) Config {
+	if opts.Extra.Cache != nil {
 		if pa.choose == nil {
 			pa.choose = &chooser{}
 		}
 		pa.choose.reset(opts.Seed)
-		opts.Cache = pa.choose.next
+		opts.Extra.Cache = pa.choose.next
 	}
 	opts.OnReport = pa.onReport
 	return opts
 }
 
 // newPooled makes an allocator whose reports go to its current runner.
-func newPooled(opts hardened.Options) (*pooled, error) {
+func newPooled(opts Config) (*pooled, error) {
 	pa := new(pooled)
 	pa.onReport = func(rep *hardened.Report) {
 		if r := pa.cur.Load(); r != nil {
@@ -374,7 +386,8 @@ func newPooled(opts hardened.Options) (*pooled, error) {
 		}
 		panic(&hardened.Error{Report: rep})
 	}
-	a, err := hardened.New(pa.hooks(opts))
+	cfg := pa.hooks(opts)
+	a, err := harness.New(cfg.Options, cfg.Extra)
 	if err != nil {
 		return nil, err
 	}
@@ -382,7 +395,7 @@ func newPooled(opts hardened.Options) (*pooled, error) {
 	return pa, nil
 }
 
-func putAllocator(opts hardened.Options, pa *pooled) {
+func putAllocator(opts Config, pa *pooled) {
 	k := keyOf(opts)
 	pool.Lock()
 	defer pool.Unlock()
@@ -693,20 +706,20 @@ func (r *runner) step(i int, op Op) error {
 		if r.running.Load() > 0 {
 			return nil // Audit must not run beside the threads' calls
 		}
-		r.a.ReadStats(&r.stats)
+		harness.ReadStats(r.a, &r.stats)
 		before := r.stats.Mapped
 		n, err := a.Trim()
 		if err != nil {
 			return r.fail(i, "Trim: %v", err)
 		}
-		r.a.ReadStats(&r.stats)
+		harness.ReadStats(r.a, &r.stats)
 		if n < 0 || n != before-r.stats.Mapped {
 			return r.fail(i, "Trim gave back %d bytes, but Stats.Mapped went from %d to %d", n, before, r.stats.Mapped)
 		}
 		if n2, _ := a.Trim(); n2 != 0 {
 			return r.fail(i, "a second Trim gave back %d more bytes", n2)
 		}
-		if err := a.Audit(); err != nil {
+		if err := harness.Audit(a); err != nil {
 			return r.fail(i, "audit after Trim: %v", err)
 		}
 	case OpReset:
@@ -880,7 +893,7 @@ func (r *runner) finish() error {
 	if err := r.checkStats(end); err != nil {
 		return err
 	}
-	if err := r.a.Audit(); err != nil {
+	if err := harness.Audit(r.a); err != nil {
 		return r.fail(end, "slot audit: %v", err)
 	}
 	// The bulk set is freed, not left to Reset as leaks: a Free costs a
@@ -904,7 +917,7 @@ func (r *runner) close() error {
 		}
 		want = append(want, len(b.b))
 	}
-	r.a.Reset(r.p.Seed + 1) // verifies like Close: leaks and damage are reported
+	harness.Reset(r.a, r.p.Seed+1) // verifies like Close: leaks and damage are reported
 	var got []int
 	for _, rep := range r.takeReports() {
 		if r.misused != nil && rep.Kind != hardened.Leak && r.misused.covers(rep) {

@@ -4,6 +4,7 @@ import (
 	"unsafe"
 
 	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/internal/harness"
 )
 
 // Misuse variants FuzzMisuse injects, one per program. Each must produce
@@ -82,7 +83,7 @@ func (r *runner) misuse(i int, op Op) error {
 		r.setSlot(op.Slot, b)
 	}
 	// Where the block's header and redzones are, from the allocator.
-	lay, ok := r.a.LayoutOf(b.b)
+	lay, ok := harness.LayoutOf(r.a, b.b)
 	if !ok {
 		return r.fail(i, "LayoutOf a live %d-byte block failed", len(b.b))
 	}
@@ -158,7 +159,7 @@ func (r *runner) misuse(i int, op Op) error {
 		// The donor: a new block of the same size, most often the next
 		// slot of the same page. Its header is valid, just not here.
 		q, err := a.Alloc(len(p))
-		ql, ok := a.LayoutOf(q)
+		ql, ok := harness.LayoutOf(a, q)
 		donor := err == nil && ok && ql.Class == lay.Class && ql.Offset == lay.Offset && !ql.Large && !ql.Sampled
 		if donor {
 			forge(at(p, -lay.Offset), at(q, -ql.Offset))

@@ -21,7 +21,7 @@ func BenchmarkRun(b *testing.B) {
 	in := randomInput(1, 64)
 	p := Decode(in, MixAllocFree)
 	for b.Loop() {
-		if err := Run(p, hardened.Options{}); err != nil {
+		if err := Run(p, Config{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/internal/harness"
 )
 
 // Options.MinAlign: every block Alloc, Realloc and AllocAligned hand out
@@ -134,7 +135,7 @@ func TestAllocAlignedZero(t *testing.T) {
 		if err != nil || addr(b)%uintptr(align) != 0 || len(b) != 0 {
 			t.Fatalf("AllocAligned(0, %d) = %#x, %v", align, addr(b), err)
 		}
-		l, ok := a.LayoutOf(b)
+		l, ok := harness.LayoutOf(a, b)
 		if !ok || l.Zero != hardened.Enabled {
 			t.Fatalf("AllocAligned(0, %d): layout %+v (live %v), want Zero %v", align, l, ok, hardened.Enabled)
 		}
@@ -186,12 +187,12 @@ func TestWrappers(t *testing.T) {
 	}
 }
 
-// Options.Cache: every operation goes through the cache it chooses, so
+// The harness's Cache: every operation goes through the cache it chooses, so
 // blocks allocated through one are freed through another, from several
 // goroutines at once; slots are conserved and every block comes back.
 func TestOptionsCache(t *testing.T) {
 	var n atomic.Uint64
-	a, _ := newAlloc(t, hardened.Options{Cache: func() int { return int(n.Add(1) * 7 >> 1) }})
+	a, _ := newAllocWith(t, hardened.Options{}, harness.Extra{Cache: func() int { return int(n.Add(1) * 7 >> 1) }})
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Add(1)
@@ -223,7 +224,7 @@ func TestOptionsCache(t *testing.T) {
 	if s := a.Stats(); s.LiveBlocks != 0 {
 		t.Fatalf("%d blocks live after freeing all", s.LiveBlocks)
 	}
-	if err := a.Audit(); err != nil {
+	if err := harness.Audit(a); err != nil {
 		t.Fatal(err)
 	}
 }

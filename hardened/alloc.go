@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hardalloc/hardalloc/internal/ctl"
 	"github.com/hardalloc/hardalloc/redzone"
 )
 
@@ -48,6 +49,7 @@ func (a *Allocator) regionSize() uintptr { return numClasses << a.shift }
 // Close must not race with other calls.
 type Allocator struct {
 	opts   Options
+	x      ctl.Extra // the harness's configuration (package harness), zero for users
 	report func(*Report)
 	secret uint64
 
@@ -57,7 +59,7 @@ type Allocator struct {
 
 	caches []*cache // per P (or, under -race, a locked pool)
 	// pinned is caches, indexed by the pinned P's id on the fast paths;
-	// empty under Options.Cache, whose choice the slow paths make (pinSpare,
+	// empty under the harness's Cache (ctl.Extra), whose choice the slow paths make (pinSpare,
 	// popFast and pushFast's fall-back), so the fast paths test nothing
 	// more for it.
 	pinned []*cache
@@ -71,9 +73,11 @@ type Allocator struct {
 	divMul    [numClasses]uint32 // slot index = offset*divMul>>32
 	ccap      [numClasses]uint8  // per-class cache capacity
 	// always marks the classes every free quarantines, even without a
-	// budget (hardened builds: QuarantineAlways, Options.AlwaysQuarantine).
-	// They never spill: their blocks must stay in their own class.
-	always [numClasses]bool
+	// budget (hardened builds: Options.AlwaysQuarantine, and the sizes a
+	// harness registers, such as package thread's launch capsule). They
+	// neither borrow nor lend (spill). Atomic: a size registered later is
+	// set while other goroutines free.
+	always [numClasses]atomic.Bool
 
 	large largeHeap
 
@@ -93,7 +97,7 @@ type Allocator struct {
 	samp     *sampler      // Options.SampleRate's pool, nil when off
 	largeSeq atomic.Uint64 // release builds: the sequence numbers of large blocks' sites
 
-	// fresh, with Options.JunkFill, has a bit per slab of each class whose
+	// fresh, with ctl.Extra.JunkFill, has a bit per slab of each class whose
 	// pages came zero from the OS (carved, or revived after a purge) and
 	// are still unused since; junk dirties only those (Reset's slabs keep
 	// their old bytes). Atomic: junk reads it without the class lock.
@@ -107,11 +111,15 @@ type Allocator struct {
 
 // New maps the address-space reservation for the size classes (PROT_NONE,
 // nothing committed) and returns a ready allocator.
-func New(opts Options) (*Allocator, error) {
+func New(opts Options) (*Allocator, error) { return newWith(opts, ctl.Extra{}) }
+
+// newWith is New with the configuration only harnesses give (package
+// harness).
+func newWith(opts Options, x ctl.Extra) (*Allocator, error) {
 	if opts.MinAlign != 0 && !validAlign(opts.MinAlign) {
 		return nil, &OpError{Op: "New", Align: opts.MinAlign, Err: ErrAlignment}
 	}
-	a := &Allocator{opts: opts, id: newAllocatorID()}
+	a := &Allocator{opts: opts, x: x, id: newAllocatorID()}
 	var seed [32]byte
 	if opts.Seed != 0 {
 		seed = seedBytes(opts.Seed)
@@ -155,7 +163,7 @@ func New(opts Options) (*Allocator, error) {
 	return a, nil
 }
 
-// configure applies the options New and ResetWith share, those that
+// configure applies the options New and resetWith share, those that
 // shape no mapping: the report handler, MinAlign, Cache and JunkFill's
 // bookkeeping (the hardening layer's in initHardened and
 // reconfigureHardened).
@@ -180,13 +188,13 @@ func (a *Allocator) configure() {
 	}
 	a.minAlign = uintptr(max(opts.MinAlign, 16))
 	a.pinned = nil
-	if opts.Cache == nil {
+	if a.x.Cache == nil {
 		a.pinned = a.caches
 	}
 	for _, pc := range a.caches {
-		pc.shared = opts.Cache != nil // locked by pinChosen, unlocked by unpin
+		pc.shared = a.x.Cache != nil // locked by pinChosen, unlocked by unpin
 	}
-	if opts.JunkFill != 0 && a.fresh[0] == nil {
+	if a.x.JunkFill != 0 && a.fresh[0] == nil {
 		for c := range numClasses {
 			a.fresh[c] = make([]atomic.Uint64, (a.classRegion()>>classSlabShift[c]+63)/64)
 		}
@@ -198,9 +206,9 @@ func (a *Allocator) configure() {
 // until the reservation fits under an address-space limit.
 func (a *Allocator) reserveSpace() error {
 	a.shift = maxClassShift
-	if cs := a.opts.ClassSpace; cs != 0 {
+	if cs := a.x.ClassSpace; cs != 0 {
 		if cs&(cs-1) != 0 || cs < 1<<minClassShift || cs > 1<<maxClassShift {
-			return &OpError{Op: "New", Err: fmt.Errorf("Options.ClassSpace %d is not a power of two from 16 MiB to 1 GiB", cs)}
+			return &OpError{Op: "New", Err: fmt.Errorf("ClassSpace %d is not a power of two from 16 MiB to 1 GiB", cs)}
 		}
 		a.shift = uint(bits.TrailingZeros64(uint64(cs)))
 	}
@@ -274,7 +282,7 @@ func (a *Allocator) Alloc(n int) ([]byte, error) {
 				payOff = alignUp(uintptr(slot)+headerSize+payOff, a.minAlign) - uintptr(slot) - headerSize
 			}
 			armed := true
-			if !Enabled && a.opts.JunkFill == 0 {
+			if !Enabled && a.x.JunkFill == 0 {
 				// armSmall's release body by hand, the header (the call
 				// was ~4 ns of a 40 ns pair): encode, inlined.
 				v := uint64(n) | uint64(payOff/16)<<hdrOffShift | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
@@ -368,12 +376,12 @@ func (a *Allocator) alloc(op string, n, align int) ([]byte, error) {
 	return b, nil
 }
 
-// Hold registers a user of the allocator's memory that runs on its own,
+// hold registers a user of the allocator's memory that runs on its own,
 // such as package thread's workers, which touch their launch capsule after
 // the owner has let go: Close waits until every hold is released, so it
 // never unmaps memory under a running goroutine. release may be called
 // more than once; only the first call counts.
-func (a *Allocator) Hold() (release func()) {
+func (a *Allocator) hold() (release func()) {
 	a.holds.Add(1)
 	return sync.OnceFunc(a.holds.Done)
 }
@@ -410,7 +418,7 @@ func (a *Allocator) grow(c int) error {
 	return nil
 }
 
-// junk applies Options.JunkFill to the n-byte payload at payOff of a slot
+// junk applies ctl.Extra.JunkFill to the n-byte payload at payOff of a slot
 // about to be handed out for the first time since its pages came zero
 // from the OS (header zero, in a fresh slab), just before the payload is
 // zeroed; per block handed out, not per slab carved (a 1 MiB slab of
@@ -418,14 +426,14 @@ func (a *Allocator) grow(c int) error {
 // them the other six), and not after Reset, whose slabs keep their old
 // bytes (junking every first use after a Reset cost fuzzing 15%).
 func (a *Allocator) junk(slot unsafe.Pointer, c int, soff uint32, payOff uintptr, n int) {
-	if a.opts.JunkFill == 0 || loadHeader(slot) != 0 {
+	if a.x.JunkFill == 0 || loadHeader(slot) != 0 {
 		return
 	}
 	if s, _ := a.slabIndex(c, soff); a.fresh[c][s/64].Load()>>(s%64)&1 == 0 {
 		return
 	}
 	p := unsafe.Add(slot, headerSize+payOff)
-	redzone.Fill(slice(p, uintptr(n)), uintptr(p), uint64(a.opts.JunkFill)*0x0101010101010101) // uninstrumented: not yet live to ASan
+	redzone.Fill(slice(p, uintptr(n)), uintptr(p), uint64(a.x.JunkFill)*0x0101010101010101) // uninstrumented: not yet live to ASan
 }
 
 // setFresh marks slab s of class c as holding pages fresh from the OS, or

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/internal/harness"
 )
 
 var sizes = []int{0, 1, 7, 15, 16, 17, 100, 255, 256, 257, 1000, 1024, 1025, 4095, 4096, 32768, 65535, 65536, 65537, 200_000, 1 << 21}
@@ -379,7 +380,7 @@ func TestLargeCache(t *testing.T) {
 		a.Free(b)
 		addrs = append(addrs, addr(b))
 	}
-	if err := a.Reset(9); err != nil {
+	if err := harness.Reset(a, 9); err != nil {
 		t.Fatal(err)
 	}
 	s := a.Stats()
@@ -671,16 +672,16 @@ func TestReadStatsAfterReset(t *testing.T) {
 	a, _ := newAlloc(t, hardened.Options{})
 	a.Free(mustAlloc(t, a, 0))
 	a.Free(mustAlloc(t, a, 300))
-	a.Reset(7)
+	harness.Reset(a, 7)
 	var s hardened.Stats
-	a.ReadStats(&s)
+	harness.ReadStats(a, &s)
 	if s.LiveBlocks != 0 || s.Requested != 0 {
 		t.Fatalf("after Reset: %d live blocks, %d bytes", s.LiveBlocks, s.Requested)
 	}
 	classes := &s.Classes[0]
 	z := mustAlloc(t, a, 0)
 	b := mustAlloc(t, a, 5000)
-	a.ReadStats(&s)
+	harness.ReadStats(a, &s)
 	if &s.Classes[0] != classes {
 		t.Error("ReadStats made a new Classes slice")
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hardalloc/hardalloc/hardened"
 	"github.com/hardalloc/hardalloc/hardened/internal/cstore"
+	"github.com/hardalloc/hardalloc/internal/harness"
 )
 
 // The access-time catalog: each row makes one bad access to hardalloc
@@ -163,7 +164,7 @@ func writePastEndSampled(*hardened.Allocator) {
 //go:noinline
 func readAfterReset(a *hardened.Allocator) {
 	b := rowAlloc(a, 32)
-	a.Reset(9)
+	harness.Reset(a, 9)
 	sinkByte = b[0]
 }
 

@@ -8,7 +8,7 @@ import (
 	"slices"
 )
 
-// Audit checks slot conservation, for fuzz harnesses and tests: every
+// auditSlots checks slot conservation, for fuzz harnesses and tests: every
 // slot handed out since its slab was carved (or Reset) is in exactly one
 // place, as its header says: allocated (live), quarantined (in the
 // quarantine or a P's batch of frees on their way there), or free (in
@@ -24,7 +24,7 @@ import (
 // budget, and counts what it holds; and Stats.Mapped, which Limit
 // enforces, adds up to what is mapped. Audit must not run concurrently
 // with any other call.
-func (a *Allocator) Audit() error {
+func (a *Allocator) auditSlots() error {
 	if a.closed.Load() {
 		return &OpError{Op: "Audit", Err: ErrClosed}
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/hardalloc/hardalloc/internal/ctl"
 )
 
 // Audit passes after a workload that fills and drains the per-P caches,
@@ -25,14 +27,14 @@ func TestAuditConservation(t *testing.T) {
 			a.Free(live[i])
 			live = append(live[:i], live[i+1:]...)
 		}
-		if err := a.Audit(); err != nil {
+		if err := a.auditSlots(); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
 	}
 	for _, b := range live {
 		a.Free(b)
 	}
-	if err := a.Audit(); err != nil {
+	if err := a.auditSlots(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -48,12 +50,12 @@ func TestAuditConservation(t *testing.T) {
 		pc.free[c][pc.n[c]] = off
 		pc.n[c]++ // ...and a quarantined slot in a free list is the bug
 	}
-	err = a.Audit()
+	err = a.auditSlots()
 	if err == nil || !strings.Contains(err.Error(), "places") && !strings.Contains(err.Error(), "free lists") {
 		t.Fatalf("Audit after a double push: %v", err)
 	}
 	pc.n[c]--
-	if err := a.Audit(); err != nil {
+	if err := a.auditSlots(); err != nil {
 		t.Fatalf("Audit after undoing the double push: %v", err)
 	}
 
@@ -62,7 +64,7 @@ func TestAuditConservation(t *testing.T) {
 	top := numClasses - 1
 	pc.free[top][0], pc.free[top][1] = 0, 0
 	pc.n[top] = 2
-	err = a.Audit()
+	err = a.auditSlots()
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("class %d slot 0x0: in 2 per-P caches, but never handed out", top)) {
 		t.Fatalf("Audit after pushing a never-handed slot: %v", err)
 	}
@@ -83,7 +85,7 @@ func TestAuditConservation(t *testing.T) {
 	if c == numClasses {
 		t.Fatal("no central list has a slot to take")
 	}
-	if err := a.Audit(); err == nil || !strings.Contains(err.Error(), "in 0") {
+	if err := a.auditSlots(); err == nil || !strings.Contains(err.Error(), "in 0") {
 		t.Fatalf("Audit after losing a slot: %v", err)
 	}
 	cl.mu.Lock()
@@ -95,7 +97,7 @@ func TestAuditConservation(t *testing.T) {
 // zeroes it (headers stay zero until armSmall writes them), leaves used
 // slots alone, and Alloc still hands out zeroed blocks.
 func TestJunkFill(t *testing.T) {
-	a, err := New(Options{Seed: 2, JunkFill: 0xa5, OnReport: func(r *Report) { t.Errorf("report:\n%s", r) }})
+	a, err := newWith(Options{Seed: 2, OnReport: func(r *Report) { t.Errorf("report:\n%s", r) }}, ctl.Extra{JunkFill: 0xa5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +139,7 @@ func TestJunkFill(t *testing.T) {
 	// After Reset the slabs hold the last program's bytes, not zeros from
 	// the OS: no junk there, never-used header or not.
 	a.Free(b)
-	if err := a.Reset(3); err != nil {
+	if err := a.reset(3); err != nil {
 		t.Fatal(err)
 	}
 	b = allocT(t, a, 100)
@@ -151,7 +153,7 @@ func TestJunkFill(t *testing.T) {
 			}
 		}
 	}
-	if err := a.Audit(); err != nil {
+	if err := a.auditSlots(); err != nil {
 		t.Fatal(err)
 	}
 	a.Free(b)
@@ -189,7 +191,7 @@ func TestAuditMissingUnhandedSlot(t *testing.T) {
 		i := st.used + lose
 		st.bits[i/64] &^= 1 << (i % 64)
 		st.free--
-		err = a.Audit()
+		err = a.auditSlots()
 		want := fmt.Sprintf("slot %#x: never handed out", i*(classSize[c]+headerSize))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("slot %d lost: Audit = %v, want %q", i, err, want)

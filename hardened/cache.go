@@ -12,7 +12,7 @@ import (
 // cache is one P's stock of free slots per class: an array, not an in-band
 // list, so a write after free can never redirect the allocator.
 type cache struct {
-	shared    bool       // the spare cache (and all under Options.Cache): locked, not pinned
+	shared    bool       // the spare cache (and all under the harness's Cache (ctl.Extra)): locked, not pinned
 	mu        sync.Mutex // used only under -race and for the spare cache
 	n         [numClasses]uint8
 	free      [numClasses][cacheCap]uint32
@@ -32,8 +32,8 @@ func (a *Allocator) allCaches() []*cache {
 	return a.caches[:len(a.caches)+1] // New put the spare after them
 }
 
-// chosen is the per-P cache Options.Cache picks for this operation.
-func (a *Allocator) chosen() *cache { return a.caches[uint(a.opts.Cache())%uint(len(a.caches))] }
+// chosen is the per-P cache the harness's Cache (ctl.Extra) picks for this operation.
+func (a *Allocator) chosen() *cache { return a.caches[uint(a.x.Cache())%uint(len(a.caches))] }
 
 // pop takes a free slot of class c from the cache (pinned or locked),
 // counting an n-byte allocation; false if it has none.
@@ -171,11 +171,11 @@ const (
 // smaller request's block in their slots would be quarantined on every
 // free too, pushing their own blocks out of the queue sooner.
 func (a *Allocator) spill(c, n int) (int, uint32, uint64, bool) {
-	if a.always[c] {
+	if a.always[c].Load() {
 		return 0, 0, 0, false
 	}
 	for d := c + 1; d < numClasses && d <= c+spillClasses && float64(classSize[d]) <= spillRatio*float64(classSize[c]); d++ {
-		if a.always[d] {
+		if a.always[d].Load() {
 			continue
 		}
 		if off, seq, ok := a.popFast(d, n); ok {

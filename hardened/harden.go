@@ -92,7 +92,7 @@ type hardState struct {
 }
 
 // sites applies the options that shape the recorded sites: StackDepth
-// and Wrappers (New, ResetWith).
+// and Wrappers (New, resetWith).
 func (h *hardState) sites(opts Options) {
 	h.depth = 16
 	switch {
@@ -107,7 +107,7 @@ func (h *hardState) sites(opts Options) {
 	}
 }
 
-// reconfigureHardened applies ResetWith's new options to the hardening
+// reconfigureHardened applies resetWith's new options to the hardening
 // layer.
 func (a *Allocator) reconfigureHardened() { a.h.sites(a.opts) }
 
@@ -140,15 +140,6 @@ func (a *Allocator) initHardened() error {
 	h.pendCap = a.pendCap(budget)
 	h.q = quarantine.NewShards(len(a.caches)+1, numClasses, a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
 	h.noBudget = budget <= 0
-	always := func(c int) {
-		h.q.SetAlways(c)
-		a.always[c] = true
-	}
-	for _, n := range a.alwaysSizes() {
-		if n >= 0 && n+h.front+h.rear <= maxSmall {
-			always(sizeClass(uintptr(n + h.front + h.rear)))
-		}
-	}
 	h.largeBudget = max(budget*4, 64<<20)
 	if err := h.zero.init(); err != nil {
 		unix.Munmap(meta)
@@ -164,6 +155,9 @@ func (a *Allocator) initHardened() error {
 		h.profile = pprof.NewProfile(a.opts.ProfileName)
 	}
 	a.h = h
+	for _, n := range a.opts.AlwaysQuarantine {
+		a.alwaysQuarantine(n)
+	}
 	return nil
 }
 

@@ -39,6 +39,7 @@ func (a *Allocator) quarantineStats() (int64, int64)              { return 0, 0 
 func (a *Allocator) quarantined(fn func(c int, off uint32))       {}
 func (a *Allocator) drainQuarantine()                             {}
 func (a *Allocator) explainHardened(addr uintptr) *Report         { return nil }
+func (a *Allocator) alwaysQuarantine(n int)                       {}
 
 // armSmall (release builds) writes the allocated header of an n-byte
 // payload at payOff. Release builds trust a free slot's header: the free
@@ -48,7 +49,7 @@ func (a *Allocator) explainHardened(addr uintptr) *Report         { return nil }
 //go:norace
 //go:nocheckptr
 func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) bool {
-	if a.opts.JunkFill != 0 { // junk is over the inlining budget
+	if a.x.JunkFill != 0 { // junk is over the inlining budget
 		a.junk(slot, c, soff, payOff, n)
 	}
 	storeHeader(slot, a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))

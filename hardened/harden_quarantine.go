@@ -167,11 +167,19 @@ func (a *Allocator) quarantineStats() (int64, int64) {
 	return int64(n) + int64(len(a.large.quarantined)), b + a.large.qbytes
 }
 
-// alwaysSizes returns the registered sizes and Options.AlwaysQuarantine.
-func (a *Allocator) alwaysSizes() []int {
-	registered.Lock()
-	defer registered.Unlock()
-	return append(append([]int(nil), registered.sizes...), a.opts.AlwaysQuarantine...)
+// alwaysQuarantine makes the class of n-byte requests always
+// quarantined (Options.AlwaysQuarantine at New; package thread's capsule
+// at its first Start on the allocator, through package harness).
+func (a *Allocator) alwaysQuarantine(n int) {
+	h := a.h
+	if n < 0 || n+h.front+h.rear > maxSmall {
+		return
+	}
+	c := sizeClass(uintptr(n + h.front + h.rear))
+	if !a.always[c].Load() {
+		h.q.SetAlways(c)
+		a.always[c].Store(true)
+	}
 }
 
 // quarantined calls fn for every small slot in the quarantine or in a P's

@@ -41,7 +41,7 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 			return false
 		}
 	}
-	if a.opts.JunkFill != 0 {
+	if a.x.JunkFill != 0 {
 		a.junk(slot, c, soff, payOff, n)
 	}
 	h := a.h
@@ -143,7 +143,7 @@ func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff 
 	if h.profile != nil {
 		a.profileRemove(uintptr(slot) + headerSize + hd.off)
 	}
-	quarantined := !h.noBudget || a.always[c]
+	quarantined := !h.noBudget || a.always[c].Load()
 	if quarantined {
 		body := unsafe.Add(slot, headerSize)
 		redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), redzone.Poison(h.poisonKey, uintptr(slot)))

@@ -71,16 +71,32 @@ func TestOverflowReportShowsBytes(t *testing.T) {
 }
 
 func TestCapsuleClassAlwaysQuarantined(t *testing.T) {
-	// With no quarantine budget, a capsule-sized block still waits.
+	// With no quarantine budget, a capsule-sized block still waits once a
+	// thread has started on the allocator (Start registers its capsule's
+	// size with that allocator, and no other).
 	a, _ := newAlloc(t, hardened.Options{QuarantineBytes: -1})
-	b := mustAlloc(t, a, thread.CapsuleSize) // importing package thread registers its size
+	other, _ := newAlloc(t, hardened.Options{QuarantineBytes: -1})
+	th, err := thread.Start(a, func() error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := th.Join(); err != nil {
+		t.Fatal(err)
+	}
+	q0 := a.Stats().Quarantined // the capsule itself
+	b := mustAlloc(t, a, thread.CapsuleSize)
 	a.Free(b)
-	if s := a.Stats(); s.Quarantined != 1 {
-		t.Fatalf("capsule-sized block not quarantined: %+v", s.Quarantined)
+	if s := a.Stats(); s.Quarantined != q0+1 {
+		t.Fatalf("capsule-sized block not quarantined: %d, then %d", q0, s.Quarantined)
+	}
+	c := mustAlloc(t, other, thread.CapsuleSize)
+	other.Free(c)
+	if s := other.Stats(); s.Quarantined != 0 {
+		t.Fatalf("an allocator no thread started on quarantines the capsule's class: %d", s.Quarantined)
 	}
 	x := mustAlloc(t, a, 200)
 	a.Free(x)
-	if s := a.Stats(); s.Quarantined != 1 {
+	if s := a.Stats(); s.Quarantined != q0+1 {
 		t.Fatalf("other classes should not be held with budget -1: %d", s.Quarantined)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/internal/harness"
 )
 
 // collector records reports instead of panicking.
@@ -32,12 +33,18 @@ func (c *collector) take() []*hardened.Report {
 // cleanup asserts that nothing unexpected was reported and nothing leaked.
 func newAlloc(t testing.TB, opts hardened.Options) (*hardened.Allocator, *collector) {
 	t.Helper()
+	return newAllocWith(t, opts, harness.Extra{})
+}
+
+// newAllocWith is newAlloc with the harness's configuration x.
+func newAllocWith(t testing.TB, opts hardened.Options, x harness.Extra) (*hardened.Allocator, *collector) {
+	t.Helper()
 	c := new(collector)
 	opts.OnReport = c.add
 	if opts.Seed == 0 {
 		opts.Seed = 42
 	}
-	a, err := hardened.New(opts)
+	a, err := harness.New(opts, x)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,36 +1,17 @@
 package hardened
 
-import "unsafe"
+import (
+	"unsafe"
 
-// Layout says where a live block's bytes lie, for tools that must aim at
-// its header or redzones (the fuzz layer's misuse programs) instead of
-// re-deriving the allocator's layout rules.
-type Layout struct {
-	Large bool // a large block: its own mapping between guard pages, no in-band header
-	Zero  bool // a hardened 0-byte block in the PROT_NONE zero-size region
-	// Sampled is a block of Options.SampleRate's guarded pool: its own
-	// page against a guard page, no in-band header, no redzones.
-	Sampled bool
-	// Offset is how far the payload starts after its slot's start: the
-	// header (HeaderSize), the front redzone and any alignment slack.
-	// Zero for large and zero-region blocks.
-	Offset int
-	// Front and Rear are the allocator's configured redzones (0 in
-	// release builds): the bytes before the payload that are canary, and
-	// the least after it.
-	Front, Rear int
-	// Class is the size class whose Stats count the block: its slot's
-	// class (which a spilled block shares with larger requests), 0 for a
-	// zero-region block, -1 for a large one.
-	Class int
-}
+	"github.com/hardalloc/hardalloc/internal/ctl"
+)
 
-// HeaderSize is the size of a small slot's in-band header.
-const HeaderSize = headerSize
+// Layout is ctl.Layout: where a live block's bytes lie (package harness).
+type Layout = ctl.Layout
 
-// LayoutOf returns the layout of the live block b; false if b is not the
+// layoutOf returns the layout of the live block b; false if b is not the
 // start of a live block of a.
-func (a *Allocator) LayoutOf(b []byte) (Layout, bool) {
+func (a *Allocator) layoutOf(b []byte) (Layout, bool) {
 	p := unsafe.Pointer(unsafe.SliceData(b))
 	front, rear := a.pads()
 	l := Layout{Front: front, Rear: rear, Class: -1}

@@ -1,12 +1,8 @@
 package hardened
 
-import (
-	"io"
-	"sync"
-)
+import "io"
 
-// This file is the allocator's configuration: Options, and the
-// process-wide registry of always-quarantined sizes (QuarantineAlways).
+// This file is the allocator's configuration: Options.
 
 // Options configures an Allocator. The zero value is a good default.
 type Options struct {
@@ -34,7 +30,7 @@ type Options struct {
 	// QuarantineBytes is the hardened builds' budget of freed bytes held
 	// back from reuse. 0 means 4 MiB; negative means no quarantine except
 	// for the class that holds thread launch capsules (and the
-	// AlwaysQuarantine and QuarantineAlways sizes): other frees then skip poisoning, since
+	// AlwaysQuarantine sizes): other frees then skip poisoning, since
 	// their slots are reused before any check could read it.
 	QuarantineBytes int64
 	// StackDepth is how many frames hardened builds record for each
@@ -57,13 +53,6 @@ type Options struct {
 	// profile, so after Close it stays, empty. Its stacks start at the
 	// allocator's caller. Release builds record no stacks: New fails.
 	ProfileName string
-	// JunkFill, when non-zero, fills the payload of a block handed out
-	// from a slot never used since its pages were committed (fresh, or
-	// revived after a purge) with this byte, just before Alloc zeroes it:
-	// pages fresh from the OS are zero, which hides an Alloc that forgets
-	// to zero. For tests and fuzz harnesses, where it makes such a bug show
-	// on a new allocator as on a recycled one; it costs a fill per block.
-	JunkFill byte
 	// MinAlign, when set, is the alignment of every block: a power of two
 	// no larger than MaxAlign (0 means 16). Alloc and Realloc then return
 	// blocks aligned to it on their fast paths, and AllocAligned with an
@@ -78,20 +67,6 @@ type Options struct {
 	// allocator's own, so reports and their summaries start at the code
 	// that called the wrapper, the way testing.T.Helper marks test helpers.
 	Wrappers []string
-	// Cache, for fuzz harnesses: when set, every operation uses the per-P
-	// cache whose index Cache returns (modulo the number of caches),
-	// locked, instead of the current P's, the way race builds pick one at
-	// random; a harness that derives the choice from its input makes a
-	// block allocated through one cache be freed through another, and
-	// caches fill, flush and refill apart from the scheduler, replayably.
-	// It costs a lock per operation.
-	Cache func() int
-	// ClassSpace is the address space reserved for each size class, a
-	// power of two from 16 MiB to 1 GiB (0 means 1 GiB, or less under
-	// `ulimit -v`). A class whose space is full serves its requests as
-	// large blocks. Fuzz harnesses that keep hundreds of allocators alive
-	// use a small one: 89 GiB each would exhaust 47 bits of address space.
-	ClassSpace int64
 	// LargeCacheBytes is how many bytes of freed large blocks (above
 	// MaxSmall) stay mapped for reuse, so that a large Alloc after a Free
 	// costs a clear instead of mmap, munmap and a page fault per page.
@@ -110,22 +85,4 @@ type Options struct {
 	// address space and at most 16 pages of memory, and the fast path
 	// pays one countdown per allocation. 0 means off.
 	SampleRate int
-}
-
-// QuarantineAlways registers a request size whose size class every
-// Allocator created afterwards quarantines on each free in hardened
-// builds, whatever Options.QuarantineBytes, and never lends to a smaller
-// class: a size whose use after free matters most. Package thread
-// registers its launch capsule, the class this project was born from (a
-// late mutex write into a freed thread launch capsule).
-// Options.AlwaysQuarantine does the same for one allocator.
-func QuarantineAlways(n int) {
-	registered.Lock()
-	registered.sizes = append(registered.sizes, n)
-	registered.Unlock()
-}
-
-var registered struct {
-	sync.Mutex
-	sizes []int
 }

@@ -35,14 +35,14 @@ func (a *Allocator) pin() *cache {
 //go:noinline
 func (a *Allocator) pinSpare() *cache {
 	procUnpin()
-	if a.opts.Cache != nil {
+	if a.x.Cache != nil {
 		return a.pinChosen()
 	}
 	a.spare.mu.Lock()
 	return a.spare
 }
 
-// pinChosen locks the cache Options.Cache chooses.
+// pinChosen locks the cache the harness's Cache (ctl.Extra) chooses.
 //
 //go:noinline
 func (a *Allocator) pinChosen() *cache {
@@ -92,7 +92,7 @@ func (a *Allocator) popFast(c, n int) (uint32, uint64, bool) {
 		}
 	}
 	procUnpin()
-	if a.opts.Cache != nil {
+	if a.x.Cache != nil {
 		return a.popChosen(c, n)
 	}
 	return 0, 0, false
@@ -112,14 +112,14 @@ func (a *Allocator) pushFast(c int, off uint32, size int) bool {
 		return true
 	}
 	procUnpin()
-	if a.opts.Cache != nil {
+	if a.x.Cache != nil {
 		return a.pushChosen(c, off, size)
 	}
 	return false
 }
 
 // popChosen and pushChosen are popFast and pushFast on the cache
-// Options.Cache chooses.
+// the harness's Cache (ctl.Extra) chooses.
 //
 //go:noinline
 func (a *Allocator) popChosen(c, n int) (uint32, uint64, bool) {

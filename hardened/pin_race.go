@@ -11,7 +11,7 @@ import "math/rand/v2"
 
 func (a *Allocator) pin() *cache {
 	var c *cache
-	if a.opts.Cache != nil {
+	if a.x.Cache != nil {
 		c = a.chosen()
 	} else {
 		c = a.caches[rand.N(len(a.caches))]

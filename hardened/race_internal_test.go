@@ -48,7 +48,7 @@ func TestInterleavedDoubleFree(t *testing.T) {
 		if len(reports) != 1 || reports[0].Kind != want {
 			t.Fatalf("realloc=%v: reports %v, want exactly one %v", realloc, reports, want)
 		}
-		if err := a.Audit(); err != nil {
+		if err := a.auditSlots(); err != nil {
 			t.Fatalf("realloc=%v: %v", realloc, err)
 		}
 		c := allocT(t, a, 40)

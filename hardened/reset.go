@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
+
+	"github.com/hardalloc/hardalloc/internal/ctl"
 )
 
-// Reset verifies the allocator as Close does (corruption reported, every
+// reset verifies the allocator as Close does (corruption reported, every
 // live block reported as a Leak and returned, joined), then returns it to
 // the state New(opts with Seed: seed) would give, except that slabs
 // already committed stay mapped for reuse. Every block ever handed out
@@ -14,7 +16,7 @@ import (
 // harnesses, which run thousands of programs a second and cannot pay for
 // fresh pages each time (a first touch costs about 10 us on a VM). Reset
 // must not race with any other call.
-func (a *Allocator) Reset(seed uint64) error {
+func (a *Allocator) reset(seed uint64) error {
 	if a.closed.Load() {
 		return &OpError{Op: "Reset", Err: ErrClosed}
 	}
@@ -71,28 +73,28 @@ func (a *Allocator) Reset(seed uint64) error {
 	return err
 }
 
-// ResetWith is Reset with new options, for fuzz harnesses that pool
+// resetWith is reset with new options, for fuzz harnesses that pool
 // allocators across configurations: the allocator is verified and
-// emptied as by Reset(opts.Seed), then takes opts as New(opts) would.
-// Only the options that shape no mapping may differ from the allocator's:
-// Seed, OnReport, ReportOutput, StackDepth, Wrappers, LargeCacheBytes,
-// Cache, MinAlign and JunkFill. A change to any other is refused with an
-// error, before anything is reset.
-func (a *Allocator) ResetWith(opts Options) error {
+// emptied as by reset(opts.Seed), then takes opts and x as newWith
+// would. Only the options that shape no mapping may differ from the
+// allocator's: Seed, OnReport, ReportOutput, StackDepth, Wrappers,
+// LargeCacheBytes, MinAlign, x.Cache and x.JunkFill. A change to any
+// other is refused with an error, before anything is reset.
+func (a *Allocator) resetWith(opts Options, x ctl.Extra) error {
 	o := a.opts
 	if opts.Limit != o.Limit || opts.Redzone != o.Redzone || opts.QuarantineBytes != o.QuarantineBytes ||
 		opts.ProtectMetadata != o.ProtectMetadata || opts.ProfileName != o.ProfileName ||
-		opts.ClassSpace != o.ClassSpace || opts.SampleRate != o.SampleRate || !slices.Equal(opts.AlwaysQuarantine, o.AlwaysQuarantine) {
-		return &OpError{Op: "ResetWith", Err: errors.New("only Seed, OnReport, ReportOutput, StackDepth, Wrappers, LargeCacheBytes, Cache, MinAlign and JunkFill may change")}
+		x.ClassSpace != a.x.ClassSpace || opts.SampleRate != o.SampleRate || !slices.Equal(opts.AlwaysQuarantine, o.AlwaysQuarantine) {
+		return &OpError{Op: "resetWith", Err: errors.New("only Seed, OnReport, ReportOutput, StackDepth, Wrappers, LargeCacheBytes, MinAlign, Cache and JunkFill may change")}
 	}
 	if opts.MinAlign != 0 && !validAlign(opts.MinAlign) {
-		return &OpError{Op: "ResetWith", Align: opts.MinAlign, Err: ErrAlignment}
+		return &OpError{Op: "resetWith", Align: opts.MinAlign, Err: ErrAlignment}
 	}
-	err := a.Reset(opts.Seed)
+	err := a.reset(opts.Seed)
 	if a.closed.Load() {
 		return err
 	}
-	a.opts = opts
+	a.opts, a.x = opts, x
 	a.configure()
 	a.reconfigureHardened()
 	// A smaller large-block cache budget: what Reset parked beyond it goes.

@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/internal/harness"
 )
 
 func TestReset(t *testing.T) {
@@ -18,7 +19,7 @@ func TestReset(t *testing.T) {
 		fill(b, 3)
 		old = append(old, b)
 	}
-	err := a.Reset(99)
+	err := harness.Reset(a, 99)
 	if !errors.Is(err, hardened.Leak) {
 		t.Fatalf("Reset with live blocks = %v, want leaks", err)
 	}
@@ -40,7 +41,7 @@ func TestReset(t *testing.T) {
 	if r := c.take(); len(r) != 1 || r[0].Kind != hardened.InvalidFree {
 		t.Fatalf("Free of a pre-Reset block: %v", r)
 	}
-	if err := a.Reset(100); err != nil {
+	if err := harness.Reset(a, 100); err != nil {
 		t.Fatalf("Reset of a clean allocator: %v", err)
 	}
 }
@@ -85,7 +86,7 @@ func TestResetReplays(t *testing.T) {
 	var runs [][]uintptr
 	for _, h := range []struct{ size, n int }{{0, 0}, {600, 300}, {700, 200}, {540, 500}} {
 		history(h.size, h.n)
-		if err := a.Reset(7); err != nil {
+		if err := harness.Reset(a, 7); err != nil {
 			t.Fatal(err)
 		}
 		runs = append(runs, program())
@@ -160,27 +161,26 @@ func TestResetIsNew(t *testing.T) {
 		mustAlloc(t, pooled, 5000) // leaked: Reset reports it
 		pooled.Free(b)
 	}
-	pooled.Reset(9)
+	harness.Reset(pooled, 9)
 	pc.take()
 	check(pooled, pc)
 	// ResetWith to other options (MinAlign, stacks, a chosen cache),
 	// then back: the same program, the same result as on a new one.
 	other := opts
 	other.MinAlign, other.StackDepth, other.OnReport = 64, 4, pc.add
-	other.Cache = func() int { return 1 }
-	if err := pooled.ResetWith(other); err != nil {
+	if err := harness.ResetWith(pooled, other, harness.Extra{Cache: func() int { return 1 }}); err != nil {
 		t.Fatal(err)
 	}
 	program(pooled, pc)
 	opts.OnReport = pc.add
-	if err := pooled.ResetWith(opts); err != nil {
+	if err := harness.ResetWith(pooled, opts, harness.Extra{}); err != nil {
 		t.Fatal(err)
 	}
 	pc.take()
 	check(pooled, pc)
 	bad := opts
 	bad.Redzone = 64
-	if err := pooled.ResetWith(bad); err == nil {
+	if err := harness.ResetWith(pooled, bad, harness.Extra{}); err == nil {
 		t.Fatal("ResetWith accepted a new Redzone")
 	}
 }
@@ -188,7 +188,7 @@ func TestResetIsNew(t *testing.T) {
 // TestResetWithOptions: the options ResetWith changes take effect.
 func TestResetWithOptions(t *testing.T) {
 	a, c := newAlloc(t, hardened.Options{Seed: 3})
-	if err := a.ResetWith(hardened.Options{Seed: 4, MinAlign: 256, OnReport: c.add}); err != nil {
+	if err := harness.ResetWith(a, hardened.Options{Seed: 4, MinAlign: 256, OnReport: c.add}, harness.Extra{}); err != nil {
 		t.Fatal(err)
 	}
 	for range 10 {

@@ -96,7 +96,7 @@ func TestShadowStates(t *testing.T) {
 	a.Free(b)
 
 	live := blocks[len(blocks)/2:]
-	a.Reset(4) // the live half leaks; nothing of it stays addressable
+	a.reset(4) // the live half leaks; nothing of it stays addressable
 	for _, b := range live {
 		if len(b) <= maxSmall { // large ones are cached; freed either way
 			none("after Reset", unsafe.Pointer(unsafe.SliceData(b)), max(len(b), 1))
@@ -130,7 +130,8 @@ func TestShadowPastSlabEnd(t *testing.T) {
 	c := sizeClass(100)
 	next := a.slotAt(c, uint32(1)<<classSlabShift[c])
 	if !asanrt.Poisoned(next) {
-		t.Error("the first byte of the slab after the only carved one is addressable")
+		t.Errorf("the first byte of the slab after the only carved one is addressable: class %d, block %p, slab end %p, committed %d, region %#x, shadow there % x",
+			c, unsafe.SliceData(b), next, a.committed[c].Load(), a.classRegion(), snapshot(addrPtr(shadowOf(uintptr(next))), 4))
 	}
 	a.Free(b)
 	a.Close()

@@ -39,14 +39,14 @@ type ClassStats struct {
 // Stats returns current counters.
 func (a *Allocator) Stats() Stats {
 	var s Stats
-	a.ReadStats(&s)
+	a.readStats(&s)
 	return s
 }
 
-// ReadStats fills s with current counters, as Stats returns them, reusing
+// readStats fills s with current counters, as Stats returns them, reusing
 // s.Classes: fuzz harnesses compare the accounting with their model after
 // every batch of operations, and Stats allocates a fresh slice each time.
-func (a *Allocator) ReadStats(s *Stats) {
+func (a *Allocator) readStats(s *Stats) {
 	classes := s.Classes
 	if cap(classes) < numClasses {
 		classes = make([]ClassStats, numClasses)
@@ -228,9 +228,9 @@ func (a *Allocator) check(op string, leaks, forget bool) error {
 // call fails with ErrClosed or reports UseAfterClose.
 //
 // With OnReport nil, the leaks are also printed to ReportOutput, so a
-// plain `defer a.Close()` shows them. Close first waits for every Hold to
-// be released: a detached thread (package thread) still running keeps its
-// allocator open until it ends.
+// plain `defer a.Close()` shows them. Close first waits for the threads
+// of package thread started on the allocator, detached ones included: a
+// worker still running keeps its allocator open until it ends.
 func (a *Allocator) Close() error {
 	a.holds.Wait()
 	if a.closed.Swap(true) {

@@ -36,7 +36,7 @@
 //
 // # Close
 //
-// Start takes an Allocator.Hold for the worker, released once the worker
+// Start takes a hold on the allocator for the worker, released once the worker
 // no longer touches allocator memory: the allocator's Close waits for
 // running workers, detached ones included, instead of unmapping a capsule
 // under them.
@@ -61,6 +61,7 @@ import (
 	"unsafe"
 
 	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/internal/harness"
 )
 
 var (
@@ -156,12 +157,12 @@ const (
 )
 
 // CapsuleSize is the size of the launch capsule each Start allocates.
-// Importing this package registers it with hardened.QuarantineAlways, so
-// hardened builds quarantine the capsule's size class on every free.
+// Start registers it with the allocator it is given, so that hardened
+// builds quarantine the capsule's size class on every free of that
+// allocator (other allocators are not affected).
 const CapsuleSize = 48
 
 func init() {
-	hardened.QuarantineAlways(CapsuleSize)
 	if unsafe.Sizeof(capsule{}) > CapsuleSize {
 		panic("thread: capsule larger than CapsuleSize")
 	}
@@ -198,6 +199,7 @@ func Start(a *hardened.Allocator, fn func() error, opts ...Option) (*Thread, err
 	case fn == nil:
 		return nil, &Error{Op: "Start", Err: invalid("nil function")}
 	}
+	harness.AlwaysQuarantine(a, CapsuleSize) // once per allocator in effect: a flag already set is left alone
 	mem, err := allocCapsule(a)
 	if err != nil {
 		return nil, &Error{Op: "Start", Err: err}
@@ -210,7 +212,7 @@ func Start(a *hardened.Allocator, fn func() error, opts ...Option) (*Thread, err
 	c.refs = 2
 	c.magic = capsuleMagic
 	t := &Thread{a: a, mem: mem, e: e}
-	e.release = a.Hold() // Close waits for this worker
+	e.release = harness.Hold(a) // Close waits for this worker
 	go worker(a, mem, e)
 	return t, nil
 }
