@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/clients.sh: other people's test suites on hardalloc through
 # cmd/hardalloc's overlay (`make clients`): ristretto's z, badger's skl, y,
-# table and root packages, pebble's internal/cache, internal/manual and
-# sstable, at pinned versions from the Go module proxy. Each suite runs as
+# table and root packages, pebble's internal/cache and sstable (its
+# internal/manual, the seam, has no tests), at pinned versions from the Go module proxy. Each suite runs as
 # published ("plain") and through the overlay in release, hardened and
 # -asan builds; the table gives the tests passed and failed and the
 # hardtest verdict (reports, leaks) of each run. Logs stay in $WORK.
@@ -16,13 +16,14 @@ CLIENTS=${CLIENTS:-"ristretto badger pebble"}
 MODES=${MODES:-"plain release hardened asan"}
 TIMEOUT=${TIMEOUT:-30m}
 work=${WORK:-$(mktemp -d)}
+mkdir -p "$work"
 echo "clients: work in $work" >&2
 
 pkgs_of() {
 	case $1 in
 	ristretto) echo "github.com/dgraph-io/ristretto/v2/z" ;;
 	badger) echo "github.com/dgraph-io/badger/v4/skl github.com/dgraph-io/badger/v4/y github.com/dgraph-io/badger/v4/table github.com/dgraph-io/badger/v4" ;;
-	pebble) echo "github.com/cockroachdb/pebble/v2/internal/cache github.com/cockroachdb/pebble/v2/internal/manual github.com/cockroachdb/pebble/v2/sstable" ;;
+	pebble) echo "github.com/cockroachdb/pebble/v2/internal/cache github.com/cockroachdb/pebble/v2/sstable" ;;
 	esac
 }
 seam_of() { case $1 in badger) echo ristretto ;; *) echo "$1" ;; esac; }
