@@ -4,25 +4,40 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
 // goid returns the current goroutine's id, as runtime.Stack prints it.
 //
 // Parsing runtime.Stack costs microseconds, too much for every allocation.
-// Instead, at init, the offset of the id field inside the runtime's g
-// struct is found by matching the slow answer on two goroutines; goid then
-// reads that field through the g pointer (from a two-instruction assembly
-// function). If calibration fails (another architecture, a changed
-// runtime) goid falls back to the slow path.
+// Instead, on first use, the offset of the id field inside the runtime's
+// g struct is found by matching the slow answer on two goroutines; goid
+// then reads that field through the g pointer (from a two-instruction
+// assembly function). If calibration fails (another architecture, a
+// changed runtime) goid falls back to the slow path. First use, not init:
+// release builds ask only when they record a site (large and sampled
+// blocks, a report), and most programs never pay for it.
 func goid() uint64 {
-	if goidOffset >= 0 {
-		return *(*uint64)(unsafe.Add(getg(), goidOffset))
+	if off := goidOffset.Load(); off >= 0 {
+		return *(*uint64)(unsafe.Add(getg(), off))
+	} else if off == goidUnknown {
+		goidOnce.Do(func() { goidOffset.Store(int64(calibrateGoid())) })
+		return goid()
 	}
 	return slowGoid()
 }
 
-var goidOffset = calibrateGoid()
+// goidUnknown marks goidOffset before calibration; -1 marks a failed one.
+const goidUnknown = -2
+
+var (
+	goidOffset atomic.Int64
+	goidOnce   sync.Once
+)
+
+func init() { goidOffset.Store(goidUnknown) }
 
 func slowGoid() uint64 {
 	var buf [64]byte

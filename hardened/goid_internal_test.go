@@ -6,7 +6,8 @@ import (
 )
 
 func TestGoidMatchesRuntime(t *testing.T) {
-	if goidOffset < 0 {
+	goid()
+	if goidOffset.Load() < 0 {
 		t.Logf("goid calibration unavailable here: using the slow path")
 	}
 	var wg sync.WaitGroup
