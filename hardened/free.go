@@ -231,8 +231,6 @@ func (a *Allocator) newReport(k Kind, op string, addr, slot unsafe.Pointer, c in
 	blk := uintptr(slot) + headerSize + h.off
 	r := &Report{Kind: k, Op: op, Addr: uintptr(addr), Block: blk, Size: h.size, Class: c,
 		Offset: int(uintptr(addr) - blk), Detail: detail}
-	if Enabled {
-		a.fillSites(r, c, soff)
-	}
+	a.fillSites(r, c, soff)
 	return r
 }

@@ -87,9 +87,7 @@ func (a *Allocator) readStats(s *Stats) {
 		a.samp.mu.Unlock()
 		s.LiveBlocks += s.Sampled
 	}
-	if Enabled {
-		s.Quarantined, s.QuarantinedBytes = a.quarantineStats()
-	}
+	s.Quarantined, s.QuarantinedBytes = a.quarantineStats()
 }
 
 // countedClasses returns, in buf, the classes whose per-P counts may be
@@ -164,7 +162,7 @@ func (a *Allocator) check(op string, leaks, forget bool) error {
 		case op == "Close":
 			leaked = append(leaked, r) // printed below, as LeakSanitizer does at exit
 		}
-		if Enabled && r.Kind == Leak {
+		if r.Kind == Leak {
 			a.profileRemove(r.Block) // the block is gone with Close or Reset
 		}
 		errs = append(errs, &Error{Report: r})
@@ -179,18 +177,16 @@ func (a *Allocator) check(op string, leaks, forget bool) error {
 			emit(a.headerReport(op, slot, c, old))
 			return
 		}
-		if Enabled {
-			if r := a.verifyStable(op, slot, c, soff, h, old); r != nil {
-				emit(r)
-				return
-			}
+		if r := a.verifyStable(op, slot, c, soff, h, old); r != nil {
+			emit(r)
+			return
 		}
 		if leaks && h.state == stateAllocated {
 			emit(a.newReport(Leak, op, unsafe.Add(slot, headerSize+h.off), slot, c, soff, h,
 				plural(h.size, "byte")+" still allocated at "+op)) // not Sprintf: fuzz execs end with dozens of these
 		}
 	})
-	if Enabled && leaks {
+	if leaks {
 		for _, r := range a.zeroLeaks(op) {
 			emit(r)
 		}
@@ -200,11 +196,9 @@ func (a *Allocator) check(op string, leaks, forget bool) error {
 	var found []*Report
 	a.large.mu.Lock()
 	for _, lb := range a.large.live {
-		if Enabled {
-			if r := a.verifyLarge(op, lb); r != nil {
-				found = append(found, r)
-				continue
-			}
+		if r := a.verifyLarge(op, lb); r != nil {
+			found = append(found, r)
+			continue
 		}
 		if leaks {
 			found = append(found, a.largeReport(Leak, op, lb.p, lb, plural(lb.size, "byte")+" still allocated at "+op+" (large block)"))
@@ -237,9 +231,7 @@ func (a *Allocator) Close() error {
 		return &OpError{Op: "Close", Err: ErrClosed}
 	}
 	err := a.check("Close", true, false)
-	if Enabled {
-		a.closeHardened()
-	}
+	a.closeHardened()
 	a.dropLarge(false)
 	a.dropSampled(true)
 	bookCloseRange(a.rangeIdx)
