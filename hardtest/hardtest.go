@@ -67,7 +67,9 @@ func Output(w io.Writer) Option { return func(c *config) { c.out = w } }
 var seamWrappers = []string{
 	"github.com/dgraph-io/ristretto/v2/z.Calloc",
 	"github.com/dgraph-io/ristretto/v2/z.Free",
-	"github.com/apache/arrow-go/v18/arrow/memory.",
+	"github.com/apache/arrow-go/v18/arrow/memory.(*GoAllocator).",
+	"github.com/apache/arrow-go/v18/arrow/memory.(*CheckedAllocator).",
+	"github.com/apache/arrow-go/v18/arrow/memory.(*Buffer).",
 	"github.com/hardalloc/hardalloc/arrowalloc.",
 	"github.com/cockroachdb/pebble/v2/internal/manual.",
 	"github.com/cockroachdb/pebble/internal/manual.",
