@@ -204,6 +204,9 @@ func (r *runner) bulkAlloc(i int, op Op) error {
 		if len(b) != n || cap(b) != n {
 			return r.fail(i, "bulk Alloc(%d): len %d cap %d", n, len(b), cap(b))
 		}
+		if err := r.checkReuse(i, b); err != nil {
+			return err
+		}
 		bb := bulkBlock{b, byte(op.Aux + j), r.classOf(b)}
 		s, e := bb.span()
 		if s%16 != 0 {
@@ -235,6 +238,9 @@ func (r *runner) bulkFree(i int, op Op) error {
 			return err
 		}
 		batch = append(batch, bb)
+	}
+	for _, bb := range batch {
+		r.noteFree(bb.b)
 	}
 	free := func() {
 		for _, bb := range batch {
@@ -332,6 +338,7 @@ func (r *runner) raceFree(i int, op Op) error {
 	r.setSlot(op.Slot, nil)
 	// This goroutine and a helper (another P, when there is one to run
 	// it) free the block at once.
+	r.noteFree(b.b) // one of the two Frees wins
 	var ready atomic.Int32
 	race := func() {
 		ready.Add(1)

@@ -161,6 +161,7 @@ type runner struct {
 	threads  [NumSlots]*thread.Thread
 	exited   sync.WaitGroup
 	running  atomic.Int32 // spawned threads not yet exited
+	resid    residency    // the quarantine-residency oracle (residency.go)
 	workErrs chan error
 
 	mu       sync.Mutex
@@ -222,6 +223,7 @@ func runOnce(p Program, opts Config, fresh bool) (err error) {
 		return err
 	}
 	r := pa.newRunner(p, opts)
+	r.startResidency()
 	pa.cur.Store(r)
 	reuse := false
 	defer func() {
@@ -291,7 +293,8 @@ func (pa *pooled) newRunner(p Program, opts Config) *runner {
 	clear(r.orphans)
 	r.clearBulk()
 	*r = runner{p: p, a: pa.a, opts: opts, workErrs: r.workErrs, orphans: r.orphans[:0],
-		bulk: r.bulk, bulkClass: r.bulkClass, granules: r.granules, perClass: r.perClass, stats: r.stats}
+		bulk: r.bulk, bulkClass: r.bulkClass, granules: r.granules, perClass: r.perClass, stats: r.stats,
+		resid: residency{freed: r.resid.freed}}
 	return r
 }
 
@@ -477,6 +480,9 @@ func (r *runner) checkNew(i int, b []byte, n, align int, err error) (*block, err
 	if o := r.overlap(nb.start(), nb.end()); o != "" {
 		return nil, r.fail(i, "new block [%#x,%#x) overlaps %s", nb.start(), nb.end(), o)
 	}
+	if err := r.checkReuse(i, b); err != nil {
+		return nil, err
+	}
 	return nb, nil
 }
 
@@ -589,6 +595,7 @@ func (r *runner) step(i int, op Op) error {
 		if old != nil {
 			ob = old.b
 		}
+		r.noteFree(ob) // hardened builds always move a block
 		b, err := a.Realloc(ob, op.Size)
 		if err != nil && r.oom(err) {
 			return nil // over the Limit: the old block is still valid and unchanged
@@ -621,6 +628,7 @@ func (r *runner) step(i int, op Op) error {
 			if j := b.diff(); j >= 0 {
 				return r.fail(i, "before Free: byte %d of slot %d changed", j, op.Slot)
 			}
+			r.noteFree(b.b)
 			a.Free(b.b)
 			r.setSlot(op.Slot, nil)
 			putWant(b.want)
@@ -650,6 +658,7 @@ func (r *runner) step(i int, op Op) error {
 		if r.threads[op.Slot] != nil {
 			return nil // a live handle would be lost: not generated
 		}
+		r.resid.on = false // the threads' frees are not the model's
 		r.exited.Add(1)
 		r.running.Add(1)
 		work, size, fate := op.Aux%8, op.Size%8192, threadFate(op.Aux)
@@ -730,6 +739,9 @@ func (r *runner) step(i int, op Op) error {
 			return err
 		}
 		r.slots, r.held, r.orphans = [NumSlots]*block{}, 0, r.orphans[:0]
+		on := r.resid.on
+		r.startResidency() // Reset emptied the quarantine
+		r.resid.on = r.resid.on && on
 	}
 	return nil
 }

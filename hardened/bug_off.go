@@ -15,6 +15,8 @@ const (
 	bugPurgeSkip
 	bugChecksumPage
 	bugTrimPurged
+	bugQuarantineLast
+	bugAsanShrink
 )
 
 // bug is false in every normal build: the seeded bugs compile away.

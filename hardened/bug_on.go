@@ -43,19 +43,27 @@ const (
 	// BugTrimPurged: Trim purges every wholly free slab, those already
 	// purged too, and takes their bytes off the mapped count again.
 	BugTrimPurged
+	// BugQuarantineLast: the freed block that fills a P's batch of frees
+	// is recycled at once instead of quarantined with the batch.
+	BugQuarantineLast
+	// BugAsanShrink: Realloc shrinking a block in place leaves the old
+	// tail addressable to AddressSanitizer (-asan builds).
+	BugAsanShrink
 
-	bugReallocShort = BugReallocShort
-	bugDoublePush   = BugDoublePush
-	bugNoZero       = BugNoZero
-	bugFlushLoses   = BugFlushLoses
-	bugRefillDup    = BugRefillDup
-	bugPlainFree    = BugPlainFree
-	bugEvictTwice   = BugEvictTwice
-	bugCanarySkip   = BugCanarySkip
-	bugSpillNoZero  = BugSpillNoZero
-	bugPurgeSkip    = BugPurgeSkip
-	bugChecksumPage = BugChecksumPage
-	bugTrimPurged   = BugTrimPurged
+	bugReallocShort   = BugReallocShort
+	bugDoublePush     = BugDoublePush
+	bugNoZero         = BugNoZero
+	bugFlushLoses     = BugFlushLoses
+	bugRefillDup      = BugRefillDup
+	bugPlainFree      = BugPlainFree
+	bugEvictTwice     = BugEvictTwice
+	bugCanarySkip     = BugCanarySkip
+	bugSpillNoZero    = BugSpillNoZero
+	bugPurgeSkip      = BugPurgeSkip
+	bugChecksumPage   = BugChecksumPage
+	bugTrimPurged     = BugTrimPurged
+	bugQuarantineLast = BugQuarantineLast
+	bugAsanShrink     = BugAsanShrink
 )
 
 var seeded atomic.Int32

@@ -107,6 +107,17 @@ func (a *Allocator) prefetchSlot(e quarantine.Item) {
 // records are prefetched all at once, so the misses overlap.
 func (a *Allocator) quarantineBatch(shard int, items []quarantine.Item) {
 	var buf [2 * qBatch]quarantine.Item
+	if bug(bugQuarantineLast) && len(items) > 1 {
+		// seeded bug: the block that filled the batch goes straight back
+		// ("it is the hottest"), skipping the quarantine
+		last := items[len(items)-1]
+		items = items[:len(items)-1]
+		defer func() {
+			if a.evict(last.Class, uint32(last.ID)) {
+				a.pushSlot(last.Class, uint32(last.ID), -1)
+			}
+		}()
+	}
 	ev := a.h.q.PushAll(shard, items, buf[:])
 	// Software-pipelined: the lines of the item evictAhead places on are
 	// requested while this one is verified, so the misses overlap without

@@ -29,6 +29,8 @@ specs=(
 	"HARDALLOC_BUG=10:slab never purged (free count read before its increment):FuzzAllocFree:faultinject"
 	"HARDALLOC_BUG=11:header checksum keyed by page, not slot (a copied header passes):FuzzMisuse:faultinject"
 	"HARDALLOC_BUG=12:Trim purges already purged slabs (the mapped count Limit enforces drifts):FuzzAllocFree:faultinject"
+	"HARDALLOC_BUG=13:the block that fills a P's batch of frees skips the quarantine (recycled at once):FuzzAllocFree"
+	"HARDALLOC_BUG=14:an in-place shrink leaves the old tail addressable to ASan:FuzzRealloc:faultinject+asan"
 	"HARDALLOC_FAULT=1:worker frees capsule:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=2:capsule double free:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=3:late unlock after release:FuzzThreadLifecycle"
@@ -37,10 +39,13 @@ ONLY=${ONLY:-}
 for spec in "${specs[@]}"; do
 	IFS=: read -r env name target tags <<<"$spec"
 	tags=${tags:-$TAGS}
+	# tags+asan: the run is an -asan build (the bug is in the shadow).
+	flags=()
+	case $tags in *+asan) tags=${tags%+asan}; flags=(-asan) ;; esac
 	[ -z "$ONLY" ] || grep -qE "$ONLY" <<<"$env" || continue
 	rm -rf testdata/fuzz "$work/cache"
 	start=$(date +%s%N)
-	out=$(env "$env" go test -tags "$tags" -run '^$' -fuzz "^${target}\$" -fuzztime "$CAP" -fuzzminimizetime 5x -parallel 2 -test.fuzzcachedir="$work/cache" . 2>&1)
+	out=$(env "$env" go test "${flags[@]}" -tags "$tags" -run '^$' -fuzz "^${target}\$" -fuzztime "$CAP" -fuzzminimizetime 5x -parallel 2 -test.fuzzcachedir="$work/cache" . 2>&1)
 	ms=$(( ($(date +%s%N) - start) / 1000000 ))
 	# What the harness said first: "fuzz: op N: <what it saw>".
 	kind=$(grep -m1 -oE 'fuzz: op -?[0-9]+: .{0,90}' <<<"$out" | sed 's/|/\\|/g')
@@ -49,7 +54,7 @@ for spec in "${specs[@]}"; do
 		printf '%s\n' "$out" | head -20 >&2
 		fail=1
 	elif grep -q -- '--- FAIL' <<<"$out" && ! deadline_flake "$out" "$(ls testdata/fuzz/"$target" 2>/dev/null)"; then
-		printf '| %s | %s | %s | %d.%03d s | %s |\n' "$name" "$target" "$tags" $((ms/1000)) $((ms%1000)) "${kind:-see log}"
+		printf '| %s | %s | %s | %d.%03d s | %s |\n' "$name" "$target" "$tags${flags[*]:+ ${flags[*]}}" $((ms/1000)) $((ms%1000)) "${kind:-see log}"
 	else
 		printf '| %s | %s | %s | not found in %s | - |\n' "$name" "$target" "$tags" "$CAP"
 		fail=1
