@@ -19,10 +19,9 @@ import (
 // threads (whose frees it does not see), no misuse yet.
 
 type residency struct {
-	on     bool
-	window int64            // freed bytes below which nothing may leave the quarantine
-	bytes  int64            // slot bytes freed since the program (or its last Reset) began
-	freed  map[uintptr]bool // slots freed since then
+	on    bool
+	bytes int64            // slot bytes freed since the program (or its last Reset) began
+	freed map[uintptr]bool // slots freed since then
 }
 
 // residencyWindow is one shard's share of the default 4 MiB budget, as
