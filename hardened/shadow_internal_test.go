@@ -127,7 +127,11 @@ func TestShadowPastSlabEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := sizeClass(100)
+	l, ok := a.layoutOf(b)
+	if !ok || l.Class < 0 {
+		t.Fatalf("layout of a 100-byte block: %+v, %v", l, ok)
+	}
+	c := l.Class // the class its slot is in (hardened builds add redzones)
 	next := a.slotAt(c, uint32(1)<<classSlabShift[c])
 	if !asanrt.Poisoned(next) {
 		t.Errorf("the first byte of the slab after the only carved one is addressable: class %d, block %p, slab end %p, committed %d, region %#x, shadow there % x",
