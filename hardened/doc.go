@@ -16,6 +16,31 @@
 // mprotect and madvise semantics and on a large address-space
 // reservation.
 //
+// # Use
+//
+// New takes Options, whose zero value is a good default: Limit caps the
+// memory mapped, OnReport collects reports instead of the default print
+// and panic (the allocator stays usable after every report), Seed makes
+// a run replay. Bad arguments are errors (*OpError, matching
+// ErrInvalidSize, ErrAlignment, ErrOutOfMemory, ErrClosed with
+// errors.Is); bugs are reports (*Report, with Kind, the block, the
+// offset, and the allocation, free and catching sites), delivered as
+// *Error by the default handler, and Close returns the leaks.
+//
+// What is caught depends on the build: release builds catch double,
+// invalid and interior frees, header corruption and leaks;
+// -tags hardened adds byte-precise overflow and underflow (redzones),
+// write after free (poison and a quarantine), faults on large blocks and
+// 0-byte blocks, and every block's sites; -asan stops any bad access at
+// the access. In production, Options.SampleRate puts one allocation in N
+// on a guarded page (GWP-ASan style), and Monitor turns a fault on
+// hardalloc memory into a report; CatchFault does the same for one
+// function. Explain says what hardalloc knows about an address.
+//
+// # Design
+//
+// The rest of this comment is for readers of the code.
+//
 // # Layers
 //
 // The allocator is a hierarchy, like Go's runtime (mcache → mcentral →
