@@ -32,12 +32,11 @@ const (
 	OpBulkFree                   // free a batch of the bulk set, in an Aux-driven order, on this or another goroutine
 	OpRaceFree                   // free Slot from two goroutines at once: exactly one DoubleFree, nothing else
 	OpReset                      // join the threads, verify, Reset: the allocator starts over
-	OpTrim                       // Trim: what it gives back leaves Stats.Mapped, a second gives nothing, Audit holds
 	numOps
 )
 
 var opNames = [...]string{"Alloc", "AllocAligned", "Realloc", "Free", "Write", "Verify", "Check",
-	"Spawn", "Join", "Detach", "Yield", "Misuse", "BulkAlloc", "BulkFree", "RaceFree", "Reset", "Trim"}
+	"Spawn", "Join", "Detach", "Yield", "Misuse", "BulkAlloc", "BulkFree", "RaceFree", "Reset"}
 
 func (k OpKind) String() string {
 	if int(k) < len(opNames) {
@@ -97,9 +96,9 @@ var (
 	// allocator calls' work: one entry each among a dozen or more cheap
 	// ones keeps the exec rate up.)
 	MixAllocFree = Mix{OpAlloc, OpAlloc, OpAlloc, OpFree, OpFree, OpFree, OpWrite, OpWrite, OpVerify, OpRealloc, OpAllocAligned, OpCheck, OpYield,
-		OpBulkAlloc, OpBulkFree, OpRaceFree, OpReset, OpAlloc, OpFree, OpWrite, OpAlloc, OpFree, OpTrim}
+		OpBulkAlloc, OpBulkFree, OpRaceFree, OpReset, OpAlloc, OpFree, OpWrite, OpAlloc, OpFree}
 	MixRealloc = Mix{OpRealloc, OpRealloc, OpRealloc, OpRealloc, OpAlloc, OpFree, OpWrite, OpWrite, OpVerify,
-		OpBulkAlloc, OpBulkFree, OpRealloc, OpRealloc, OpAlloc, OpFree, OpTrim}
+		OpBulkAlloc, OpBulkFree, OpRealloc, OpRealloc, OpAlloc, OpFree}
 	MixAligned = Mix{OpAllocAligned, OpAllocAligned, OpAllocAligned, OpFree, OpFree, OpWrite, OpVerify, OpRealloc, OpAlloc,
 		OpBulkAlloc, OpBulkFree, OpAllocAligned, OpAllocAligned, OpFree, OpFree}
 	MixThread = Mix{OpSpawn, OpSpawn, OpJoin, OpJoin, OpDetach, OpYield, OpAlloc, OpFree, OpWrite, OpVerify, OpCheck,

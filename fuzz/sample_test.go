@@ -12,8 +12,8 @@ func TestSampledPrograms(t *testing.T) {
 	mixes := []Mix{MixAllocFree, MixRealloc, MixAligned, MixMisuse, MixThread}
 	for i := range 200 {
 		p := Decode(randomInput(uint64(1000+i), 60), mixes[i%len(mixes)])
-		// Seed bits 14-16 zero: sampled; bits 18-19: the rate (1 or 3).
-		p.Seed = p.Seed&^(7<<14|3<<18) | uint64(i%2)<<18
+		// Seed bits 24-28 zero: sampled; bits 29-30: the rate (3 or 1).
+		p.Seed = p.Seed&^(31<<24|3<<29) | uint64(2+i%2)<<29
 		opts := Options(p)
 		if opts.SampleRate == 0 {
 			t.Fatalf("seed %#x: not a sampled configuration", p.Seed)
@@ -27,7 +27,7 @@ func TestSampledPrograms(t *testing.T) {
 	// redzones, so the harness turns the variants that need them into a
 	// double free; the others must be reported as themselves.
 	for v := range numMisuse {
-		p := Program{Seed: 1 << 20, Ops: []Op{{Kind: OpAlloc, Slot: 0, Size: 64}, {Kind: OpMisuse, Slot: 0, Size: 64, Aux: v}}}
+		p := Program{Seed: 3 << 29, Ops: []Op{{Kind: OpAlloc, Slot: 0, Size: 64}, {Kind: OpMisuse, Slot: 0, Size: 64, Aux: v}}}
 		opts := Options(p)
 		if opts.SampleRate != 1 {
 			t.Fatalf("seed %#x: SampleRate %d", p.Seed, opts.SampleRate)

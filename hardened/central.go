@@ -78,6 +78,9 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 				cl.empty-- // a purged slab counted as empty; a reserve one did not
 			}
 			a.setFresh(c, s, st.purged) // a purged slab's pages come back zero
+			if st.purged {
+				cl.unpurged++
+			}
 			st.purged, st.reserve = false, false
 			n = takeBits(st, dst, uint32(s)<<classSlabShift[c], stride)
 			a.setHanded(c)
@@ -145,6 +148,9 @@ func (a *Allocator) purge(c, s int) {
 	size := uintptr(1) << classSlabShift[c]
 	lo := a.classBase(c) + uintptr(s)*size
 	unix.Madvise(a.mem[lo:lo+size], unix.MADV_DONTNEED) // headers read as zero: "never used"
+	if !cl.slabs[s].purged {
+		cl.unpurged--
+	}
 	cl.slabs[s].purged = true
 	cl.slabs[s].used = 0
 	a.mapped.Add(-int64(slabCommit[c]))
@@ -180,6 +186,7 @@ func (cl *central) newSlab(c int) {
 	st := slabState{bits: make([]uint64, (n+63)/64)}
 	st.fillAll(n)
 	cl.slabs = append(cl.slabs, st)
+	cl.unpurged++
 	cl.empty++
 	if len(cl.slabs)-1 < cl.lowest {
 		cl.lowest = len(cl.slabs) - 1
@@ -212,7 +219,11 @@ type central struct {
 	slabs  []slabState // per slab carved (central.go)
 	lowest int         // no slab below this has free slots to give
 	empty  int         // slabs whose every slot is free here (purged or not)
-	_      [64]byte
+	// unpurged counts the carved slabs not purged, kept at each purged
+	// state change (newSlab, purge, a revival in take): Audit checks
+	// Stats.Mapped against it.
+	unpurged int
+	_        [64]byte
 }
 
 // slabPurged reports whether the slab holding class c's slot soff is
