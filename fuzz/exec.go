@@ -936,14 +936,14 @@ func (r *runner) close() error {
 	return nil
 }
 
-// trim, at the end of one program in 16 (by its seed), gives memory back
+// trim, at the end of one program in 64 (by its seed), gives memory back
 // with Trim and checks the accounting: what Trim gives back leaves
 // Stats.Mapped, a second Trim gives nothing, and Audit (which checks that
 // Stats.Mapped adds up to what is mapped) holds. Not an op among the
 // others: the slabs it purges must be faulted in again by the programs
 // after it on the pooled allocator, which cost a whole exec each time.
 func (r *runner) trim(i int) error {
-	if (r.p.Seed>>40)%16 != 0 || r.running.Load() > 0 {
+	if (r.p.Seed>>40)%64 != 0 || r.running.Load() > 0 {
 		return nil
 	}
 	harness.ReadStats(r.a, &r.stats)
