@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/internal/harness"
 )
 
 // The crash monitor's tests run each fault in a child process (this test
@@ -92,20 +93,21 @@ var monitorCases = []monitorCase{
 		name: "sampled-read-after-free",
 		opts: hardened.Options{SampleRate: 1},
 		run: func(a *hardened.Allocator) {
-			b, _ := a.Alloc(100)
+			b := sampled(a, 100)
 			a.Free(b)
 			read1(unsafe.Pointer(&b[7]))
 		},
 		want: []string{`ERROR: heap-use-after-free on address 0x[0-9a-f]+ \(fault\)`, `7 bytes inside a 100-byte block at 0x[0-9a-f]+ \(sampled block\)`,
 			`(?s)freed by goroutine \d+ \(seq 2\) at:\n\s+#0 github.com/hardalloc/hardalloc/hardened_test.init.func\d+`,
-			`(?s)allocated by goroutine \d+ \(seq 1\) at:\n\s+#0 github.com/hardalloc/hardalloc/hardened_test.init.func\d+`},
+			`(?s)allocated by goroutine \d+ \(seq 1\) at:\n\s+#0 github.com/hardalloc/hardalloc/hardened_test.sampled\n`},
 	},
 	{
 		name: "sampled-one-past-end",
 		opts: hardened.Options{SampleRate: 1},
 		run: func(a *hardened.Allocator) {
-			a.Alloc(64)         // at the start of its page
-			b, _ := a.Alloc(64) // at the end of its page
+			// The second sampled block sits at the end of its page.
+			sampled(a, 64)
+			b := sampled(a, 64)
 			write1(unsafe.Add(unsafe.Pointer(&b[0]), 64))
 		},
 		want: []string{`ERROR: heap-buffer-overflow on address 0x[0-9a-f]+ \(fault\)`, `0 bytes after the end of a 64-byte block .*\(sampled block\)`,
@@ -115,7 +117,7 @@ var monitorCases = []monitorCase{
 		name: "sampled-one-before-start",
 		opts: hardened.Options{SampleRate: 1},
 		run: func(a *hardened.Allocator) {
-			b, _ := a.Alloc(64) // at the start of its page
+			b := sampled(a, 64) // the first sampled block: at the start of its page
 			write1(unsafe.Add(unsafe.Pointer(&b[0]), -1))
 		},
 		want: []string{`ERROR: heap-buffer-underflow on address 0x[0-9a-f]+ \(fault\)`, `1 byte before the start of a 64-byte block .*\(sampled block\)`},
@@ -184,6 +186,20 @@ var monitorCases = []monitorCase{
 			}
 		},
 	},
+}
+
+// sampled allocates n bytes until a block is sampled (SampleRate 1; race
+// builds pick a cache, and so a countdown, at random), keeping the others.
+func sampled(a *hardened.Allocator, n int) []byte {
+	for {
+		b, err := a.Alloc(n)
+		if err != nil {
+			panic(err)
+		}
+		if l, ok := harness.LayoutOf(a, b); ok && l.Sampled {
+			return b
+		}
+	}
 }
 
 // TestMonitorChild is the child's side: it does nothing unless run by
