@@ -350,12 +350,12 @@ func (lb *largeBlock) booked() {
 // stack is cheap, and their records let the crash monitor and leak
 // reports say where they came from. after is the block's previous event.
 func (a *Allocator) releaseSite(after uint64, pcs *[bookDepth + 8]uintptr) Site {
-	n := callers(1, pcs[:])
-	seq := a.largeSeq.Add(1)
-	if seq <= after {
-		seq = after + 1
+	site := a.capture(pcs[:])
+	site.Seq = a.largeSeq.Add(1)
+	if site.Seq <= after {
+		site.Seq = after + 1
 	}
-	return Site{Goroutine: goid(), Seq: seq, Stack: pcs[:n:n], depth: bookDepth, wrappers: a.opts.Wrappers}
+	return site
 }
 
 func (lb *largeBlock) payload() []byte { return slice(lb.p, lb.span) }

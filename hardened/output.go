@@ -51,8 +51,15 @@ func (a *Allocator) printLeaks(leaks []*Report) {
 
 // caught captures the goroutine and stack of the allocator call that is
 // reporting, for Report.Caught (the report path only).
-func (a *Allocator) caught() Site {
-	var pcs [bookDepth + 16]uintptr
-	n := callers(0, pcs[:])
-	return Site{Goroutine: goid(), Stack: append([]uintptr(nil), pcs[:n]...), depth: bookDepth, wrappers: a.opts.Wrappers}
+func (a *Allocator) caught() Site { return a.capture(make([]uintptr, bookDepth+16)) }
+
+// capture is the one capture of a site outside the hardening layer's
+// records (a report's catching call, a sampled or release large block's
+// events): the calling goroutine and its stack, read into pcs (the
+// Site's Stack is pcs cut to the frames found; the allocator's own frames
+// at its top are dropped when it is printed). No sequence number: the
+// caller numbers the event.
+func (a *Allocator) capture(pcs []uintptr) Site {
+	n := callers(1, pcs)
+	return Site{Goroutine: goid(), Stack: pcs[:n:n], depth: bookDepth, wrappers: a.opts.Wrappers}
 }

@@ -154,9 +154,7 @@ func (s *sampler) slotPage(i int) []byte {
 // then goes to its class as usual).
 func (a *Allocator) allocSampled(n int) []byte {
 	s := a.samp
-	g := goid()
-	var pcs [bookDepth + 8]uintptr
-	k := callers(1, pcs[:])
+	site := a.capture(make([]uintptr, bookDepth+8)) // before the lock
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.free) == 0 || uintptr(n) > pageSize || a.reserve(int64(pageSize)) != nil {
@@ -181,7 +179,8 @@ func (a *Allocator) allocSampled(n int) []byte {
 	s.right = !s.right
 	s.seq++
 	*b = sampledBlock{p: p, size: n, live: true, used: true}
-	b.alloc = Site{Goroutine: g, Seq: s.seq, Stack: append([]uintptr(nil), pcs[:k]...), depth: bookDepth, wrappers: a.opts.Wrappers}
+	site.Seq = s.seq
+	b.alloc = site
 	if b.rec = bookRecord(recSampled, a.id, s.slotAddr(i), s.slotAddr(i)+pageSize, p, n); b.rec != nil {
 		b.rec.alloc.setSite(b.alloc)
 	}
@@ -207,9 +206,7 @@ func (s *sampler) sampledAt(addr uintptr) int {
 // freeSampled releases the sampled block at p, or reports why not.
 func (a *Allocator) freeSampled(op string, p unsafe.Pointer) bool {
 	s := a.samp
-	g := goid()
-	var pcs [bookDepth + 8]uintptr
-	k := callers(1, pcs[:])
+	site := a.capture(make([]uintptr, bookDepth+8)) // before the lock
 	s.mu.Lock()
 	i := s.sampledAt(uintptr(p))
 	if i < 0 || !s.blocks[i].live || s.blocks[i].p != uintptr(p) {
@@ -221,7 +218,8 @@ func (a *Allocator) freeSampled(op string, p unsafe.Pointer) bool {
 	b := &s.blocks[i]
 	b.live = false
 	s.seq++
-	b.free = Site{Goroutine: g, Seq: s.seq, Stack: append([]uintptr(nil), pcs[:k]...), depth: bookDepth, wrappers: a.opts.Wrappers}
+	site.Seq = s.seq
+	b.free = site
 	if b.rec.owns(b.p) {
 		b.rec.free.setSite(b.free)
 		b.rec.state = recFreed
