@@ -34,23 +34,22 @@ var residencyWindow = func() int64 {
 	return max(0, (budget-pend*n)/n-int64(hardened.MaxSmall)-harness.HeaderSize)
 }()
 
-// slotBytes is each class's slot size (payload capacity and header).
-var slotBytes = sync.OnceValue(func() []int64 {
-	a, err := hardened.New(hardened.Options{ReportOutput: discard{}})
-	if err != nil {
-		panic(err)
-	}
-	defer a.Close()
-	var out []int64
-	for _, c := range a.Stats().Classes {
-		out = append(out, int64(c.Size)+harness.HeaderSize)
-	}
-	return out
-})
+// slotBytes is each class's slot size (payload capacity and header),
+// read once from the Stats of the first allocator that asks: the classes
+// are the same for every allocator.
+var slotBytes struct {
+	once sync.Once
+	n    []int64
+}
 
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
+func (r *runner) slotSize(c int) int64 {
+	slotBytes.once.Do(func() {
+		for _, cs := range r.a.Stats().Classes {
+			slotBytes.n = append(slotBytes.n, int64(cs.Size)+harness.HeaderSize)
+		}
+	})
+	return slotBytes.n[c]
+}
 
 // startResidency arms the oracle for a program (and after a Reset).
 func (r *runner) startResidency() {
@@ -80,7 +79,7 @@ func (r *runner) noteFree(b []byte) {
 	}
 	if s, c, ok := r.slotOf(b); ok {
 		q.freed[s] = true
-		q.bytes += slotBytes()[c]
+		q.bytes += r.slotSize(c)
 	}
 }
 
