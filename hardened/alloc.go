@@ -19,9 +19,9 @@ import (
 
 // This file is the allocator proper: the Allocator, New and its
 // address-space reservation, Alloc and AllocAligned with their fast path,
-// the general allocation path, slab growth, and finishSmall, the one place
-// a small block becomes live. Options are in options.go, the per-P caches
-// in cache.go, Free in free.go, Realloc in realloc.go.
+// the general allocation path and slab growth. A block's birth and death
+// are in lifecycle.go, Options in options.go, the per-P caches in
+// cache.go, Free in free.go, Realloc in realloc.go.
 
 // Each size class owns 2^shift bytes of address space: 1 GiB
 // (maxClassShift) when New can reserve the 89 GiB this takes, less under an
@@ -266,36 +266,21 @@ func (a *Allocator) slotAt(c int, off uint32) unsafe.Pointer {
 //go:norace
 //go:nocheckptr
 func (a *Allocator) Alloc(n int) ([]byte, error) {
-	// Fast path, the same in both builds: a non-empty request whose slot
+	// Fast path, the same in every build: a non-empty request whose slot
 	// (with the hardened redzones: pads) is small, from this P's cache,
-	// armed by finishSmall as on the general path. After Close the caches
-	// are empty, so this falls through to the checks.
+	// born as on the general path. After Close the caches are empty, so
+	// this falls through to the checks.
 	front, rear := a.pads()
 	slack := int(a.minAlign) - 16 // Options.MinAlign: the most alignment padding a slot needs
 	if n > 0 && n <= maxSmall-front-rear-slack {
 		c := sizeClass(uintptr(front + slack + n + rear))
 		if off, seq, ok := a.popFast(c, n); ok {
-			// finishSmall, by hand: it is over the inlining budget.
-			slot := a.slotAt(c, off)
 			payOff := uintptr(front)
 			if slack > 0 {
+				slot := a.slotAt(c, off)
 				payOff = alignUp(uintptr(slot)+headerSize+payOff, a.minAlign) - uintptr(slot) - headerSize
 			}
-			armed := true
-			if !Enabled && a.x.JunkFill == 0 {
-				// armSmall's release body by hand, the header (the call
-				// was ~4 ns of a 40 ns pair): encode, inlined.
-				v := uint64(n) | uint64(payOff/16)<<hdrOffShift | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
-				storeHeader(slot, v|a.checksum(slot, v)<<hdrSumShift)
-				asanSlotLive(slot, c, payOff, n)
-			} else {
-				armed = a.armSmall(slot, c, off, n, payOff, seq)
-			}
-			if armed {
-				b := unsafe.Slice((*byte)(unsafe.Add(slot, headerSize+payOff)), n)
-				if !bug(bugNoZero) {
-					clear(b)
-				}
+			if b := a.smallBorn(c, off, n, payOff, seq, false); b != nil {
 				return b, nil
 			}
 		} else if seq == seqSample && a.sampleable(n, 0) {
@@ -331,7 +316,7 @@ func (a *Allocator) alloc(op string, n, align int) ([]byte, error) {
 		return nil, &OpError{Op: op, Size: n, Align: align, Err: ErrClosed}
 	}
 	align = max(align, int(a.minAlign))
-	if Enabled && n == 0 && uintptr(align) <= pageSize {
+	if n == 0 {
 		if b := a.allocZero(uintptr(align)); b != nil {
 			return b, nil
 		}
@@ -362,7 +347,7 @@ func (a *Allocator) alloc(op string, n, align int) ([]byte, error) {
 			}
 			slot := a.slotAt(d, off)
 			payOff := alignUp(uintptr(slot)+headerSize+uintptr(front), uintptr(align)) - uintptr(slot) - headerSize
-			if b := a.finishSmall(d, off, n, payOff, seq, d != c); b != nil {
+			if b := a.smallBorn(d, off, n, payOff, seq, d != c); b != nil {
 				return b, nil
 			}
 			// The slot's header was damaged while it was free: it has been
@@ -418,22 +403,30 @@ func (a *Allocator) grow(c int) error {
 	return nil
 }
 
-// junk applies ctl.Extra.JunkFill to the n-byte payload at payOff of a slot
-// about to be handed out for the first time since its pages came zero
-// from the OS (header zero, in a fresh slab), just before the payload is
-// zeroed; per block handed out, not per slab carved (a 1 MiB slab of
-// 144 KiB slots filled at once cost fuzz programs that allocate one of
-// them the other six), and not after Reset, whose slabs keep their old
-// bytes (junking every first use after a Reset cost fuzzing 15%).
-func (a *Allocator) junk(slot unsafe.Pointer, c int, soff uint32, payOff uintptr, n int) {
-	if a.x.JunkFill == 0 || loadHeader(slot) != 0 {
+// junk applies ctl.Extra.JunkFill to the bodies of slots of class c just
+// taken from the central list that have not been used since their pages
+// came zero from the OS (header zero, in a fresh slab), before any can be
+// handed out and zeroed: per slot taken, not per slab carved (a 1 MiB
+// slab of 144 KiB slots filled at once cost fuzz programs that allocate
+// one of them the other six), and not after Reset, whose slabs keep their
+// old bytes (junking every first use after a Reset cost fuzzing 15%).
+// Taken slots are filled whole, so the fast paths never look at JunkFill.
+func (a *Allocator) junk(c int, offs []uint32) {
+	if a.x.JunkFill == 0 {
 		return
 	}
-	if s, _ := a.slabIndex(c, soff); a.fresh[c][s/64].Load()>>(s%64)&1 == 0 {
-		return
+	w := uint64(a.x.JunkFill) * 0x0101010101010101
+	for _, off := range offs {
+		slot := a.slotAt(c, off)
+		if loadHeader(slot) != 0 {
+			continue
+		}
+		if s, _ := a.slabIndex(c, off); a.fresh[c][s/64].Load()>>(s%64)&1 == 0 {
+			continue
+		}
+		body := unsafe.Add(slot, headerSize)
+		redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), w) // uninstrumented: not live to ASan
 	}
-	p := unsafe.Add(slot, headerSize+payOff)
-	redzone.Fill(slice(p, uintptr(n)), uintptr(p), uint64(a.x.JunkFill)*0x0101010101010101) // uninstrumented: not yet live to ASan
 }
 
 // setFresh marks slab s of class c as holding pages fresh from the OS, or
@@ -463,28 +456,6 @@ func (a *Allocator) reserve(n int64) error {
 			return nil
 		}
 	}
-}
-
-// finishSmall is where a small block becomes live, on every Alloc path
-// of both builds: armSmall publishes the slot just taken from a free list
-// (hardened builds verify its free header, arm its canaries and record
-// the allocation site first), then the payload is zeroed. It returns the
-// payload, or nil if the slot's header showed it was damaged while free
-// (reported; the slot is dropped). spilled says the slot was borrowed
-// from a larger class than n's.
-//
-//go:norace
-//go:nocheckptr
-func (a *Allocator) finishSmall(c int, off uint32, n int, payOff uintptr, seq uint64, spilled bool) []byte {
-	slot := a.slotAt(c, off)
-	if !a.armSmall(slot, c, off, n, payOff, seq) {
-		return nil
-	}
-	b := unsafe.Slice((*byte)(unsafe.Add(slot, headerSize+payOff)), n)
-	if !bug(bugNoZero) && !(spilled && bug(bugSpillNoZero)) {
-		clear(b)
-	}
-	return b
 }
 
 // headerReport is the one HeaderCorruption report, for a slot whose

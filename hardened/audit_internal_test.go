@@ -93,8 +93,8 @@ func TestAuditConservation(t *testing.T) {
 	cl.mu.Unlock()
 }
 
-// JunkFill dirties the payload of a never-used slot just before Alloc
-// zeroes it (headers stay zero until armSmall writes them), leaves used
+// JunkFill dirties the body of every never-used slot as it leaves the
+// central list (headers stay zero until the slot is born), leaves used
 // slots alone, and Alloc still hands out zeroed blocks.
 func TestJunkFill(t *testing.T) {
 	a, err := newWith(Options{Seed: 2, OnReport: func(r *Report) { t.Errorf("report:\n%s", r) }}, ctl.Extra{JunkFill: 0xa5})
@@ -109,7 +109,7 @@ func TestJunkFill(t *testing.T) {
 		}
 	}
 	// The rest of the batch the Alloc took is in some P's cache, never
-	// used: junk goes in; a used slot (b's) is left alone.
+	// used: junked whole when it was taken.
 	_, c, _, _ := a.locate(addrOf(b) - uintptr(a.base))
 	junked := 0
 	for _, pc := range a.allCaches() {
@@ -118,12 +118,10 @@ func TestJunkFill(t *testing.T) {
 			if loadHeader(slot) != 0 {
 				t.Fatal("a never-used slot's header is not zero")
 			}
-			a.junk(slot, c, off, 16, 50)
-			if got := peekByte(unsafe.Add(slot, headerSize+16+49)); got != 0xa5 {
-				t.Fatalf("a never-used slot's payload holds %#x after junk, want 0xa5", got)
-			}
-			if got := peekByte(unsafe.Add(slot, headerSize+16+50)); got == 0xa5 {
-				t.Fatal("junk ran past the payload")
+			for _, i := range []uintptr{0, 49, uintptr(classSize[c]) - 1} {
+				if got := peekByte(unsafe.Add(slot, headerSize+i)); got != 0xa5 {
+					t.Fatalf("byte %d of a never-used slot's body holds %#x, want 0xa5", i, got)
+				}
 			}
 			junked++
 		}
@@ -132,30 +130,28 @@ func TestJunkFill(t *testing.T) {
 		t.Fatal("no slot of the Alloc's batch is cached")
 	}
 	slot, _, soff, _ := a.locate(addrOf(b) - uintptr(a.base))
-	a.junk(slot, c, soff, uintptr(addrOf(b)-uintptr(slot)-headerSize), len(b))
-	if !isZeroT(b) {
+	a.junk(c, []uint32{soff})
+	if !isZeroT(b) || loadHeader(slot) == 0 {
 		t.Fatal("junk filled a used slot")
 	}
 	// After Reset the slabs hold the last program's bytes, not zeros from
 	// the OS: no junk there, never-used header or not.
+	b[10] = 0x11
 	a.Free(b)
 	if err := a.reset(3); err != nil {
 		t.Fatal(err)
 	}
-	b = allocT(t, a, 100)
-	for _, pc := range a.allCaches() {
-		for _, off := range pc.free[c][:pc.n[c]] {
-			slot := a.slotAt(c, off)
-			before := peekByte(unsafe.Add(slot, headerSize+16+10))
-			a.junk(slot, c, off, 16, 50)
-			if got := peekByte(unsafe.Add(slot, headerSize+16+10)); got != before {
-				t.Fatalf("junk dirtied a slot of a slab Reset recycled (%#x -> %#x)", before, got)
-			}
-		}
-	}
 	if err := a.auditSlots(); err != nil {
 		t.Fatal(err)
 	}
+	storeHeader(slot, 0) // as if never used
+	at := unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), 10)
+	before := peekByte(at) // 0x11, or hardened builds' poison
+	a.junk(c, []uint32{soff})
+	if got := peekByte(at); got != before {
+		t.Fatalf("junk dirtied a slot of a slab Reset recycled (%#x -> %#x)", before, got)
+	}
+	b = allocT(t, a, 100)
 	a.Free(b)
 	// Freed and quarantined or cached, then reused: zeroed again.
 	for range 100 {

@@ -2,6 +2,8 @@
 
 package hardened
 
+import "unsafe"
+
 const (
 	bugReallocShort = iota + 1
 	bugDoublePush
@@ -19,5 +21,15 @@ const (
 	bugAsanShrink
 )
 
+// injecting is false in every normal build: code under `if injecting`
+// compiles away and costs nothing against the inlining budget.
+const injecting = false
+
 // bug is false in every normal build: the seeded bugs compile away.
 func bug(int) bool { return false }
+
+// The test hooks (bug_on.go) are empty in every normal build.
+func hookRelease(unsafe.Pointer) {}
+
+//lint:ignore U1000 used by the hardening layer (harden*.go, -tags hardened)
+func hookCheck(unsafe.Pointer) {}

@@ -2,7 +2,10 @@
 
 package hardened
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // Seeded allocator bugs (faultinject builds only), to prove the fuzzers
 // find real bugs: each must be caught by the shadow model from an empty
@@ -66,9 +69,37 @@ const (
 	bugAsanShrink     = BugAsanShrink
 )
 
+// injecting says the fault-injection layer is compiled in.
+const injecting = true
+
 var seeded atomic.Int32
 
 // SetBug selects the seeded bug (0: none).
 func SetBug(b int) { seeded.Store(int32(b)) }
 
 func bug(b int) bool { return int(seeded.Load()) == b }
+
+// Test hooks, the fault-injection layer's other half: tests set them to
+// make another goroutine act inside a window that is otherwise too narrow
+// to hit.
+var (
+	// freeHook runs in every Free and Realloc of a small block between
+	// loading its header and changing its state (releaseSlot).
+	freeHook func(slot unsafe.Pointer)
+	// checkHook runs in Check between reading a slot's header and
+	// verifying the slot, where another goroutine may free or reuse it.
+	checkHook func(slot unsafe.Pointer)
+)
+
+func hookRelease(slot unsafe.Pointer) {
+	if freeHook != nil {
+		freeHook(slot)
+	}
+}
+
+//lint:ignore U1000 used by the hardening layer (harden*.go, -tags hardened)
+func hookCheck(slot unsafe.Pointer) {
+	if checkHook != nil {
+		checkHook(slot)
+	}
+}

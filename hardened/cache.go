@@ -106,7 +106,7 @@ func (a *Allocator) popSlot(c int, n int) (int, uint32, uint64, error) {
 	}
 	if err == nil && k == 0 {
 		err = a.grow(c)
-		if err != nil && Enabled && errors.Is(err, ErrOutOfMemory) {
+		if err != nil && errors.Is(err, ErrOutOfMemory) && a.quarantineHolds() {
 			// Over the limit with freed blocks waiting in quarantine:
 			// release them all (verifying their poison) and try again.
 			cl.mu.Unlock()

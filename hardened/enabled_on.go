@@ -3,7 +3,8 @@
 package hardened
 
 // Enabled reports whether the hardening layer is compiled in (-tags hardened).
-// Like internal/race, this file and enabled_off.go are the only two places
-// that know the build tag; everything else writes `if Enabled { ... }` and a
-// release build compiles those branches away.
+// The package itself never branches on it: its code reaches the layer
+// through the methods harden*.go define and harden0.go stubs (see
+// lifecycle.go). Enabled is for code outside that must know what to
+// expect, such as tests and the fuzz layer's model.
 const Enabled = true

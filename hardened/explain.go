@@ -1,6 +1,9 @@
 package hardened
 
-import "unsafe"
+import (
+	"runtime/debug"
+	"unsafe"
+)
 
 // This file turns an address into a report: Explain (for faults, and for
 // AddressSanitizer's reports under -asan) and CatchFault.
@@ -161,3 +164,5 @@ func (a *Allocator) catch(fn func()) (r *Report) {
 	fn()
 	return nil
 }
+
+func setPanicOnFault(on bool) bool { return debug.SetPanicOnFault(on) }

@@ -7,8 +7,8 @@ import (
 )
 
 // This file is where blocks are freed: Free's fast path, the general
-// path and its one validator (validate), and retireSmall, the one place
-// a small block dies.
+// path and its one validator (validate). A small block dies in smallDies
+// (lifecycle.go).
 
 // Free releases b. Free(nil) is a no-op. Freeing anything but a live block
 // from this allocator (again, partially, or from elsewhere) is reported and
@@ -21,11 +21,11 @@ func (a *Allocator) Free(b []byte) {
 	if p == nil {
 		return
 	}
-	// Fast path, the same in both builds: a live small block with a good
-	// header, freed through the start of its payload (aligned ones too), is
-	// released with one compare-and-swap and retired. Anything
-	// else (and everything after Close, when no slab is committed any
-	// more) takes the general path, which reports.
+	// Fast path, the same in every build: a live small block with a good
+	// header, freed through the start of its payload (aligned ones too),
+	// is released with one compare-and-swap and dies. Anything else (and
+	// everything after Close, when no slab is committed any more) takes
+	// the general path, which reports.
 	if off := uintptr(p) - uintptr(a.base); off < a.regionSize() {
 		slot, c, soff, ok := a.locate(off)
 		if ok {
@@ -36,17 +36,8 @@ func (a *Allocator) Free(b []byte) {
 			if old&mask == uint64(c)<<hdrClsShift|uint64(stateAllocated)<<hdrStShift|hdrUsedBit &&
 				unsafe.Add(slot, headerSize+uintptr(old>>hdrOffShift&(1<<hdrOffBits-1))*16) == p &&
 				old>>hdrSumShift == a.checksum(slot, old) &&
-				(freeHook == nil || hookFree(slot)) &&
-				(!bug(bugPlainFree) && atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateFreeing)) ||
-					bug(bugPlainFree) && releasePlain(slot, old, stateFreeing)) { // releaseSlot, by hand: over the inlining budget
-				// retireSmall, by hand (over the inlining budget).
-				asanSlotDead(slot, c)
-				if done, _ := a.quarantineSmall("Free", slot, c, soff, old); !done {
-					size := int(old & (1<<hdrSizeBits - 1))
-					if !a.pushFast(c, soff, size) {
-						a.pushSlot(c, soff, size)
-					}
-				}
+				a.releaseSlot(slot, old, stateFreeing) {
+				a.smallDies("Free", slot, c, soff, old)
 				return
 			}
 		}
@@ -93,9 +84,6 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 			a.report(r)
 			return false
 		}
-		if freeHook != nil {
-			freeHook(ref.slot) // tests: another goroutine acts between the load and the state change
-		}
 		slot, c, soff, h, old := ref.slot, ref.c, ref.soff, ref.h, ref.old
 		if h.state == stateDamaged {
 			// Check already reported this block's damage; this Free ends
@@ -108,31 +96,10 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 			continue
 		}
 		if a.releaseSlot(slot, old, stateFreeing) {
-			return a.retireSmall(op, slot, c, soff, old)
+			return a.smallDies(op, slot, c, soff, old)
 		}
 		// Lost a race with another Free/Realloc of the same block: look again.
 	}
-}
-
-// retireSmall is where a small block dies, on every Free and Realloc
-// path of both builds, once releaseSlot has moved its header word old to
-// stateFreeing (free in release builds; busy in hardened ones, whose
-// quarantineSmall verifies, records, poisons and quarantines it). Release
-// builds and unquarantined hardened frees recycle the slot here. It
-// returns false if the block was reported (damaged redzones).
-//
-//go:norace
-//go:nocheckptr
-func (a *Allocator) retireSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64) bool {
-	asanSlotDead(slot, c) // before anything can hand it out again
-	if done, ok := a.quarantineSmall(op, slot, c, soff, old); done {
-		return ok
-	}
-	size := int(old & (1<<hdrSizeBits - 1))
-	if !a.pushFast(c, soff, size) {
-		a.pushSlot(c, soff, size)
-	}
-	return true
 }
 
 // smallRef is a pointer into the class regions, located and validated:
@@ -189,24 +156,25 @@ func (a *Allocator) validate(op string, p unsafe.Pointer, off uintptr, freed Kin
 	return ref, nil
 }
 
-// freeHook, when set by a test, runs in Free's fast path and in Free and
-// Realloc's general path between loading a slot's header and changing its
-// state: the window in which a racing Free of the same block must lose
-// cleanly.
-var freeHook func(slot unsafe.Pointer)
-
-// hookFree runs freeHook in an expression.
-func hookFree(slot unsafe.Pointer) bool {
-	freeHook(slot)
-	return true
-}
-
 // releaseSlot moves a slot's header from old (allocated) to state by
 // compare-and-swap; false means another goroutine changed it first.
+// Every Free and Realloc of a small block passes here between loading the
+// header and changing it: the window racing frees must lose cleanly in,
+// where the fault-injection layer's tests act (releaseInjected).
 //
 //go:norace
 //go:nocheckptr
 func (a *Allocator) releaseSlot(slot unsafe.Pointer, old uint64, state slotState) bool {
+	if injecting {
+		return releaseInjected(slot, old, state)
+	}
+	return atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, state))
+}
+
+// releaseInjected is releaseSlot with the test hook and the seeded bug
+// BugPlainFree.
+func releaseInjected(slot unsafe.Pointer, old uint64, state slotState) bool {
+	hookRelease(slot)
 	if bug(bugPlainFree) {
 		return releasePlain(slot, old, state)
 	}

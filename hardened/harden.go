@@ -235,3 +235,16 @@ func (a *Allocator) resetHardened() {
 	clear(z.live)
 	z.mu.Unlock()
 }
+
+// inPlace is Realloc's resize within the slot: hardened builds always
+// move a block, so that a moved block catches stale pointers and canaries
+// never change place under a Check.
+func (a *Allocator) inPlace(p unsafe.Pointer, size, n int) ([]byte, bool) { return nil, false }
+
+// usable is UsableSize for a live size-byte block: Realloc always moves,
+// so it can grow in place by nothing.
+func (a *Allocator) usable(p unsafe.Pointer, size int) int { return size }
+
+// quarantineHolds reports whether freed blocks may wait in quarantine,
+// which a class at its Limit takes back (drainQuarantine) before failing.
+func (a *Allocator) quarantineHolds() bool { return true }

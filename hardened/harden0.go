@@ -41,21 +41,22 @@ func (a *Allocator) drainQuarantine()                             {}
 func (a *Allocator) explainHardened(addr uintptr) *Report         { return nil }
 func (a *Allocator) alwaysQuarantine(n int)                       {}
 
-// armSmall (release builds) writes the allocated header of an n-byte
-// payload at payOff. Release builds trust a free slot's header: the free
-// lists are out of band, so a damaged free header cannot redirect
-// anything.
+// armSmall (release builds) has nothing to arm. Release builds trust a
+// free slot's header: the free lists are out of band, so a damaged free
+// header cannot redirect anything.
 //
 //go:norace
 //go:nocheckptr
 func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) bool {
-	if a.x.JunkFill != 0 { // junk is over the inlining budget
-		a.junk(slot, c, soff, payOff, n)
-	}
-	storeHeader(slot, a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
-	asanSlotLive(slot, c, payOff, n)
 	return true
 }
+
+// publish stores a newly live block's header word: a plain store, as
+// nothing is armed before it that a concurrent reader must see.
+//
+//go:norace
+//go:nocheckptr
+func publish(slot unsafe.Pointer, v uint64) { storeHeader(slot, v) }
 
 // stateFreeing is the state Free's compare-and-swap moves a live block
 // to: release builds recycle it at once.
@@ -68,11 +69,33 @@ func (a *Allocator) verifyStable(op string, slot unsafe.Pointer, c int, soff uin
 	return nil
 }
 
-// Large blocks.
-func (a *Allocator) armLarge(lb *largeBlock)                          {}
-func (a *Allocator) verifyLarge(op string, lb *largeBlock) *Report    { return nil }
-func (a *Allocator) freeLargeHardened(op string, lb *largeBlock) bool { return true }
-func (a *Allocator) unquarantine(lb *largeBlock, cache bool)          {}
+// armLarge (release builds) records a large block's allocation site
+// (in the block, for the record book and the crash monitor).
+func (a *Allocator) armLarge(lb *largeBlock) { lb.alloc = a.releaseSite(0, &lb.pcs[0]) }
+
+// retireLarge (release builds; a.large.mu held, released here) records
+// the free site and parks the block in the large cache.
+func (a *Allocator) retireLarge(op string, lb *largeBlock) bool {
+	lb.free = a.releaseSite(lb.alloc.Seq, &lb.pcs[1])
+	lb.booked()
+	a.park(lb)
+	a.large.mu.Unlock()
+	return true
+}
+
+func (a *Allocator) verifyLarge(op string, lb *largeBlock) *Report { return nil }
+func (a *Allocator) unquarantine(lb *largeBlock, cache bool)       {}
+
+// Realloc (release builds) resizes a small block within its slot when
+// it can.
+func (a *Allocator) inPlace(p unsafe.Pointer, size, n int) ([]byte, bool) {
+	return a.resizeInPlace(p, size, n)
+}
+func (a *Allocator) usable(p unsafe.Pointer, size int) int { return a.slotRoom(p, size) }
+
+// quarantineHolds reports whether freed blocks wait in quarantine that a
+// class at its Limit could take back (release builds have none).
+func (a *Allocator) quarantineHolds() bool { return false }
 
 // The zero-size region: release builds give Alloc(0) a slot.
 func (a *Allocator) zeroContains(p uintptr) bool                       { return false }

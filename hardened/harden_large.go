@@ -37,6 +37,24 @@ func (a *Allocator) verifyLarge(op string, lb *largeBlock) *Report {
 	return nil
 }
 
+// retireLarge is the hardening layer's part of largeDies (a.large.mu
+// held, released here). lb is remembered before the lock is dropped: a
+// Free of lb racing with this one must find it (a double free), not
+// nothing (an invalid free); FuzzAllocFree's racing frees found the gap.
+func (a *Allocator) retireLarge(op string, lb *largeBlock) bool {
+	l := &a.large
+	l.remember(lb)
+	l.mu.Unlock()
+	if !a.freeLargeHardened(op, lb) {
+		l.mu.Lock()
+		l.withdrawn = append(l.withdrawn, lb)
+		l.mu.Unlock()
+		return false
+	}
+	lb.booked()
+	return true
+}
+
 // freeLargeHardened (lb already out of the live table, a.large.mu not
 // held): verify the slack canary, make the pages inaccessible and give
 // their memory back, and hold the address range in a bounded quarantine so
@@ -58,7 +76,7 @@ func (a *Allocator) freeLargeHardened(op string, lb *largeBlock) bool {
 	// them back now.
 	if a.cacheable(lb.span) && l.kept+l.cacheBytes+int64(lb.span) <= a.largeCacheBudget() &&
 		unix.Mprotect(lb.payload(), unix.PROT_NONE) == nil {
-		lb.kept = true
+		lb.kept, lb.none = true, true
 		l.kept += int64(lb.span)
 	} else {
 		retire(lb.payload(), false)

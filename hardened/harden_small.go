@@ -12,7 +12,7 @@ import (
 
 // This file is the hardening layer's small blocks: where a slot is armed
 // (canaries, allocation site, header) and where it is verified, poisoned
-// and quarantined on free (quarantineSmall, retireSmall's hardened half),
+// and quarantined on free (quarantineSmall, smallDies' hardened half),
 // and Check's and Close's looks at a slot that others may be changing.
 //
 // Small slot layout in hardened builds:
@@ -25,11 +25,11 @@ import (
 // slot body is filled with keyed poison and the slot enters the
 // quarantine; when it leaves, the poison is verified (WriteAfterFree).
 
-// armSmall verifies the header of a free slot about to be handed out (an
-// overflow into a free neighbour shows there), fills both redzones with
-// the canary, records the allocation site, then publishes the header:
-// canaries go in before the header says "allocated", so a concurrent
-// Check never sees a half-armed block. finishSmall zeroes the payload.
+// armSmall is the hardening layer's part of smallBorn: it verifies the
+// header of a free slot about to be handed out (an overflow into a free
+// neighbour shows there), fills both redzones with the canary and records
+// the allocation site, all before smallBorn publishes the header, so a
+// concurrent Check never sees a half-armed block.
 func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) bool {
 	if old := loadHeader(slot); old != 0 {
 		h, ok := a.decode(slot, old)
@@ -40,9 +40,6 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 			a.reportHeader("Alloc", slot, c, old)
 			return false
 		}
-	}
-	if a.x.JunkFill != 0 {
-		a.junk(slot, c, soff, payOff, n)
 	}
 	h := a.h
 	body := unsafe.Add(slot, headerSize)
@@ -65,13 +62,16 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 		*rec = siteRec{allocSeq: seq, allocG: g, allocStack: st}
 	}
 
-	storeRelease(hdrWord(slot), a.encode(slot, header{size: n, off: payOff, class: c, state: stateAllocated}))
-	asanSlotLive(slot, c, payOff, n)
 	if h.profile != nil {
 		a.profileAdd(uintptr(p))
 	}
 	return true
 }
+
+// publish stores a newly live block's header word with release
+// ordering: whoever loads it and sees "allocated" (Check, from another
+// goroutine) sees the canaries and the site record armSmall wrote.
+func publish(slot unsafe.Pointer, v uint64) { storeRelease(hdrWord(slot), v) }
 
 // verifyCanaries checks both redzones of an allocated small block.
 func (a *Allocator) verifyCanaries(op string, slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
@@ -122,13 +122,13 @@ func (a *Allocator) withdraw(slot unsafe.Pointer, old uint64) {
 // to: busy, while quarantineSmall verifies and poisons it.
 const stateFreeing = stateBusy
 
-// quarantineSmall is the hardening layer's part of retireSmall, for a
+// quarantineSmall is the hardening layer's part of smallDies, for a
 // block whose header releaseSlot moved from old to busy: verify its
 // canaries, record the free site, poison it and put it in this P's
 // quarantine batch. Without a quarantine budget (and outside the
 // always-quarantined classes) the slot is reused at once, so poison would
 // be overwritten before anything could check it: the free is recorded,
-// the header set free, and retireSmall recycles the slot as release
+// the header set free, and smallDies recycles the slot as release
 // builds do (done false).
 func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64) (done, ok bool) {
 	h := a.h
@@ -199,11 +199,6 @@ func (a *Allocator) verifyPoison(op string, slot unsafe.Pointer, c int, soff uin
 	return nil
 }
 
-// checkHook, when set by a test, runs in Check between reading a slot's
-// header and verifying the slot: the window in which another goroutine
-// may free or reuse the block.
-var checkHook func(slot unsafe.Pointer)
-
 // verifyStable is verifySmall for a slot other goroutines may be freeing,
 // evicting or reallocating right now: damage counts only if the header
 // did not change while the slot was read, and is still there when read
@@ -213,9 +208,7 @@ func (a *Allocator) verifyStable(op string, slot unsafe.Pointer, c int, soff uin
 	if hd.state != stateAllocated && hd.state != stateQuarantined {
 		return nil
 	}
-	if checkHook != nil {
-		checkHook(slot) // tests: another goroutine acts right here
-	}
+	hookCheck(slot) // tests: another goroutine acts right here
 	for range 2 {
 		if a.peekSmall(slot, c, soff, hd) == nil || loadHeader(slot) != old {
 			return nil

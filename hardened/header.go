@@ -69,8 +69,10 @@ func (a *Allocator) checksum(slot unsafe.Pointer, v uint64) uint64 {
 	crc := crcT[0][byte(v)] ^ crcT[1][byte(v>>8)] ^ crcT[2][byte(v>>16)] ^
 		crcT[3][byte(v>>24)] ^ crcT[4][byte(v>>32)] ^ crcT[5][byte(v>>40)]
 	addr := uint64(uintptr(slot))
-	if bug(bugChecksumPage) {
-		addr >>= 12 // seeded bug
+	if injecting {
+		if bug(bugChecksumPage) {
+			addr >>= 12 // seeded bug
+		}
 	}
 	k := (addr ^ a.secret) * 0x9e3779b97f4a7c15
 	return uint64(crc) ^ k>>48

@@ -49,7 +49,7 @@ type largeBlock struct {
 	span  uintptr        // readable bytes (payload rounded to pages)
 	freed bool
 	kept  bool // hardened: retired PROT_NONE with its pages, for the cache
-	open  bool // hardened: cached by Reset still readable (see dropLarge)
+	none  bool // its payload is PROT_NONE (hardened: kept, or cached after)
 	alloc Site
 	free  Site
 	rec   *bookRec // its record in the record book, for the crash monitor
@@ -118,12 +118,10 @@ func retire(b []byte, none bool) {
 var pageSize = uintptr(unix.Getpagesize())
 
 func (a *Allocator) allocLarge(n, align int) ([]byte, error) {
-	span := alignUp(uintptr(max(n, 1)), pageSize)
-	if Enabled {
-		// Room for a byte-precise rear redzone in the page slack.
-		_, rear := a.pads()
-		span = alignUp(uintptr(max(n, 1)+rear), pageSize)
-	}
+	// Room for the hardened builds' byte-precise rear redzone in the
+	// page slack.
+	_, rear := a.pads()
+	span := alignUp(uintptr(max(n, 1)+rear), pageSize)
 	al := max(uintptr(align), pageSize)
 	lb := a.reuseLarge(n, span, al)
 	if lb == nil {
@@ -139,24 +137,7 @@ func (a *Allocator) allocLarge(n, align int) ([]byte, error) {
 		}
 		lb = &largeBlock{mem: mem, p: unsafe.Pointer(&mem[start]), size: n, span: span}
 	}
-	if Enabled {
-		a.armLarge(lb)
-	} else {
-		lb.alloc = a.releaseSite(0, &lb.pcs[0])
-	}
-	lb.rec = bookRecord(recLarge, a.id, uintptr(unsafe.Pointer(&lb.mem[0])), uintptr(unsafe.Pointer(&lb.mem[0]))+uintptr(len(lb.mem)), uintptr(lb.p), n)
-	if lb.rec != nil {
-		lb.rec.alloc.setSite(lb.alloc)
-	}
-	asanLargeLive(lb)
-	a.large.mu.Lock()
-	a.large.forgetOverlapping(lb)
-	a.large.live[uintptr(lb.p)] = lb
-	a.large.mu.Unlock()
-	pc := a.pin()
-	pc.requested += int64(n)
-	a.unpin(pc)
-	return unsafe.Slice((*byte)(lb.p), n), nil
+	return a.largeBorn(lb), nil
 }
 
 // find returns the live or recently freed large block whose mapping
@@ -251,31 +232,7 @@ func (a *Allocator) freeLarge(op string, p unsafe.Pointer) bool {
 		return false
 	}
 	delete(l.live, uintptr(p))
-	lb.freed = true
-	asanLargeDead(lb)
-	if Enabled {
-		// Remembered before the lock is dropped: a Free of lb racing
-		// with this one must find it (a double free), not nothing (an
-		// invalid free); FuzzAllocFree's racing frees found the gap.
-		l.remember(lb)
-		l.mu.Unlock()
-		if !a.freeLargeHardened(op, lb) {
-			l.mu.Lock()
-			l.withdrawn = append(l.withdrawn, lb)
-			l.mu.Unlock()
-			return false
-		}
-		lb.booked()
-	} else {
-		lb.free = a.releaseSite(lb.alloc.Seq, &lb.pcs[1])
-		lb.booked()
-		a.park(lb)
-		l.mu.Unlock()
-	}
-	pc := a.pin()
-	pc.requested -= int64(lb.size)
-	a.unpin(pc)
-	return true
+	return a.largeDies(op, lb)
 }
 
 // largeSize validates p as a live large block for Realloc.
@@ -314,7 +271,6 @@ func (a *Allocator) dropLarge(keep bool) {
 			// common case for fuzz programs. A stale access to one after
 			// Reset therefore does not fault; a stale Free is still
 			// reported.
-			lb.open = true
 			a.park(lb)
 			continue
 		}
@@ -484,50 +440,16 @@ func (a *Allocator) reuseLarge(n int, span, al uintptr) *largeBlock {
 	l.mu.Unlock()
 
 	pay := old.payload()
-	if Enabled && !old.open && unix.Mprotect(pay[:span], unix.PROT_READ|unix.PROT_WRITE) != nil {
+	if old.none && unix.Mprotect(pay[:span], unix.PROT_READ|unix.PROT_WRITE) != nil {
 		l.mu.Lock()
 		a.unmapFreed(old)
 		l.mu.Unlock()
 		return nil
 	}
 	if old.span > span {
-		retire(pay[span:], Enabled && !old.open)
+		retire(pay[span:], old.none)
 		a.mapped.Add(-int64(old.span - span))
 	}
 	clear(pay[:n])
 	return &largeBlock{mem: old.mem, p: old.p, size: n, span: span}
-}
-
-// Trim gives memory held only for reuse back to the OS, as
-// runtime/debug.FreeOSMemory does for Go's heap: every cached large block,
-// and every slab whose slots are all free in its class's central list
-// (free slots parked in per-P caches keep their slabs). Quarantined
-// blocks stay quarantined, but large ones give their pages back. It
-// returns the bytes no longer counted in Stats().Mapped; the memory is
-// mapped again, zeroed, when it is next needed.
-func (a *Allocator) Trim() (int64, error) {
-	if a.closed.Load() {
-		return 0, &OpError{Op: "Trim", Err: ErrClosed}
-	}
-	before := a.mapped.Load()
-	l := &a.large
-	l.mu.Lock()
-	for len(l.cache) > 0 {
-		a.unmapOldestCached()
-	}
-	for _, lb := range l.quarantined {
-		a.dropKept(lb)
-	}
-	l.mu.Unlock()
-	for c := range numClasses {
-		cl := &a.classes[c]
-		cl.mu.Lock()
-		for s := range cl.slabs {
-			if st := &cl.slabs[s]; st.free == classSlots[c] && (!st.purged || bug(bugTrimPurged)) {
-				a.purge(c, s)
-			}
-		}
-		cl.mu.Unlock()
-	}
-	return before - a.mapped.Load(), nil
 }

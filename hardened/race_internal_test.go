@@ -1,3 +1,5 @@
+//go:build faultinject
+
 package hardened
 
 import (
@@ -10,7 +12,7 @@ import (
 // compare-and-swap. Exactly one double-free is reported, the block is
 // released once (Audit: its slot is in one free list), and the allocator
 // goes on.
-func TestInterleavedDoubleFree(t *testing.T) {
+func TestHookInterleavedDoubleFree(t *testing.T) {
 	for _, realloc := range []bool{false, true} {
 		var reports []*Report
 		a, err := New(Options{Seed: 5, OnReport: func(r *Report) { reports = append(reports, r) }})

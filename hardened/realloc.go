@@ -6,7 +6,8 @@ import (
 )
 
 // This file is resizing: Realloc and ReallocAligned, in place where the
-// slot allows (release builds), and UsableSize.
+// slot allows (release builds; the hardening layer's inPlace always
+// moves), and UsableSize.
 
 // Realloc resizes b to n bytes, keeping min(len(b), n) of its bytes, and
 // returns the new slice (possibly at the same address), aligned as Alloc
@@ -46,10 +47,7 @@ func (a *Allocator) realloc(op string, b []byte, n, align int) ([]byte, error) {
 		return nil, err
 	}
 	if uintptr(p)&(uintptr(max(align, 1))-1) == 0 {
-		if !Enabled && n == size {
-			return unsafe.Slice((*byte)(p), n), nil // nothing to do (hardened builds always move)
-		}
-		if nb, ok := a.reallocInPlace(p, size, n); ok {
+		if nb, ok := a.inPlace(p, size, n); ok {
 			return nb, nil
 		}
 	}
@@ -83,15 +81,24 @@ func (a *Allocator) UsableSize(b []byte) (int, error) {
 		return 0, &OpError{Op: "UsableSize", Err: ErrClosed}
 	}
 	size, err := a.liveSize("UsableSize", p)
-	if err != nil || Enabled {
+	if err != nil {
 		return size, err
 	}
+	return a.usable(p, size), nil
+}
+
+// slotRoom is how far the live size-byte block at p can grow in place:
+// to its slot's end if it is small, not at all if it is large (large
+// blocks move on Realloc).
+//
+//lint:ignore U1000 release builds' Realloc (harden0.go)
+func (a *Allocator) slotRoom(p unsafe.Pointer, size int) int {
 	off := uintptr(p) - uintptr(a.base)
 	if off >= a.regionSize() {
-		return size, nil // large blocks move on Realloc
+		return size
 	}
 	slot, c, _, _ := a.locate(off)
-	return int(uintptr(classSize[c]) - (uintptr(p) - uintptr(slot) - headerSize)), nil
+	return int(uintptr(classSize[c]) - (uintptr(p) - uintptr(slot) - headerSize))
 }
 
 // liveSize validates p as a live block's start and returns its size. On a
@@ -115,13 +122,17 @@ func (a *Allocator) liveSize(op string, p unsafe.Pointer) (int, error) {
 	return 0, &Error{Report: got}
 }
 
-// reallocInPlace resizes a small block within its slot when the new size
-// still fits with its pads, updating the header by compare-and-swap.
-func (a *Allocator) reallocInPlace(p unsafe.Pointer, size, n int) ([]byte, bool) {
+// resizeInPlace resizes the live size-byte small block at p to n bytes
+// within its slot when n still fits, updating the header by
+// compare-and-swap (release builds; hardened ones always move).
+//
+//lint:ignore U1000 release builds' Realloc (harden0.go)
+func (a *Allocator) resizeInPlace(p unsafe.Pointer, size, n int) ([]byte, bool) {
+	if n == size {
+		return unsafe.Slice((*byte)(p), n), true
+	}
 	off := uintptr(p) - uintptr(a.base)
-	if Enabled || off >= a.regionSize() || n > maxSmall {
-		// Hardened builds always move: a moved block catches stale
-		// pointers, and canaries never change place under a Check.
+	if off >= a.regionSize() || n > maxSmall {
 		return nil, false
 	}
 	slot, c, _, _ := a.locate(off)

@@ -1,11 +1,20 @@
 package hardened
 
 import (
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
 )
+
+// This file is the report: its kinds, fields and text (Report.String),
+// what the allocator prints by itself, and the JSON form. Explain and
+// CatchFault, which build reports from an address, are in explain.go;
+// the errors that carry reports in errors.go.
 
 // Kind classifies a report.
 type Kind int
@@ -259,4 +268,147 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return strconv.Itoa(n) + " " + noun + "s"
+}
+
+// What the allocator prints by itself: the default OnReport's report and
+// the leak list of Close. Everything else is returned or handed to
+// OnReport.
+
+// output is Options.ReportOutput with its default applied.
+func (a *Allocator) output() io.Writer {
+	if a.opts.ReportOutput != nil {
+		return a.opts.ReportOutput
+	}
+	return os.Stderr
+}
+
+// print writes s to the report output in one call, so reports from
+// concurrent goroutines do not interleave line by line.
+func (a *Allocator) print(s string) { io.WriteString(a.output(), s) }
+
+// maxPrintedLeaks bounds how many leak reports Close prints in full; the
+// rest are counted in its summary line (all are returned).
+const maxPrintedLeaks = 20
+
+// printLeaks prints the leaks Close found (none when OnReport is set: it
+// received them), the first maxPrintedLeaks in full, then one summary line
+// in LeakSanitizer's style.
+func (a *Allocator) printLeaks(leaks []*Report) {
+	if len(leaks) == 0 {
+		return
+	}
+	var b strings.Builder
+	var bytes int
+	for i, r := range leaks {
+		bytes += max(r.Size, 0)
+		if i < maxPrintedLeaks {
+			b.WriteString(r.String())
+		}
+	}
+	if n := len(leaks) - maxPrintedLeaks; n > 0 {
+		b.WriteString("... and " + plural(n, "more leak") + " (not printed)\n")
+	}
+	b.WriteString("SUMMARY: hardalloc: " + plural(bytes, "byte") + " leaked in " +
+		plural(len(leaks), "allocation") + " at Close\n")
+	a.print(b.String())
+}
+
+// caught captures the goroutine and stack of the allocator call that is
+// reporting, for Report.Caught (the report path only).
+func (a *Allocator) caught() Site { return a.capture(make([]uintptr, bookDepth+16)) }
+
+// capture is the one capture of a site outside the hardening layer's
+// records (a report's catching call, a sampled or release large block's
+// events): the calling goroutine and its stack, read into pcs (the
+// Site's Stack is pcs cut to the frames found; the allocator's own frames
+// at its top are dropped when it is printed). No sequence number: the
+// caller numbers the event.
+func (a *Allocator) capture(pcs []uintptr) Site {
+	n := callers(1, pcs)
+	return Site{Goroutine: goid(), Stack: pcs[:n:n], depth: bookDepth, wrappers: a.opts.Wrappers}
+}
+
+// The JSON form of a report, for CI systems and code-scanning tools. The
+// schema is stable (fields are only ever added) and documented in the
+// README; addresses are hexadecimal strings, byte dumps hex.
+type jsonReport struct {
+	Kind       string    `json:"kind"`
+	Op         string    `json:"op"`
+	Addr       string    `json:"addr"`
+	Block      string    `json:"block,omitempty"`
+	Size       *int      `json:"size,omitempty"` // absent when unknown
+	Class      *int      `json:"class,omitempty"`
+	Large      bool      `json:"large,omitempty"`
+	Sampled    bool      `json:"sampled,omitempty"`
+	Offset     *int      `json:"offset,omitempty"`
+	Header     string    `json:"header,omitempty"`
+	Found      string    `json:"found,omitempty"`
+	Expected   string    `json:"expected,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+	Access     *jsonSite `json:"access,omitempty"`
+	AccessSize int       `json:"access_size,omitempty"`
+	Caught     *jsonSite `json:"caught,omitempty"`
+	Alloc      *jsonSite `json:"alloc,omitempty"`
+	Free       *jsonSite `json:"free,omitempty"`
+	Summary    string    `json:"summary"`
+}
+
+type jsonSite struct {
+	Goroutine uint64      `json:"goroutine,omitempty"`
+	Seq       uint64      `json:"seq,omitempty"`
+	Frames    []jsonFrame `json:"frames"`
+}
+
+type jsonFrame struct {
+	Function string `json:"function"`
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+}
+
+func hexAddr(p uintptr) string { return "0x" + strconv.FormatUint(uint64(p), 16) }
+
+func siteJSON(s Site) *jsonSite {
+	if !s.Known() && len(s.Stack) == 0 {
+		return nil
+	}
+	js := &jsonSite{Goroutine: s.Goroutine, Seq: s.Seq, Frames: []jsonFrame{}}
+	for _, f := range s.Frames() {
+		js.Frames = append(js.Frames, jsonFrame{Function: f.Function, File: f.File, Line: f.Line})
+	}
+	return js
+}
+
+// MarshalJSON encodes the report in the README's stable schema, with its
+// stacks symbolized.
+func (r *Report) MarshalJSON() ([]byte, error) {
+	j := jsonReport{
+		Kind: r.Kind.String(), Op: r.Op, Addr: hexAddr(r.Addr), Detail: r.Detail,
+		Access: siteJSON(r.Access), AccessSize: r.AccessSize, Caught: siteJSON(r.Caught),
+		Alloc: siteJSON(r.Alloc), Free: siteJSON(r.Free), Summary: r.Summary(),
+	}
+	if r.Block != 0 {
+		j.Block = hexAddr(r.Block)
+		off := r.Offset
+		j.Offset = &off
+		switch {
+		case r.Sampled:
+			j.Sampled = true
+		case r.Class >= 0:
+			c := r.Class
+			j.Class = &c
+		default:
+			j.Large = true
+		}
+	}
+	if r.Size >= 0 {
+		n := r.Size
+		j.Size = &n
+	}
+	if r.Kind == HeaderCorruption {
+		j.Header = "0x" + strconv.FormatUint(r.Header, 16)
+	}
+	if len(r.Got) > 0 {
+		j.Found, j.Expected = hex.EncodeToString(r.Got), hex.EncodeToString(r.Want)
+	}
+	return json.Marshal(j)
 }

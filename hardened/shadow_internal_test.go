@@ -9,6 +9,16 @@ import (
 	"github.com/hardalloc/hardalloc/internal/asanrt"
 )
 
+func init() {
+	shadowOfSlot = func(slot unsafe.Pointer, n int) []bool {
+		out := make([]bool, n)
+		for i := range out {
+			out[i] = asanrt.Poisoned(unsafe.Add(slot, i))
+		}
+		return out
+	}
+}
+
 // The shadow the allocator keeps, read back from ASan byte by byte: a
 // live block's len bytes and nothing else of its slot are addressable;
 // freed, Reset and never-allocated slots are not; after Close nothing the

@@ -1,4 +1,4 @@
-//go:build !race
+//go:build hardened && !race
 
 #include "textflag.h"
 

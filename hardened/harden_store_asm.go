@@ -1,4 +1,4 @@
-//go:build (amd64 || arm64) && !race
+//go:build hardened && (amd64 || arm64) && !race
 
 package hardened
 
@@ -7,13 +7,11 @@ package hardened
 // loads the word atomically and sees v. Readers use atomic loads; writers
 // that must not lose a race use compare-and-swap instead.
 //
-//lint:ignore U1000 used by the hardening layer (harden*.go, -tags hardened)
 //go:noescape
 func storeRelease(p *uint64, v uint64)
 
 // prefetch asks the CPU to bring the cache line at addr closer; it never
 // faults, whatever addr is.
 //
-//lint:ignore U1000 used by the hardening layer (harden*.go, -tags hardened)
 //go:noescape
 func prefetch(addr uintptr)
