@@ -185,48 +185,38 @@ func explainAccess(addr, pc, sp uintptr, size int, write bool) (*Allocator, *Rep
 	return owner, r
 }
 
-// unwind returns the accessing goroutine's stack: pc (the access, in the
-// function that called the runtime's asanread or asanwrite), then the
-// return addresses along the frame-pointer chain, whose first record is
-// the first word above sp that points further up the stack next to a Go
-// return address. A pc outside Go code (a cgo access) has no Go stack to
-// unwind here; ASan's own report shows the C frames. The goroutine is
-// stopped in ASan's callback while this runs; a fault (a bad guess of the
-// first record) ends the walk.
+// unwind returns the accessing goroutine's stack: pc, the access's return
+// address in the function that called the runtime's asanread or asanwrite
+// (or internal/asan's Read and Write), then the return addresses along the
+// goroutine's frame-pointer chain, which starts exactly where those
+// functions put it: sp is their caller's stack pointer at the call
+// (GetCallerSP), so the call pushed the return address, pc, at sp-8, and
+// their prologue saved the caller's frame pointer at sp-16. A chain whose
+// first word does not check (pc not at sp-8), a pc outside Go code (a cgo
+// access: ASan's own report shows the C frames) and other architectures
+// give pc alone: a frame the stack does not hold is never named. The
+// goroutine is stopped in ASan's callback while this runs; a fault ends
+// the walk.
 func unwind(pc, sp uintptr) (stack []uintptr) {
 	stack = []uintptr{pc}
-	if !goPC(pc) || sp == 0 {
+	if runtime.GOARCH != "amd64" || !goPC(pc) || sp < 16 {
 		return stack
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() { recover() }()
-	var fp uintptr
-	for s := sp; s < sp+64<<10; s += 8 {
-		if frameRecord(s) && (frameRecord(loadWord(s)) || loadWord(loadWord(s)) == 0) {
-			fp = s
-			break
-		}
+	if loadWord(sp-8) != pc {
+		return stack
 	}
-	for fp != 0 && len(stack) < 64 {
-		stack = append(stack, loadWord(fp+8))
-		next := loadWord(fp)
-		if !frameRecord(next) || next <= fp {
+	fp := loadWord(sp - 16)
+	for prev := sp - 16; fp > prev && fp-prev < 1<<30 && fp&7 == 0 && len(stack) < 64; {
+		ret := loadWord(fp + 8)
+		if !goPC(ret) {
 			break
 		}
-		fp = next
+		stack = append(stack, ret)
+		prev, fp = fp, loadWord(fp)
 	}
 	return stack
-}
-
-// frameRecord reports whether the two words at fp look like a Go frame
-// record: a saved frame pointer further up the stack, then a return
-// address into Go code.
-func frameRecord(fp uintptr) bool {
-	if fp == 0 || fp&7 != 0 {
-		return false
-	}
-	next := loadWord(fp)
-	return next > fp && next-fp < 1<<20 && next&7 == 0 && goPC(loadWord(fp+8))
 }
 
 func goPC(pc uintptr) bool { return pc > 1 && runtime.FuncForPC(pc-1) != nil }

@@ -4,9 +4,12 @@ package hardened_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +39,9 @@ type accessRow struct {
 	only   bool     // hardened builds only (needs the quarantine or the zero region)
 	wild   bool     // no block there any more: no sites
 	extra  []string // more lines the output must hold
+	// stack is the exact access stack (function names, without
+	// runtime.goexit), read from the report OnReport prints as JSON.
+	stack []string
 }
 
 var sinkByte byte
@@ -175,6 +181,62 @@ func cWriteStale(a *hardened.Allocator) {
 	cstore.Write(unsafe.Pointer(unsafe.SliceData(b)), 8, 1)
 }
 
+// readAfterFreeBigFrame reads a freed block from a frame with much in it
+// (a switch, appends, fmt, a deferred closure) and locals that look like
+// a frame record (a pointer further up the stack, then a Go return
+// address, as a saved pc next to a stack pointer does in a defer record):
+// the access stack must still be exactly this function, its caller and
+// theirs, never notOnTheStack. (nocheckptr: checkptr's instrumentation of
+// &fake[2] would move fake to the heap.)
+//
+//go:noinline
+//go:nocheckptr
+func readAfterFreeBigFrame(*hardened.Allocator) {
+	a, err := hardened.New(hardened.Options{Seed: 1, OnReport: func(r *hardened.Report) {
+		j, _ := json.Marshal(r)
+		os.Stderr.WriteString("ONREPORT " + string(j) + "\n")
+	}})
+	if err != nil {
+		panic(err)
+	}
+	var words []string
+	var sum int
+	defer func() {
+		if sum < 0 {
+			fmt.Println(words)
+		}
+	}()
+	for i := range 40 {
+		switch i % 3 {
+		case 0:
+			words = append(words, fmt.Sprintf("w%d", i))
+		case 1:
+			sum += len(strings.Repeat("x", i))
+		default:
+			ch := make(chan int, 1)
+			ch <- i
+			close(ch)
+			sum += <-ch
+		}
+	}
+	var fake [3]uintptr
+	fake[0] = uintptr(unsafe.Pointer(&fake[2]))
+	fake[1] = reflect.ValueOf(notOnTheStack).Pointer() + 1
+	sinkByte = byte(sumWords(&fake))
+	b := rowAlloc(a, 40)
+	a.Free(b)
+	sinkByte += b[5] + byte(sum) + byte(len(words))
+	sinkByte += byte(sumWords(&fake))
+}
+
+// sumWords makes its caller keep w in memory, on its stack.
+//
+//go:noinline
+func sumWords(w *[3]uintptr) uintptr { return w[0] + w[1] + w[2] }
+
+// notOnTheStack is never called.
+func notOnTheStack() { panic("unreachable") }
+
 func rowAlloc(a *hardened.Allocator, n int) []byte {
 	b, err := a.Alloc(n)
 	if err != nil {
@@ -187,6 +249,9 @@ var accessRows = []accessRow{
 	{name: "read-after-free-onreport", run: readAfterFreeOnReport, asan: "heap-use-after-free", op: "READ of size 1",
 		where: "3 bytes inside a 40-byte block", frame: "readAfterFreeOnReport", freed: true,
 		extra: []string{`ONREPORT {"kind":"heap-use-after-free","op":"read"`, `"access":{"frames":[{"function":"github.com/hardalloc/hardalloc/hardened_test.readAfterFreeOnReport"`}},
+	{name: "read-after-free-big-frame", run: readAfterFreeBigFrame, asan: "heap-use-after-free", op: "READ of size 1",
+		where: "5 bytes inside a 40-byte block", frame: "readAfterFreeBigFrame", freed: true,
+		stack: []string{"hardened_test.readAfterFreeBigFrame", "hardened_test.TestAccessChild", "testing.tRunner"}},
 	{name: "read-after-free-sampled", run: readAfterFreeSampled, asan: "heap-use-after-free", op: "READ of size 1",
 		where: "150 bytes inside a 200-byte block", frame: "readAfterFreeSampled", freed: true,
 		extra: []string{"(sampled block)", "allocated by goroutine", "freed by goroutine"}},
@@ -262,11 +327,44 @@ func TestAccessCatalog(t *testing.T) {
 					t.Errorf("output lacks %q", w)
 				}
 			}
+			if row.stack != nil {
+				if got := accessStack(t, text); !slices.Equal(got, row.stack) {
+					t.Errorf("access stack %q, want exactly %q", got, row.stack)
+				}
+			}
 			if t.Failed() {
 				t.Logf("child output:\n%s", text)
 			}
 		})
 	}
+}
+
+// accessStack returns the function names of the access stack of the
+// report printed as "ONREPORT <json>", without the package path and
+// runtime.goexit.
+func accessStack(t *testing.T, text string) []string {
+	t.Helper()
+	_, j, ok := strings.Cut(text, "ONREPORT ")
+	if !ok {
+		t.Fatal("no ONREPORT line")
+	}
+	j, _, _ = strings.Cut(j, "\n")
+	var r struct {
+		Access struct {
+			Frames []struct{ Function string }
+		}
+	}
+	if err := json.Unmarshal([]byte(j), &r); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range r.Access.Frames {
+		if f.Function == "runtime.goexit" {
+			continue
+		}
+		out = append(out, strings.TrimPrefix(f.Function, "github.com/hardalloc/hardalloc/"))
+	}
+	return out
 }
 
 // TestAccessChild is a catalog row, run alone in a child process.
