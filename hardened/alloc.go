@@ -105,6 +105,8 @@ type Allocator struct {
 
 	audit [2]auditList // Audit's scratch: the cached and the queued slots
 
+	closing *closedAlloc // -asan builds: what Close keeps of it (asan.go)
+
 	//lint:ignore U1000 empty in release builds (harden0.go)
 	hardAlloc // the hardening layer's state
 }

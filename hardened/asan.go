@@ -174,6 +174,9 @@ func explainAccess(addr, pc, sp uintptr, size int, write bool) (*Allocator, *Rep
 	}
 	asanState.mu.Unlock()
 	if r == nil {
+		owner, r = explainClosed(addr)
+	}
+	if r == nil {
 		return nil, nil
 	}
 	r.Op = "read"
@@ -231,3 +234,106 @@ func loadWord(p uintptr) uintptr { return *(*uintptr)(addrPtr(p)) }
 // addrPtr turns an address outside the Go heap (shadow memory, a stopped
 // goroutine's stack) into a pointer.
 func addrPtr(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
+
+// After Close. A closed allocator's memory stays reserved, PROT_NONE and
+// poisoned as freed for as long as the last keepClosedCount closed
+// allocators', so a late Go access is an ASan report (heap-use-after-free)
+// with hardalloc's word on it (use after close) instead of a bare fault
+// or, once the addresses are reused, nothing. Older ones are unmapped
+// and their shadow cleared, bounding the address space (the class
+// reservation, up to 89 GiB each, costs no memory) and the shadow kept.
+
+const keepClosedCount = 8
+
+// closedAlloc is what is kept of a closed allocator: its reservation
+// with the extent of each class's carved slabs, and its large mappings.
+type closedAlloc struct {
+	a      *Allocator
+	carved [numClasses]uintptr
+	large  [][]byte
+}
+
+var asanClosed struct {
+	sync.Mutex
+	list []*closedAlloc
+}
+
+// keepClosed keeps a large mapping of an allocator being closed (Close
+// sets closed before it drops its large blocks); false before Close.
+func (a *Allocator) keepClosed(mem []byte) bool {
+	if !a.closed.Load() || a.closing == nil {
+		return false
+	}
+	unix.Mprotect(mem, unix.PROT_NONE)
+	unix.Madvise(mem, unix.MADV_DONTNEED)
+	shadowSet(uintptr(unsafe.Pointer(&mem[0])), uintptr(len(mem)), shadowFreed)
+	a.closing.large = append(a.closing.large, mem)
+	return true
+}
+
+// unmapReservation keeps the class reservation of a closed allocator:
+// its carved slabs' pages go back to the OS and turn PROT_NONE, and
+// their shadow says freed.
+func (a *Allocator) unmapReservation() error {
+	ca := a.closing
+	for c := range numClasses {
+		if n := ca.carved[c]; n > 0 {
+			lo := a.classBase(c)
+			mem := a.mem[lo : lo+alignUp(n, pageSize)]
+			unix.Mprotect(mem, unix.PROT_NONE)
+			unix.Madvise(mem, unix.MADV_DONTNEED)
+			shadowSet(uintptr(unsafe.Pointer(&mem[0])), n, shadowFreed)
+		}
+	}
+	asanClosed.Lock()
+	asanClosed.list = append(asanClosed.list, ca)
+	var old *closedAlloc
+	if len(asanClosed.list) > keepClosedCount {
+		old = asanClosed.list[0]
+		asanClosed.list = asanClosed.list[1:]
+	}
+	asanClosed.Unlock()
+	if old != nil {
+		for _, m := range old.large {
+			asanUnmap(m)
+			unix.Munmap(m)
+		}
+		for c, n := range old.carved {
+			if n > 0 {
+				shadowSet(uintptr(old.a.slotAt(c, 0)), n, 0)
+			}
+		}
+		return unix.Munmap(old.a.mem)
+	}
+	return nil
+}
+
+// startClosing records, as Close begins, how far each class's shadow was
+// set (asanCarved), before the counts are cleared.
+func (a *Allocator) startClosing() {
+	ca := &closedAlloc{a: a}
+	for c := range numClasses {
+		if a.committed[c].Load() > 0 {
+			ca.carved[c] = a.asanCarved(c)
+		}
+	}
+	a.closing = ca
+}
+
+// explainClosed says what an address in a closed allocator's kept memory
+// was.
+func explainClosed(addr uintptr) (*Allocator, *Report) {
+	asanClosed.Lock()
+	defer asanClosed.Unlock()
+	for _, ca := range asanClosed.list {
+		in := addr-uintptr(ca.a.base) < ca.a.regionSize()
+		for _, m := range ca.large {
+			in = in || addr-uintptr(unsafe.Pointer(&m[0])) < uintptr(len(m))
+		}
+		if in {
+			return ca.a, &Report{Kind: UseAfterClose, Addr: addr, Size: -1, Class: -1,
+				Detail: "the allocator was closed; -asan builds keep its memory reserved and poisoned for a while so that late accesses are reported"}
+		}
+	}
+	return nil, nil
+}

@@ -2,7 +2,11 @@
 
 package hardened
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
 
 // asanEnabled reports whether the program is built with -asan. This file
 // and asan.go are the only two that know the build tag (the runtime's
@@ -15,3 +19,15 @@ func shadowLive(p, n uintptr)                   {}
 func asanRegister(a *Allocator)                 {}
 func asanUnregister(a *Allocator)               {}
 func storeHeader(slot unsafe.Pointer, v uint64) { *hdrWord(slot) = v }
+
+// keepClosed keeps nothing: without -asan a closed allocator's memory is
+// unmapped (a late access faults; CatchFault and the crash monitor say
+// what it was).
+func (a *Allocator) keepClosed(mem []byte) bool { return false }
+
+// unmapReservation gives a closed allocator's class reservation back.
+func (a *Allocator) unmapReservation() error { return unix.Munmap(a.mem) }
+
+type closedAlloc struct{}
+
+func (a *Allocator) startClosing() {}

@@ -115,6 +115,37 @@ func touchZeroBlock(a *hardened.Allocator) {
 }
 
 //go:noinline
+func writeZeroBlock(a *hardened.Allocator) {
+	b := rowAlloc(a, 0)
+	p := unsafe.Slice(unsafe.SliceData(b), 16)
+	p[9] = 1
+}
+
+//go:noinline
+func readAfterClose(a *hardened.Allocator) {
+	b := rowAlloc(a, 64)
+	c := rowAlloc(a, 300<<10)
+	a.Free(b)
+	a.Free(c)
+	if err := a.Close(); err != nil {
+		panic(err)
+	}
+	sinkByte = b[10]
+}
+
+//go:noinline
+func readLargeAfterClose(a *hardened.Allocator) {
+	b := rowAlloc(a, 64)
+	c := rowAlloc(a, 300<<10)
+	a.Free(b)
+	a.Free(c)
+	if err := a.Close(); err != nil {
+		panic(err)
+	}
+	sinkByte = c[1000]
+}
+
+//go:noinline
 func readShrunkTail(a *hardened.Allocator) {
 	b := rowAlloc(a, 100)
 	old := b
@@ -275,6 +306,12 @@ var accessRows = []accessRow{
 		where: "50 bytes inside a 100-byte block", frame: "readQuarantinedLater", freed: true, only: true},
 	{name: "touch-0-byte-block", run: touchZeroBlock, asan: "heap-buffer-overflow", op: "READ of size 1",
 		where: "0-byte block", frame: "touchZeroBlock"},
+	{name: "write-0-byte-block", run: writeZeroBlock, asan: "heap-buffer-overflow", op: "WRITE of size 1",
+		where: "0-byte block", frame: "writeZeroBlock"},
+	{name: "read-after-close", run: readAfterClose, asan: "heap-use-after-free", op: "READ of size 1",
+		where: "the allocator was closed", frame: "readAfterClose", wild: true},
+	{name: "read-large-after-close", run: readLargeAfterClose, asan: "heap-use-after-free", op: "READ of size 1",
+		where: "the allocator was closed", frame: "readLargeAfterClose", wild: true},
 	{name: "read-shrunk-tail", run: readShrunkTail, asan: "heap-", op: "READ of size 1",
 		where: "5 bytes after the end of a 90-byte block", whereH: "95 bytes inside a 100-byte block", frame: "readShrunkTail"},
 	{name: "read-after-reset", run: readAfterReset, asan: "heap-buffer-overflow", op: "READ of size 1",

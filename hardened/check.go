@@ -3,8 +3,6 @@ package hardened
 import (
 	"errors"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // This file is the looks at the whole allocator and its end: Check
@@ -137,12 +135,12 @@ func (a *Allocator) Close() error {
 		return &OpError{Op: "Close", Err: ErrClosed}
 	}
 	err := a.check("Close", true, false)
+	a.startClosing()
 	a.closeHardened()
 	a.dropLarge(false)
 	a.dropSampled(true)
 	bookCloseRange(a.rangeIdx)
 	asanUnregister(a)
-	a.asanClasses(true)
 	// Nothing is committed any more: the fast paths find no cached slot
 	// and no slab, and fall through to the checks that report ErrClosed.
 	for _, pc := range a.allCaches() {
@@ -153,7 +151,7 @@ func (a *Allocator) Close() error {
 	for c := range a.committed {
 		a.committed[c].Store(0)
 	}
-	if uerr := unix.Munmap(a.mem); uerr != nil {
+	if uerr := a.unmapReservation(); uerr != nil {
 		err = errors.Join(err, uerr)
 	}
 	a.mapped.Store(0)

@@ -108,6 +108,6 @@ func (a *Allocator) unquarantine(lb *largeBlock, cache bool) {
 		a.unmapFreed(lb)
 		return
 	}
-	lb.unmap() // its pages already left the mapped count
+	a.unmapLarge(lb) // its pages already left the mapped count
 	l.remember(lb)
 }

@@ -274,11 +274,11 @@ func (a *Allocator) dropLarge(keep bool) {
 			a.park(lb)
 			continue
 		}
-		lb.unmap()
+		a.unmapLarge(lb)
 		a.mapped.Add(-int64(lb.span))
 	}
 	for _, lb := range l.withdrawn {
-		lb.unmap()
+		a.unmapLarge(lb)
 		a.mapped.Add(-int64(lb.span))
 	}
 	for _, lb := range l.quarantined {
@@ -317,7 +317,10 @@ func (a *Allocator) releaseSite(after uint64, pcs *[bookDepth + 8]uintptr) Site 
 func (lb *largeBlock) payload() []byte { return slice(lb.p, lb.span) }
 
 // unmap gives the whole mapping back to the OS.
-func (lb *largeBlock) unmap() {
+func (a *Allocator) unmapLarge(lb *largeBlock) {
+	if a.keepClosed(lb.mem) {
+		return
+	}
 	asanUnmap(lb.mem)
 	unix.Munmap(lb.mem)
 }
@@ -368,7 +371,7 @@ func (a *Allocator) unmapOldestCached() {
 
 // unmapFreed unmaps a freed, still counted block (a.large.mu held).
 func (a *Allocator) unmapFreed(lb *largeBlock) {
-	lb.unmap()
+	a.unmapLarge(lb)
 	a.mapped.Add(-int64(lb.span))
 	a.large.remember(lb)
 }

@@ -24,7 +24,7 @@ func (a *Allocator) reset(seed uint64) error {
 	// committed slab back to all-free and in reserve (purged slabs stay
 	// purged).
 	err := a.check("Reset", true, true)
-	a.asanClasses(false)
+	a.asanClasses()
 	for c := range a.handedClasses { // the others are already all reserve
 		cl := &a.classes[c]
 		// Every slab becomes reserve (see slabState.reserve): the class

@@ -20,8 +20,11 @@ import "unsafe"
 //	large block live             guard pages and page slack redzone
 //	large block freed, cached    freed
 //	zero-size block              redzone while live, freed after Free
-//	unmapped (Close, large)      shadow cleared: the address space may be
+//	unmapped (large)             shadow cleared: the address space may be
 //	                             reused by anyone
+//	closed allocator             freed, and kept reserved PROT_NONE for the
+//	                             last few closed allocators (keepClosed),
+//	                             then cleared and unmapped
 //
 // The allocator's own accesses to non-addressable bytes (headers,
 // canaries, poison, Reset's and Check's walks) never trip ASan: header
@@ -98,26 +101,15 @@ func (a *Allocator) asanCarved(c int) uintptr {
 	return min(uintptr(a.committed[c].Load())+uintptr(1)<<classSlabShift[c], a.classRegion())
 }
 
-// asanClasses sets the shadow of every carved slab of the classes Reset
-// forgets (handed: redzone, nothing is allocated any more) or, for Close
-// (all), clears it before the reservation is unmapped.
-func (a *Allocator) asanClasses(closing bool) {
+// asanClasses marks every carved slab of the classes Reset forgets
+// (handed out since the last Reset) redzone: nothing is allocated any
+// more.
+func (a *Allocator) asanClasses() {
 	if !asanEnabled {
 		return
 	}
-	v := byte(shadowRedzone)
-	if closing {
-		v = 0
-	}
-	for c := range numClasses {
-		// Reset need only visit the classes handed out since the last one
-		// (the others are redzone already); Close clears them all.
-		switch {
-		case closing && a.committed[c].Load() > 0:
-			shadowSet(uintptr(a.slotAt(c, 0)), a.asanCarved(c), 0)
-		case !closing && a.handed[c/64].Load()&(1<<(c%64)) != 0:
-			shadowSet(uintptr(a.slotAt(c, 0)), uintptr(a.committed[c].Load()), v)
-		}
+	for c := range a.handedClasses {
+		shadowSet(uintptr(a.slotAt(c, 0)), uintptr(a.committed[c].Load()), shadowRedzone)
 	}
 }
 

@@ -117,9 +117,17 @@ func TestShadowStates(t *testing.T) {
 	if err := a.Close(); err == nil {
 		t.Fatal("Close found no leak")
 	}
+	// Kept, poisoned, while it is among the last closed allocators;
+	// unmapped and clear after that.
+	for i := -16; i < 316; i++ {
+		if !poisoned(p, i) {
+			t.Fatalf("just after Close, byte %d of a block is addressable", i)
+		}
+	}
+	closeMore(t)
 	for i := -16; i < 316; i++ {
 		if poisoned(p, i) {
-			t.Fatalf("after Close, byte %d of an unmapped block is still poisoned", i)
+			t.Fatalf("after Close and %d more, byte %d of an unmapped block is still poisoned", keepClosedCount, i)
 		}
 	}
 }
@@ -127,7 +135,8 @@ func TestShadowStates(t *testing.T) {
 // A block that ends at its slab's end is followed by the next slab's
 // first byte, not carved yet (PROT_NONE): it must be poisoned, so a
 // one-byte overflow is an ASan report, not a bare fault (FuzzAllocFree's
-// shadow oracle found it with MinAlign 64). After Close it is clear.
+// shadow oracle found it with MinAlign 64). It stays poisoned after Close
+// while the allocator's memory is kept, and is clear once it is unmapped.
 func TestShadowPastSlabEnd(t *testing.T) {
 	a, err := New(Options{Seed: 3})
 	if err != nil {
@@ -149,7 +158,24 @@ func TestShadowPastSlabEnd(t *testing.T) {
 	}
 	a.Free(b)
 	a.Close()
+	if !asanrt.Poisoned(next) {
+		t.Error("just after Close the slab after the carved one is addressable")
+	}
+	closeMore(t)
 	if asanrt.Poisoned(next) {
 		t.Error("after Close the slab after the carved one is still poisoned")
+	}
+}
+
+// closeMore makes and closes keepClosedCount allocators, so that every
+// allocator closed before is unmapped.
+func closeMore(t *testing.T) {
+	for range keepClosedCount {
+		a, err := New(Options{Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Free(allocT(t, a, 10))
+		a.Close()
 	}
 }
