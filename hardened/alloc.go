@@ -161,6 +161,8 @@ func newWith(opts Options, x ctl.Extra) (*Allocator, error) {
 	}
 	a.seedTicks()
 	a.rangeIdx = bookAddRange(a.id, uintptr(a.base), uintptr(a.base)+a.regionSize(), rangeClasses)
+	meta, metaStart, depot := a.siteRecords()
+	bookSetClasses(a.rangeIdx, a.shift, meta, metaStart, depot)
 	asanRegister(a)
 	return a, nil
 }

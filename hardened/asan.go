@@ -24,10 +24,16 @@ package hardened
 import (
 	"encoding/binary"
 	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -113,14 +119,124 @@ func asanUnregister(a *Allocator) {
 	asanState.mu.Unlock()
 }
 
+// watchTimeout is how long ASan's callback waits for the watcher before
+// it asks the reporter process instead.
+const watchTimeout = 500 * time.Millisecond
+
 func startWatcher() {
 	asanState.allocs = make(map[*Allocator]struct{})
-	var req, rep [2]int
-	if unix.Pipe2(req[:], unix.O_CLOEXEC) != nil || unix.Pipe2(rep[:], unix.O_CLOEXEC) != nil {
-		return // no watcher: ASan's report alone
+	req, rep := [2]int{-1, -1}, [2]int{-1, -1}
+	if asanNoWatcher || unix.Pipe2(req[:], unix.O_CLOEXEC) != nil || unix.Pipe2(rep[:], unix.O_CLOEXEC) != nil {
+		req, rep = [2]int{-1, -1}, [2]int{-1, -1}
 	}
-	asanrt.InstallReportCallback(req[1], rep[0])
-	go watch(req[0], rep[1])
+	fbReq, fbAck := startReporter()
+	asanrt.InstallReportCallback(req[1], rep[0], watchTimeout, fbReq, fbAck)
+	if req[0] >= 0 {
+		go watch(req[0], rep[1])
+	}
+}
+
+// asanNoWatcher, set by tests before the first allocator, leaves every
+// report to the reporter process.
+var asanNoWatcher bool
+
+// The reporter. ASan's callback runs on the thread that made the bad
+// access, in C, holding that goroutine's P: if a stop-the-world begins
+// (a GC cycle, say), it waits for that P forever, and the watcher, which
+// needs a P of its own, never runs. So the callback falls back on a second
+// process, this executable run again (reporterEnv), started with the
+// first allocator: the callback hands it the access and the goroutine's
+// return addresses, walked in C, and it explains the address from the
+// record book and from the stopped process's memory (remote.go), prints
+// hardalloc's report, and answers. OnReport cannot run then: a harness
+// gets the report on stderr alone.
+const reporterEnv = "HARDALLOC_ASAN_REPORTER"
+
+func init() {
+	if os.Getenv(reporterEnv) != "" {
+		os.Exit(runReporter(os.Stdin, os.NewFile(3, "book"), os.NewFile(4, "ack"), os.Stderr))
+	}
+}
+
+// startReporter starts the reporter and returns the pipe ends the
+// callback writes to and reads from, or -1s.
+func startReporter() (req, ack int) {
+	if theBook() == nil {
+		return -1, -1
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return -1, -1
+	}
+	in, inW, err := os.Pipe()
+	if err != nil {
+		return -1, -1
+	}
+	ackR, ackW, err := os.Pipe()
+	if err != nil {
+		in.Close()
+		inW.Close()
+		return -1, -1
+	}
+	cmd := exec.Command(exe)
+	cmd.Args = []string{os.Args[0]}
+	cmd.Env = append(os.Environ(), reporterEnv+"=1")
+	cmd.Stdin = in
+	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(book.fd), "hardalloc-book"), ackW}
+	err = cmd.Start()
+	in.Close()
+	ackW.Close()
+	if err != nil {
+		inW.Close()
+		ackR.Close()
+		return -1, -1
+	}
+	// Where Yama restricts ptrace to ancestors, let the reporter read
+	// this process's memory.
+	unix.Prctl(unix.PR_SET_PTRACER, uintptr(cmd.Process.Pid), 0, 0, 0)
+	go cmd.Wait()
+	reporterFiles = [2]*os.File{inW, ackR} // kept open for the process's life
+	return int(inW.Fd()), int(ackR.Fd())
+}
+
+var reporterFiles [2]*os.File
+
+// runReporter is the reporter process: for each access the callback
+// sends (asanrt.Fallback), it prints hardalloc's report to out and
+// answers on ack. It returns at EOF: the served process has exited.
+func runReporter(in io.Reader, bookFile, ack *os.File, out io.Writer) int {
+	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGPIPE)
+	mem, err := unix.Mmap(int(bookFile.Fd()), 0, int(bookSize), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return 0
+	}
+	b := (*bookLayout)(unsafe.Pointer(&mem[0]))
+	if b.hdr.magic != bookMagic {
+		return 0
+	}
+	delta := reflect.ValueOf(Monitor).Pointer() - b.hdr.anchor
+	m := remoteMem(os.Getppid())
+	for {
+		var msg asanrt.Fallback
+		if binary.Read(in, binary.NativeEndian, &msg) != nil {
+			return 0
+		}
+		if r := explainRemote(b, m, uintptr(msg.Addr), delta); r != nil {
+			r.Op = "read"
+			if msg.Write != 0 {
+				r.Op = "write"
+			}
+			r.AccessSize = int(msg.Size)
+			st := make([]uintptr, min(msg.N, asanrt.FallbackDepth))
+			for i := range st {
+				st[i] = uintptr(msg.PCs[i]) + delta
+			}
+			r.Access = Site{Stack: st}
+			io.WriteString(out, remoteSummary(m)+r.String())
+		}
+		ack.Write([]byte{1})
+	}
 }
 
 // watch answers the callback: one access at a time (ASan serializes its
@@ -150,7 +266,18 @@ func watch(req, rep int) {
 // that collects reports, as JSON say, gets this one too; a panic in
 // OnReport is recovered: ASan's abort follows either way).
 func deliver(a *Allocator, r *Report) {
-	io.WriteString(a.output(), "==hardalloc== the address above is in hardalloc memory:\n"+r.String())
+	text := "==hardalloc== the address above is in hardalloc memory:\n" + r.String()
+	w := a.output()
+	fd := -1
+	if w == os.Stderr {
+		fd = 2 // written in C, right as it is claimed
+	}
+	if !asanrt.Claim(fd, text) {
+		return // the reporter process has it
+	}
+	if fd < 0 {
+		io.WriteString(w, text)
+	}
 	if a.opts.OnReport != nil {
 		func() {
 			defer func() { recover() }()
@@ -332,7 +459,7 @@ func explainClosed(addr uintptr) (*Allocator, *Report) {
 		}
 		if in {
 			return ca.a, &Report{Kind: UseAfterClose, Addr: addr, Size: -1, Class: -1,
-				Detail: "the allocator was closed; -asan builds keep its memory reserved and poisoned for a while so that late accesses are reported"}
+				Detail: "an access to the memory of an allocator, which was closed (-asan builds keep it reserved and poisoned for a while, so that late accesses are reported)"}
 		}
 	}
 	return nil, nil

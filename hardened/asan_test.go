@@ -9,10 +9,12 @@ import (
 	"os/exec"
 	"reflect"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/hardalloc/hardalloc/hardened"
@@ -42,6 +44,12 @@ type accessRow struct {
 	// stack is the exact access stack (function names, without
 	// runtime.goexit), read from the report OnReport prints as JSON.
 	stack []string
+	// watcher: the row checks what OnReport receives, which only the
+	// watcher goroutine can give it.
+	watcher bool
+	// zero: a 0-byte block, whose sites (hardened builds) the reporter
+	// process cannot read (they are in a Go map): it names the block.
+	zero bool
 }
 
 var sinkByte byte
@@ -268,6 +276,29 @@ func sumWords(w *[3]uintptr) uintptr { return w[0] + w[1] + w[2] }
 // notOnTheStack is never called.
 func notOnTheStack() { panic("unreachable") }
 
+// readAfterFreeGCPressure reads a freed block while four goroutines
+// allocate garbage as fast as they can, with GOGC at 1.
+//
+//go:noinline
+func readAfterFreeGCPressure(a *hardened.Allocator) {
+	debug.SetGCPercent(1)
+	for range 4 {
+		go func() {
+			var keep [][]byte
+			for i := 0; ; i++ {
+				keep = append(keep, make([]byte, 1<<10))
+				if len(keep) > 64 {
+					keep = keep[:0]
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	b := rowAlloc(a, 72)
+	a.Free(b)
+	sinkByte = b[9]
+}
+
 func rowAlloc(a *hardened.Allocator, n int) []byte {
 	b, err := a.Alloc(n)
 	if err != nil {
@@ -279,10 +310,12 @@ func rowAlloc(a *hardened.Allocator, n int) []byte {
 var accessRows = []accessRow{
 	{name: "read-after-free-onreport", run: readAfterFreeOnReport, asan: "heap-use-after-free", op: "READ of size 1",
 		where: "3 bytes inside a 40-byte block", frame: "readAfterFreeOnReport", freed: true,
-		extra: []string{`ONREPORT {"kind":"heap-use-after-free","op":"read"`, `"access":{"frames":[{"function":"github.com/hardalloc/hardalloc/hardened_test.readAfterFreeOnReport"`}},
+		extra: []string{`ONREPORT {"kind":"heap-use-after-free","op":"read"`, `"access":{"frames":[{"function":"github.com/hardalloc/hardalloc/hardened_test.readAfterFreeOnReport"`}, watcher: true},
 	{name: "read-after-free-big-frame", run: readAfterFreeBigFrame, asan: "heap-use-after-free", op: "READ of size 1",
 		where: "5 bytes inside a 40-byte block", frame: "readAfterFreeBigFrame", freed: true,
-		stack: []string{"hardened_test.readAfterFreeBigFrame", "hardened_test.TestAccessChild", "testing.tRunner"}},
+		stack: []string{"hardened_test.readAfterFreeBigFrame", "hardened_test.TestAccessChild", "testing.tRunner"}, watcher: true},
+	{name: "read-after-free-gc-pressure", run: readAfterFreeGCPressure, asan: "heap-use-after-free", op: "READ of size 1",
+		where: "9 bytes inside a 72-byte block", frame: "readAfterFreeGCPressure", freed: true},
 	{name: "read-after-free-sampled", run: readAfterFreeSampled, asan: "heap-use-after-free", op: "READ of size 1",
 		where: "150 bytes inside a 200-byte block", frame: "readAfterFreeSampled", freed: true,
 		extra: []string{"(sampled block)", "allocated by goroutine", "freed by goroutine"}},
@@ -305,13 +338,13 @@ var accessRows = []accessRow{
 	{name: "read-quarantined-after-5000-allocs", run: readQuarantinedLater, asan: "heap-use-after-free", op: "READ of size 1",
 		where: "50 bytes inside a 100-byte block", frame: "readQuarantinedLater", freed: true, only: true},
 	{name: "touch-0-byte-block", run: touchZeroBlock, asan: "heap-buffer-overflow", op: "READ of size 1",
-		where: "0-byte block", frame: "touchZeroBlock"},
+		where: "0-byte block", frame: "touchZeroBlock", zero: true},
 	{name: "write-0-byte-block", run: writeZeroBlock, asan: "heap-buffer-overflow", op: "WRITE of size 1",
-		where: "0-byte block", frame: "writeZeroBlock"},
+		where: "0-byte block", frame: "writeZeroBlock", zero: true},
 	{name: "read-after-close", run: readAfterClose, asan: "heap-use-after-free", op: "READ of size 1",
-		where: "the allocator was closed", frame: "readAfterClose", wild: true},
+		where: "which was closed", frame: "readAfterClose", wild: true},
 	{name: "read-large-after-close", run: readLargeAfterClose, asan: "heap-use-after-free", op: "READ of size 1",
-		where: "the allocator was closed", frame: "readLargeAfterClose", wild: true},
+		where: "which was closed", frame: "readLargeAfterClose", wild: true},
 	{name: "read-shrunk-tail", run: readShrunkTail, asan: "heap-", op: "READ of size 1",
 		where: "5 bytes after the end of a 90-byte block", whereH: "95 bytes inside a 100-byte block", frame: "readShrunkTail"},
 	{name: "read-after-reset", run: readAfterReset, asan: "heap-buffer-overflow", op: "READ of size 1",
@@ -321,59 +354,124 @@ var accessRows = []accessRow{
 		extra: []string{"C code: see AddressSanitizer's stack above"}},
 }
 
-const rowEnv = "HARDALLOC_ASAN_ROW"
+const (
+	rowEnv       = "HARDALLOC_ASAN_ROW"
+	noWatcherEnv = "HARDALLOC_ASAN_TEST_NO_WATCHER"
+)
 
+// TestAccessCatalog runs every row twice: with the watcher goroutine,
+// which explains the access in this process, and without it, as when a
+// stop-the-world keeps it from running: the reporter process explains
+// it then (what OnReport would receive is checked only with the watcher).
 func TestAccessCatalog(t *testing.T) {
-	for _, row := range accessRows {
-		t.Run(row.name, func(t *testing.T) {
-			if row.only && !hardened.Enabled {
-				t.Skip("needs -tags hardened (quarantine or the PROT_NONE zero region)")
+	for _, reporter := range []bool{false, true} {
+		for _, row := range accessRows {
+			name := row.name
+			if reporter {
+				name += "/reporter"
 			}
-			if runtime.NumCPU() < 2 {
-				t.Skip("the report's hardalloc part needs a second P")
-			}
-			t.Parallel()
-			cmd := exec.Command(os.Args[0], "-test.run=^TestAccessChild$")
-			cmd.Env = append(os.Environ(), rowEnv+"="+row.name, "GOMAXPROCS=2")
-			out, err := cmd.CombinedOutput()
-			text := string(out)
-			if err == nil {
-				t.Fatalf("the child exited 0: the bad access was not stopped\n%s", text)
-			}
-			where := row.where
-			if hardened.Enabled && row.whereH != "" {
-				where = row.whereH
-			}
-			want := []string{
-				"ERROR: AddressSanitizer: " + row.asan,
-				row.op,
-				"==hardalloc== the address above is in hardalloc memory",
-				where,
-				strings.ToUpper(row.op[:1]) + row.op[1:],
-				row.frame,
-			}
-			if hardened.Enabled && !row.wild {
-				want = append(want, "allocated by goroutine")
-				if row.freed {
-					want = append(want, "freed by goroutine")
+			t.Run(name, func(t *testing.T) {
+				if row.only && !hardened.Enabled {
+					t.Skip("needs -tags hardened (quarantine or the PROT_NONE zero region)")
 				}
-			}
-			want = append(want, row.extra...)
-			for _, w := range want {
-				if !strings.Contains(text, w) {
-					t.Errorf("output lacks %q", w)
+				if reporter && row.watcher {
+					t.Skip("checks what OnReport receives, which needs the watcher")
 				}
-			}
-			if row.stack != nil {
-				if got := accessStack(t, text); !slices.Equal(got, row.stack) {
-					t.Errorf("access stack %q, want exactly %q", got, row.stack)
+				if runtime.NumCPU() < 2 && !reporter {
+					t.Skip("the watcher needs a second P")
 				}
-			}
-			if t.Failed() {
-				t.Logf("child output:\n%s", text)
-			}
-		})
+				t.Parallel()
+				checkRow(t, row, runRow(t, row.name, reporter), reporter)
+			})
+		}
 	}
+}
+
+// runRow runs a catalog row in a child process and returns its output.
+func runRow(t *testing.T, name string, reporter bool) string {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAccessChild$")
+	cmd.Env = append(os.Environ(), rowEnv+"="+name, "GOMAXPROCS=2")
+	if reporter {
+		cmd.Env = append(cmd.Env, noWatcherEnv+"=1")
+	}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("the child exited 0: the bad access was not stopped\n%s", out)
+	}
+	return string(out)
+}
+
+// checkRow checks a row's output: ASan's report, then hardalloc's.
+func checkRow(t *testing.T, row accessRow, text string, reporter bool) {
+	t.Helper()
+	where := row.where
+	if hardened.Enabled && row.whereH != "" {
+		where = row.whereH
+	}
+	want := []string{
+		"ERROR: AddressSanitizer: " + row.asan,
+		row.op,
+		"==hardalloc== the address above is in hardalloc memory",
+		where,
+		strings.ToUpper(row.op[:1]) + row.op[1:],
+		row.frame,
+	}
+	if hardened.Enabled && !row.wild && !(reporter && row.zero) {
+		want = append(want, "allocated by goroutine")
+		if row.freed {
+			want = append(want, "freed by goroutine")
+		}
+	}
+	want = append(want, row.extra...)
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			t.Errorf("output lacks %q", w)
+		}
+	}
+	if n := strings.Count(text, "==hardalloc== the address above"); n != 1 {
+		t.Errorf("hardalloc's part printed %d times", n)
+	}
+	if row.stack != nil {
+		if got := accessStack(t, text); !slices.Equal(got, row.stack) {
+			t.Errorf("access stack %q, want exactly %q", got, row.stack)
+		}
+	}
+	if t.Failed() {
+		t.Logf("child output:\n%s", text)
+	}
+}
+
+// TestAccessUnderGCPressure reads a freed block while other goroutines
+// churn Go's heap, so a garbage collection is often under way when ASan
+// stops the access: hardalloc's part is printed every time, twenty runs
+// in a row (by the watcher, or by the reporter when a stop-the-world
+// waits on the stopped thread's P).
+func TestAccessUnderGCPressure(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs to churn beside the access")
+	}
+	row := accessRowNamed("read-after-free-gc-pressure")
+	byReporter := 0
+	for i := range 20 {
+		text := runRow(t, row.name, false)
+		checkRow(t, row, text, false)
+		if t.Failed() {
+			t.Fatalf("run %d of 20", i+1)
+		}
+		if strings.Contains(text, "-asan reporter explains") {
+			byReporter++
+		}
+	}
+	t.Logf("20 of 20 reports complete; %d by the reporter process, %d by the watcher", byReporter, 20-byReporter)
+}
+
+func accessRowNamed(name string) accessRow {
+	for _, r := range accessRows {
+		if r.name == name {
+			return r
+		}
+	}
+	panic("no row " + name)
 }
 
 // accessStack returns the function names of the access stack of the
@@ -409,6 +507,9 @@ func TestAccessChild(t *testing.T) {
 	name := os.Getenv(rowEnv)
 	if name == "" {
 		t.Skip("run by TestAccessCatalog")
+	}
+	if os.Getenv(noWatcherEnv) != "" {
+		hardened.NoWatcher()
 	}
 	for _, row := range accessRows {
 		if row.name == name {

@@ -63,6 +63,13 @@ type bookRange struct {
 	kind      uint32
 	state     uint32
 	allocator uint64 // the allocator's id (New's order in the process)
+	// Class ranges: where a reader of this process's memory (the -asan
+	// reporter) finds a slot's header and its site record: the classes'
+	// region size (1<<shift), and in hardened builds the site records,
+	// the address of their per-class offsets and of the stack depot's
+	// slice of stacks.
+	shift                  uint64
+	meta, metaStart, depot uintptr
 }
 
 type bookRec struct {
@@ -151,6 +158,23 @@ func bookAddRange(id uint64, lo, hi uintptr, kind uint32) int {
 	r.lo, r.hi, r.kind, r.state, r.allocator = lo, hi, kind, stateOpen, id
 	atomic.StoreUint64(&r.gen, b.hdr.gen.Add(1))
 	return i
+}
+
+// siteRecRaw is a site record's bytes: allocSeq, allocG, freeSeq, freeG
+// (uint64), allocStack, freeStack (uint32), as harden_sites.go lays
+// siteRec out (and checks): what the -asan reporter reads.
+type siteRecRaw struct{ b [40]byte }
+
+const siteRecRawSize = 64 // siteRec's size, a power of two
+
+// bookSetClasses records where a class range's slots and site records
+// are (bookRange).
+func bookSetClasses(i int, shift uint, meta, metaStart, depot uintptr) {
+	if i < 0 || book.l == nil {
+		return
+	}
+	r := &book.l.ranges[i]
+	r.shift, r.meta, r.metaStart, r.depot = uint64(shift), meta, metaStart, depot
 }
 
 // bookCloseRange marks range slot i closed (its memory unmapped).

@@ -41,6 +41,10 @@ func (a *Allocator) drainQuarantine()                             {}
 func (a *Allocator) explainHardened(addr uintptr) *Report         { return nil }
 func (a *Allocator) alwaysQuarantine(n int)                       {}
 
+// siteRecords is where the hardening layer keeps small blocks' sites:
+// nowhere in release builds.
+func (a *Allocator) siteRecords() (meta, metaStart, depot uintptr) { return 0, 0, 0 }
+
 // armSmall (release builds) has nothing to arm. Release builds trust a
 // free slot's header: the free lists are out of band, so a damaged free
 // header cannot redirect anything.

@@ -217,3 +217,21 @@ func (d *depot) get(id uint32) []uintptr {
 	defer d.mu.Unlock()
 	return d.stacks[id-1]
 }
+
+// siteRecords is where a reader of this process's memory finds small
+// blocks' sites (the record book publishes it for the -asan reporter):
+// the site records, the address of their per-class offsets, and the
+// address of the depot's slice of stacks.
+func (a *Allocator) siteRecords() (meta, metaStart, depot uintptr) {
+	return uintptr(unsafe.Pointer(&a.h.meta[0])), uintptr(unsafe.Pointer(&a.h.metaStart)), uintptr(unsafe.Pointer(&a.h.depot.stacks))
+}
+
+// remote.go reads site records out of a stopped process by this layout.
+var (
+	_ [unsafe.Sizeof(siteRec{}) - siteRecRawSize]struct{}
+	_ [siteRecRawSize - unsafe.Sizeof(siteRec{})]struct{}
+	_ [unsafe.Offsetof(siteRec{}.allocStack) - 32]struct{}
+	_ [32 - unsafe.Offsetof(siteRec{}.allocStack)]struct{}
+	_ [unsafe.Offsetof(siteRec{}.freeStack) - 36]struct{}
+	_ [36 - unsafe.Offsetof(siteRec{}.freeStack)]struct{}
+)

@@ -196,6 +196,17 @@ func accessFrames(text []byte) []runtime.Frame {
 	return out
 }
 
+// bookClosed reports whether allocator id's class range is closed.
+func bookClosed(b *bookLayout, id uint64) bool {
+	for i := range b.ranges {
+		r := &b.ranges[i]
+		if atomic.LoadUint64(&r.gen) != 0 && r.allocator == id && r.kind == rangeClasses {
+			return atomic.LoadUint32(&r.state) == stateClosed
+		}
+	}
+	return false
+}
+
 // explainBook is Explain from the record book, in the monitor process:
 // the newest record or range that holds addr says what the fault was.
 // delta rebases the recorded return addresses into this process.
@@ -215,14 +226,18 @@ func explainBook(b *bookLayout, addr, delta uintptr) *Report {
 		}
 	}
 	if best != nil && (rng == nil || best.gen > rng.gen) {
-		return largeBookReport(best, addr, delta)
+		r := largeBookReport(best, addr, delta)
+		if bookClosed(b, best.allocator) {
+			r.Kind, r.Detail = UseAfterClose, fmt.Sprintf("an access to a large block of allocator #%d, which was closed", best.allocator)
+		}
+		return r
 	}
 	if rng == nil {
 		return nil
 	}
 	if rng.state == stateClosed {
 		return &Report{Kind: UseAfterClose, Op: "fault", Addr: addr, Size: -1, Class: -1,
-			Detail: fmt.Sprintf("an access to the memory of allocator #%d after its Close; the memory is gone", rng.allocator)}
+			Detail: fmt.Sprintf("an access to the memory of allocator #%d, which was closed", rng.allocator)}
 	}
 	switch rng.kind {
 	case rangeSample:

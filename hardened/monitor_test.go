@@ -87,7 +87,7 @@ var monitorCases = []monitorCase{
 			a.Close()
 			read1(unsafe.Pointer(&b[0]))
 		},
-		want: []string{`ERROR: use-after-close on address 0x[0-9a-f]+ \(fault\)`, `after its Close`, `hardened_test\.read1`},
+		want: []string{`ERROR: use-after-close on address 0x[0-9a-f]+ \(fault\)`, `which was closed`, `hardened_test\.read1`},
 	},
 	{
 		name: "sampled-read-after-free",
