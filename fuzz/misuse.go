@@ -96,6 +96,9 @@ func (r *runner) misuse(i int, op Op) error {
 		// default budget certainly holds it for the rest of a program.
 		v = MisuseDoubleFree
 	}
+	if asanBuild && !lay.Zero && (v == MisuseOverflow || v == MisuseUnderflow || v == MisuseWriteAfterFree) {
+		v = MisuseDoubleFree // only patterns catch these writes, and -asan builds write none
+	}
 	if lay.Front == 0 && (v == MisuseOverflow || v == MisuseUnderflow) {
 		v = MisuseDoubleFree // no redzones configured: nothing to detect it with
 	}

@@ -6,3 +6,6 @@ package fuzz
 
 func (r *runner) checkShadow(int) error        { return nil }
 func (r *runner) checkFreed(int, []byte) error { return nil }
+
+// asanBuild says the program is built with -asan.
+const asanBuild = false

@@ -236,6 +236,18 @@ func (a *Allocator) resetHardened() {
 	z.mu.Unlock()
 }
 
+// patterns says whether the layer writes and checks its byte patterns:
+// canaries in the redzones and poison in freed blocks. Under -asan it
+// does not: the shadow marks the same bytes (redzones, freed and
+// quarantined blocks), so ASan stops an instrumented access there at the
+// access, with its stack, where a pattern shows the damage only at the
+// next Free, Check or eviction, and costs nothing per block. What the
+// shadow cannot see are writes ASan does not instrument (assembly, C
+// built without -fsanitize=address, the kernel): those the patterns of
+// plain hardened builds catch. The redzones stay (the shadow poisons
+// them), and so do the sites, the quarantine and the header checks.
+const patterns = !asanEnabled
+
 // inPlace is Realloc's resize within the slot: hardened builds always
 // move a block, so that a moved block catches stale pointers and canaries
 // never change place under a Check.

@@ -19,10 +19,16 @@ func (a *Allocator) armLarge(lb *largeBlock) {
 	lb.alloc = a.siteOf(g, seq, st)
 	a.profileAdd(uintptr(lb.p))
 	rear := unsafe.Add(lb.p, lb.size)
+	if !patterns {
+		return
+	}
 	redzone.FillRear(slice(rear, lb.span-uintptr(lb.size)), uintptr(rear), redzone.Canary(a.h.canaryKey, uintptr(lb.p)))
 }
 
 func (a *Allocator) verifyLarge(op string, lb *largeBlock) *Report {
+	if !patterns {
+		return nil
+	}
 	w := redzone.Canary(a.h.canaryKey, uintptr(lb.p))
 	rear := unsafe.Add(lb.p, lb.size)
 	n := lb.span - uintptr(lb.size)

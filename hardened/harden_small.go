@@ -47,7 +47,9 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 	w := redzone.Canary(h.canaryKey, uintptr(slot))
 	p := unsafe.Add(body, payOff)
 	rear := unsafe.Add(p, n)
-	redzone.Arm(body, payOff, rear, end-payOff-uintptr(n), w)
+	if patterns {
+		redzone.Arm(body, payOff, rear, end-payOff-uintptr(n), w)
+	}
 
 	rec := a.rec(c, soff)
 	if seq == 0 { // not taken when the slot was popped (slow paths)
@@ -75,6 +77,9 @@ func publish(slot unsafe.Pointer, v uint64) { storeRelease(hdrWord(slot), v) }
 
 // verifyCanaries checks both redzones of an allocated small block.
 func (a *Allocator) verifyCanaries(op string, slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
+	if !patterns {
+		return nil
+	}
 	body := unsafe.Add(slot, headerSize)
 	w := redzone.Canary(a.h.canaryKey, uintptr(slot))
 	pay := unsafe.Add(body, hd.off)
@@ -144,7 +149,7 @@ func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff 
 		a.profileRemove(uintptr(slot) + headerSize + hd.off)
 	}
 	quarantined := !h.noBudget || a.always[c].Load()
-	if quarantined {
+	if quarantined && patterns {
 		body := unsafe.Add(slot, headerSize)
 		redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), redzone.Poison(h.poisonKey, uintptr(slot)))
 	}
@@ -187,6 +192,9 @@ func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff 
 }
 
 func (a *Allocator) verifyPoison(op string, slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
+	if !patterns {
+		return nil
+	}
 	body := unsafe.Add(slot, headerSize)
 	w := redzone.Poison(a.h.poisonKey, uintptr(slot))
 	n := uintptr(classSize[c])

@@ -54,6 +54,9 @@ func TestDoubleFreeNamesFirstFree(t *testing.T) {
 func freeSite(a *hardened.Allocator, b []byte) { a.Free(b) }
 
 func TestOverflowReportShowsBytes(t *testing.T) {
+	if asanBuild {
+		t.Skip(skipPatterns)
+	}
 	a, c := newAlloc(t, hardened.Options{})
 	b := allocSite(t, a, 32)
 	pokeBytes(b, 32, []byte("XYZ"))
@@ -117,6 +120,9 @@ func TestQuarantineBudget(t *testing.T) {
 // goroutines, and a write after free into a block still in a P's batch is
 // found by Check.
 func TestQuarantineBudgetConcurrent(t *testing.T) {
+	if asanBuild {
+		t.Skip(skipPatterns)
+	}
 	const budget = 256 << 10
 	a, _ := newAlloc(t, hardened.Options{QuarantineBytes: budget})
 	var wg sync.WaitGroup
@@ -238,6 +244,9 @@ func TestCatchFaultDefaultHandler(t *testing.T) {
 // One bug has one SUMMARY however it is caught: a write after free found
 // by Check and the same one found when the block leaves the quarantine.
 func TestSummaryIndependentOfWhereCaught(t *testing.T) {
+	if asanBuild {
+		t.Skip(skipPatterns)
+	}
 	var sums []string
 	for _, byCheck := range []bool{true, false} {
 		a, c := newAlloc(t, hardened.Options{QuarantineBytes: 4 << 10})
