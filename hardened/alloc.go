@@ -92,9 +92,10 @@ type Allocator struct {
 
 	minAlign uintptr // Options.MinAlign, at least 16
 
-	id       uint64        // the allocator's number in the record book
-	rangeIdx int           // its class reservation's range in the record book
-	samp     *sampler      // Options.SampleRate's pool, nil when off
+	id       uint64   // the allocator's number in the record book
+	rangeIdx int      // its class reservation's range in the record book
+	samp     *sampler // Options.SampleRate's pool, nil when off
+	//lint:ignore U1000 release builds only (harden0.go)
 	largeSeq atomic.Uint64 // release builds: the sequence numbers of large blocks' sites
 
 	// fresh, with ctl.Extra.JunkFill, has a bit per slab of each class whose
@@ -105,6 +106,7 @@ type Allocator struct {
 
 	audit [2]auditList // Audit's scratch: the cached and the queued slots
 
+	//lint:ignore U1000 nil without -asan (asan0.go)
 	closing *closedAlloc // -asan builds: what Close keeps of it (asan.go)
 
 	//lint:ignore U1000 empty in release builds (harden0.go)

@@ -200,6 +200,9 @@ func startReporter() (req, ack int) {
 	return int(inW.Fd()), int(ackR.Fd())
 }
 
+// reporterFiles holds the pipes' files so no finalizer closes them.
+//
+//lint:ignore U1000 only written: being reachable is its purpose
 var reporterFiles [2]*os.File
 
 // runReporter is the reporter process: for each access the callback
@@ -463,4 +466,10 @@ func explainClosed(addr uintptr) (*Allocator, *Report) {
 		}
 	}
 	return nil, nil
+}
+
+// asanCarved is how far from its region's start class c's shadow has been
+// set: its carved slabs and the one after them (asanSlab).
+func (a *Allocator) asanCarved(c int) uintptr {
+	return min(uintptr(a.committed[c].Load())+uintptr(1)<<classSlabShift[c], a.classRegion())
 }

@@ -133,7 +133,6 @@ func remoteReport(rng *bookRange, m remoteMem, k Kind, addr, slot uintptr, c int
 	return r
 }
 
-
 // remoteStack reads stack id from the depot's slice of stacks.
 func remoteStack(rng *bookRange, m remoteMem, id uint32, delta uintptr) []uintptr {
 	if id == 0 {
@@ -165,3 +164,10 @@ func remoteStack(rng *bookRange, m remoteMem, id uint32, delta uintptr) []uintpt
 func remoteSummary(m remoteMem) string {
 	return fmt.Sprintf("==hardalloc== the address above is in hardalloc memory (process %d could not run Go in ASan's callback; its -asan reporter explains the address):\n", int(m))
 }
+
+// siteRecRaw is a site record's bytes: allocSeq, allocG, freeSeq, freeG
+// (uint64), allocStack, freeStack (uint32), as harden_sites.go lays
+// siteRec out (and checks): what the -asan reporter reads.
+type siteRecRaw struct{ b [40]byte }
+
+const siteRecRawSize = 64 // siteRec's size, a power of two

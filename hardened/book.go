@@ -160,13 +160,6 @@ func bookAddRange(id uint64, lo, hi uintptr, kind uint32) int {
 	return i
 }
 
-// siteRecRaw is a site record's bytes: allocSeq, allocG, freeSeq, freeG
-// (uint64), allocStack, freeStack (uint32), as harden_sites.go lays
-// siteRec out (and checks): what the -asan reporter reads.
-type siteRecRaw struct{ b [40]byte }
-
-const siteRecRawSize = 64 // siteRec's size, a power of two
-
 // bookSetClasses records where a class range's slots and site records
 // are (bookRange).
 func bookSetClasses(i int, shift uint, meta, metaStart, depot uintptr) {

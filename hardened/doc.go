@@ -213,3 +213,6 @@
 // (fault injection: the seeded bugs and test hooks of -tags
 // faultinject).
 package hardened
+
+// The -asan copies of the hardening layer's files (internal/asangen).
+//go:generate go run ../internal/cmd/asangen harden.go harden_small.go harden_quarantine.go harden_sites.go harden_meta.go central.go cache.go

@@ -18,7 +18,12 @@ import (
 // assembly function). If calibration fails (another architecture, a
 // changed runtime) goid falls back to the slow path. First use, not init:
 // release builds ask only when they record a site (large and sampled
-// blocks, a report), and most programs never pay for it.
+// blocks, a report), and most programs never pay for it. Not instrumented
+// (norace): it reads this goroutine's own g, which no race or ASan check
+// has anything to say about.
+//
+//go:norace
+//go:nocheckptr
 func goid() uint64 {
 	if off := goidOffset.Load(); off >= 0 {
 		return *(*uint64)(unsafe.Add(getg(), off))

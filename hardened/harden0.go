@@ -107,3 +107,17 @@ func (a *Allocator) allocZero(align uintptr) []byte                    { return 
 func (a *Allocator) freeZero(op string, p unsafe.Pointer) bool         { return false }
 func (a *Allocator) zeroSize(op string, p unsafe.Pointer) (int, error) { return 0, nil }
 func (a *Allocator) zeroLeaks(op string) []*Report                     { return nil }
+
+// releaseSite captures a large block's allocation or free site in
+// release builds (hardened builds record sites for every block): large
+// blocks cost a mapping or a clear of at least 144 KiB, beside which a
+// stack is cheap, and their records let the crash monitor and leak
+// reports say where they came from. after is the block's previous event.
+func (a *Allocator) releaseSite(after uint64, pcs *[bookDepth + 8]uintptr) Site {
+	site := a.capture(pcs[:])
+	site.Seq = a.largeSeq.Add(1)
+	if site.Seq <= after {
+		site.Seq = after + 1
+	}
+	return site
+}

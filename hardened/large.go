@@ -55,6 +55,7 @@ type largeBlock struct {
 	rec   *bookRec // its record in the record book, for the crash monitor
 	// pcs back the release builds' sites (releaseSite), so recording one
 	// allocates nothing.
+	//lint:ignore U1000 release builds only (harden0.go)
 	pcs [2][bookDepth + 8]uintptr
 }
 
@@ -298,20 +299,6 @@ func (lb *largeBlock) booked() {
 		lb.rec.free.setSite(lb.free)
 		atomic.StoreUint32(&lb.rec.state, recFreed)
 	}
-}
-
-// releaseSite captures a large block's allocation or free site in
-// release builds (hardened builds record sites for every block): large
-// blocks cost a mapping or a clear of at least 144 KiB, beside which a
-// stack is cheap, and their records let the crash monitor and leak
-// reports say where they came from. after is the block's previous event.
-func (a *Allocator) releaseSite(after uint64, pcs *[bookDepth + 8]uintptr) Site {
-	site := a.capture(pcs[:])
-	site.Seq = a.largeSeq.Add(1)
-	if site.Seq <= after {
-		site.Seq = after + 1
-	}
-	return site
 }
 
 func (lb *largeBlock) payload() []byte { return slice(lb.p, lb.span) }

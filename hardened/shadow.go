@@ -95,12 +95,6 @@ func (a *Allocator) asanSlab(c int, start uint64) {
 	}
 }
 
-// asanCarved is how far from its region's start class c's shadow has been
-// set: its carved slabs and the one after them (asanSlab).
-func (a *Allocator) asanCarved(c int) uintptr {
-	return min(uintptr(a.committed[c].Load())+uintptr(1)<<classSlabShift[c], a.classRegion())
-}
-
 // asanClasses marks every carved slab of the classes Reset forgets
 // (handed out since the last Reset) redzone: nothing is allocated any
 // more.

@@ -1,3 +1,5 @@
+//go:build !asan
+
 // Package quarantine holds freed blocks back from reuse, so that a write
 // after free lands in poisoned memory that is checked later, and a double
 // free finds the block still marked freed.
@@ -18,6 +20,9 @@
 // A Quarantine is safe for concurrent use. It stores opaque items; what
 // they mean is the caller's business. The package is a leaf.
 package quarantine
+
+// The -asan copies of the package's files (internal/asangen).
+//go:generate go run ../internal/cmd/asangen quarantine.go shards.go
 
 import "sync"
 
