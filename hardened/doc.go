@@ -162,6 +162,24 @@
 // for redzones and freed memory. A Go or C access outside a live block is
 // then stopped at the access by ASan, and hardalloc adds the block, the
 // offset, the accessing stack and the allocation and free sites (asan.go).
+// Under -asan the shadow catches at the access what canaries and poison
+// would find later, so the hardened layer writes neither there (harden.go's
+// patterns); its sites and quarantine stay. The accessing stack is the
+// frame-pointer chain from the return address of the instrumented access,
+// never a scan of stack words. The watcher goroutine that prints the report
+// needs the scheduler; when it cannot run (a stop-the-world waiting on the
+// faulting thread's P), a reporter process started with the first
+// allocator prints the same report from the record book and the stopped
+// process's memory (asan_remote.go); a C atomic decides once who prints.
+// A closed allocator's memory stays reserved and PROT_NONE for the last
+// eight closed allocators, so a late access is a report, not a bare fault.
+//
+// ASan and checkptr instrument every load and store of a package built
+// with -asan, hardalloc's own bookkeeping included; the files on the hot
+// paths are therefore built under -asan from generated copies
+// (zasan_*.go, by internal/asangen through go generate) whose functions
+// are //go:norace //go:nocheckptr, so only the user's accesses pay.
+// TestAsanCopiesUpToDate fails when a copy has drifted from its source.
 // Go's ASan instrumentation does not see sync/atomic operations; package
 // thread reports its capsule's atomic accesses to ASan explicitly.
 //
@@ -206,7 +224,11 @@
 // for code outside the package).
 //
 // AddressSanitizer: shadow.go (every shadow change), asan.go and asan0.go
-// (the -asan build's report callback and its release half). Sampling and
+// (the -asan build's report callback, the reporter process and what Close
+// keeps, and their release half), asan_remote.go (the reporter's reads of
+// the stopped process), harden_sites_asan.go (the site record layout it
+// reads), zasan_*.go (generated -asan copies; never edit them, run go
+// generate). Sampling and
 // faults: sample.go (the sampled pool), book.go (the record book),
 // monitor.go (the crash monitor). Harnesses: ctl.go (the hooks of
 // internal/ctl), reset.go, audit.go, layout.go; bug_on.go, bug_off.go
