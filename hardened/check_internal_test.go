@@ -1,4 +1,4 @@
-//go:build hardened && faultinject
+//go:build (hardened || asan) && faultinject
 
 package hardened
 

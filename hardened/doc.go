@@ -3,7 +3,8 @@
 // always-on integrity checks in release builds, and a debug layer
 // (-tags hardened) built to find memory-lifetime bugs rather than survive
 // them. Under -asan every block is as precise to AddressSanitizer as its
-// own heap.
+// own heap, and every -asan build has the debug layer's sites and
+// quarantine.
 //
 //	a, err := hardened.New(hardened.Options{})
 //	...
@@ -32,7 +33,8 @@
 // -tags hardened adds byte-precise overflow and underflow (redzones),
 // write after free (poison and a quarantine), faults on large blocks and
 // 0-byte blocks, and every block's sites; -asan stops any bad access at
-// the access. In production, Options.SampleRate puts one allocation in N
+// the access and, like ASan's own allocator, always records the sites
+// (an -asan build is a hardened build). In production, Options.SampleRate puts one allocation in N
 // on a guarded page (GWP-ASan style), and Monitor turns a fault on
 // hardalloc memory into a report; CatchFault does the same for one
 // function. Explain says what hardalloc knows about an address.
@@ -162,8 +164,10 @@
 // for redzones and freed memory. A Go or C access outside a live block is
 // then stopped at the access by ASan, and hardalloc adds the block, the
 // offset, the accessing stack and the allocation and free sites (asan.go).
-// Under -asan the shadow catches at the access what canaries and poison
-// would find later, so the hardened layer writes neither there (harden.go's
+// Every -asan build compiles the hardening layer in, -tags hardened or not:
+// a report that names no allocation or free site is not what a user of
+// ASan expects. The shadow catches at the access what canaries and poison
+// would find later, so the layer writes neither there (harden.go's
 // patterns); its sites and quarantine stay. The accessing stack is the
 // frame-pointer chain from the return address of the instrumented access,
 // never a scan of stack words. The watcher goroutine that prints the report

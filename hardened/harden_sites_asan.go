@@ -1,4 +1,4 @@
-//go:build hardened && asan
+//go:build asan
 
 package hardened
 

@@ -1,4 +1,4 @@
-//go:build hardened && !race
+//go:build (hardened || asan) && !race
 
 #include "textflag.h"
 

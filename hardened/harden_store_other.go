@@ -1,4 +1,4 @@
-//go:build hardened && (!(amd64 || arm64) || race)
+//go:build (hardened || asan) && (!(amd64 || arm64) || race)
 
 package hardened
 

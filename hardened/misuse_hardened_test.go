@@ -1,4 +1,4 @@
-//go:build hardened
+//go:build hardened || asan
 
 package hardened_test
 

@@ -23,9 +23,6 @@
 // they mean is the caller's business. The package is a leaf.
 package quarantine
 
-// The -asan copies of the package's files (internal/asangen).
-//go:generate go run ../internal/cmd/asangen quarantine.go shards.go
-
 import "sync"
 
 // Item is a quarantined block.

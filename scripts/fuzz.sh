@@ -4,7 +4,8 @@
 # the hardening layer are different code) for FUZZTIME each (default
 # 10s), prints progress as it goes and a summary table at the end. ASAN=1
 # builds every run with -asan, so a bad access is stopped where it
-# happens. A crasher is left in testdata/fuzz/<Target>/ (go test writes it
+# happens; every -asan build has the hardening layer, so there MODES
+# defaults to one mode, "hardened". A crasher is left in testdata/fuzz/<Target>/ (go test writes it
 # there), its report is printed, and the script exits non-zero; each
 # distinct crash (by its SUMMARY line) is also written as SARIF and JSON,
 # to $SARIF and $JSON (default fuzz-crashes.sarif and fuzz-crashes.json),
@@ -14,9 +15,10 @@ cd "$(dirname "$0")/.."
 . scripts/fuzzlib.sh
 FUZZTIME=${FUZZTIME:-10s}
 MODES=${MODES:-${TAGS:+${TAGS}}}
+ASAN=${ASAN:-}
+if [ -n "$ASAN" ]; then MODES=${MODES:-hardened}; fi
 MODES=${MODES:-release hardened}
 PARALLEL=${PARALLEL:-2}
-ASAN=${ASAN:-}
 # Each of the PARALLEL worker processes gets its share of the CPUs, not all
 # of them: Go's default (GOMAXPROCS = every CPU in each worker) runs 2x2 Ps
 # and the coordinator on 2 cores, and measured here 13.8k FuzzAllocFree
