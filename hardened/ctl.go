@@ -10,7 +10,7 @@ func init() {
 	ctl.Reset = func(a any, seed uint64) error { return a.(*Allocator).reset(seed) }
 	ctl.ResetWith = func(a, opts any, x ctl.Extra) error { return a.(*Allocator).resetWith(opts.(Options), x) }
 	ctl.Audit = func(a any) error { return a.(*Allocator).auditSlots() }
-	ctl.LayoutOf = func(a any, b []byte) (Layout, bool) { return a.(*Allocator).layoutOf(b) }
+	ctl.LayoutOf = func(a any, b []byte) (ctl.Layout, bool) { return a.(*Allocator).layoutOf(b) }
 	ctl.ReadStats = func(a, s any) { a.(*Allocator).readStats(s.(*Stats)) }
 	ctl.Hold = func(a any) func() { return a.(*Allocator).hold() }
 	ctl.AlwaysQuarantine = func(a any, n int) { a.(*Allocator).alwaysQuarantine(n) }

@@ -6,15 +6,12 @@ import (
 	"github.com/hardalloc/hardalloc/internal/ctl"
 )
 
-// Layout is ctl.Layout: where a live block's bytes lie (package harness).
-type Layout = ctl.Layout
-
 // layoutOf returns the layout of the live block b; false if b is not the
 // start of a live block of a.
-func (a *Allocator) layoutOf(b []byte) (Layout, bool) {
+func (a *Allocator) layoutOf(b []byte) (ctl.Layout, bool) {
 	p := unsafe.Pointer(unsafe.SliceData(b))
 	front, rear := a.pads()
-	l := Layout{Front: front, Rear: rear, Class: -1}
+	l := ctl.Layout{Front: front, Rear: rear, Class: -1}
 	if p == nil || a.closed.Load() {
 		return l, false
 	}
