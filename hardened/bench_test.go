@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hardalloc/hardalloc/hardened"
@@ -168,3 +169,20 @@ func BenchmarkGoMake(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkComputeParallel is the scaling reference for
+// BenchmarkAllocFreeParallel: a loop that touches no shared memory, run
+// the same way (-cpu 1,2 shows what two goroutines can gain here).
+func BenchmarkComputeParallel(b *testing.B) {
+	b.RunParallel(func(pb *testing.PB) {
+		x := uint64(1)
+		for pb.Next() {
+			for range 8 {
+				x = x*6364136223846793005 + 1442695040888963407
+			}
+		}
+		computeSink.Add(x)
+	})
+}
+
+var computeSink atomic.Uint64
