@@ -18,7 +18,7 @@ const (
 	bugChecksumPage
 	bugTrimPurged
 	bugQuarantineLast
-	bugAsanShrink
+	bugAsanGranule
 )
 
 // injecting is false in every normal build: code under `if injecting`

@@ -49,9 +49,10 @@ const (
 	// BugQuarantineLast: the freed block that fills a P's batch of frees
 	// is recycled at once instead of quarantined with the batch.
 	BugQuarantineLast
-	// BugAsanShrink: Realloc shrinking a block in place leaves the old
-	// tail addressable to AddressSanitizer (-asan builds).
-	BugAsanShrink
+	// BugAsanGranule: a large block's last 8-byte granule is made wholly
+	// addressable to AddressSanitizer, so up to 7 bytes past its end can
+	// be read and written unseen (-asan builds).
+	BugAsanGranule
 
 	bugReallocShort   = BugReallocShort
 	bugDoublePush     = BugDoublePush
@@ -66,7 +67,7 @@ const (
 	bugChecksumPage   = BugChecksumPage
 	bugTrimPurged     = BugTrimPurged
 	bugQuarantineLast = BugQuarantineLast
-	bugAsanShrink     = BugAsanShrink
+	bugAsanGranule    = BugAsanGranule
 )
 
 // injecting says the fault-injection layer is compiled in.

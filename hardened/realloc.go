@@ -153,11 +153,7 @@ func (a *Allocator) resizeInPlace(p unsafe.Pointer, size, n int) ([]byte, bool) 
 	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, nh)) {
 		return nil, false
 	}
-	if bug(bugAsanShrink) {
-		asanSlotLive(slot, c, h.off, max(n, size)) // seeded bug: a shrunk block keeps its old tail addressable
-	} else {
-		asanSlotLive(slot, c, h.off, n)
-	}
+	asanSlotLive(slot, c, h.off, n)
 	b := unsafe.Slice((*byte)(p), n)
 	if n > size {
 		clear(b[size:])

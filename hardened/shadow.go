@@ -116,7 +116,11 @@ func asanLargeLive(lb *largeBlock) {
 	base := uintptr(unsafe.Pointer(&lb.mem[0]))
 	p := uintptr(lb.p)
 	shadowSet(base, p-base, shadowRedzone)
-	shadowLive(p, uintptr(lb.size))
+	n := uintptr(lb.size)
+	if bug(bugAsanGranule) {
+		n = alignUp(n, 8) // seeded bug: the last granule whole, up to 7 bytes past the end addressable
+	}
+	shadowLive(p, n)
 	tail := alignUp(p+uintptr(lb.size), 8)
 	shadowSet(tail, base+uintptr(len(lb.mem))-tail, shadowRedzone)
 }
