@@ -30,17 +30,15 @@ import (
 // a child process of this test binary.
 
 type accessRow struct {
-	name   string
-	run    func(a *hardened.Allocator)
-	asan   string   // ASan's bug type
-	op     string   // READ or WRITE
-	where  string   // hardalloc's description of the address
-	whereH string   // the same in hardened builds, if it differs
-	frame  string   // the function that made the access, on the access stack
-	freed  bool     // a free site is expected (hardened builds)
-	only   bool     // hardened builds only (needs the quarantine or the zero region)
-	wild   bool     // no block there any more: no sites
-	extra  []string // more lines the output must hold
+	name  string
+	run   func(a *hardened.Allocator)
+	asan  string   // ASan's bug type
+	op    string   // READ or WRITE
+	where string   // hardalloc's description of the address
+	frame string   // the function that made the access, on the access stack
+	freed bool     // a free site is expected
+	wild  bool     // no block there any more: no sites
+	extra []string // more lines the output must hold
 	// stack is the exact access stack (function names, without
 	// runtime.goexit), read from the report OnReport prints as JSON.
 	stack []string
@@ -336,7 +334,7 @@ var accessRows = []accessRow{
 	{name: "write-1-before-start", run: writeBeforeStart, asan: "heap-buffer-overflow", op: "WRITE of size 1",
 		where: "1 byte before the start of a 64-byte block", frame: "writeBeforeStart"},
 	{name: "read-quarantined-after-5000-allocs", run: readQuarantinedLater, asan: "heap-use-after-free", op: "READ of size 1",
-		where: "50 bytes inside a 100-byte block", frame: "readQuarantinedLater", freed: true, only: true},
+		where: "50 bytes inside a 100-byte block", frame: "readQuarantinedLater", freed: true},
 	{name: "touch-0-byte-block", run: touchZeroBlock, asan: "heap-buffer-overflow", op: "READ of size 1",
 		where: "0-byte block", frame: "touchZeroBlock", zero: true},
 	{name: "write-0-byte-block", run: writeZeroBlock, asan: "heap-buffer-overflow", op: "WRITE of size 1",
@@ -346,7 +344,7 @@ var accessRows = []accessRow{
 	{name: "read-large-after-close", run: readLargeAfterClose, asan: "heap-use-after-free", op: "READ of size 1",
 		where: "which was closed", frame: "readLargeAfterClose", wild: true},
 	{name: "read-shrunk-tail", run: readShrunkTail, asan: "heap-", op: "READ of size 1",
-		where: "5 bytes after the end of a 90-byte block", whereH: "95 bytes inside a 100-byte block", frame: "readShrunkTail"},
+		where: "95 bytes inside a 100-byte block", frame: "readShrunkTail"},
 	{name: "read-after-reset", run: readAfterReset, asan: "heap-buffer-overflow", op: "READ of size 1",
 		where: "invalid-access", frame: "readAfterReset", wild: true},
 	{name: "c-write-through-stale-pointer", run: cWriteStale, asan: "heap-use-after-free", op: "WRITE of size 1",
@@ -371,9 +369,6 @@ func TestAccessCatalog(t *testing.T) {
 				name += "/reporter"
 			}
 			t.Run(name, func(t *testing.T) {
-				if row.only && !hardened.Enabled {
-					t.Skip("needs -tags hardened (quarantine or the PROT_NONE zero region)")
-				}
 				if reporter && row.watcher {
 					t.Skip("checks what OnReport receives, which needs the watcher")
 				}
@@ -404,19 +399,15 @@ func runRow(t *testing.T, name string, reporter bool) string {
 // checkRow checks a row's output: ASan's report, then hardalloc's.
 func checkRow(t *testing.T, row accessRow, text string, reporter bool) {
 	t.Helper()
-	where := row.where
-	if hardened.Enabled && row.whereH != "" {
-		where = row.whereH
-	}
 	want := []string{
 		"ERROR: AddressSanitizer: " + row.asan,
 		row.op,
 		"==hardalloc== the address above is in hardalloc memory",
-		where,
+		row.where,
 		strings.ToUpper(row.op[:1]) + row.op[1:],
 		row.frame,
 	}
-	if hardened.Enabled && !row.wild && !(reporter && row.zero) {
+	if !row.wild && !(reporter && row.zero) {
 		want = append(want, "allocated by goroutine")
 		if row.freed {
 			want = append(want, "freed by goroutine")

@@ -34,10 +34,11 @@
 // write after free (poison and a quarantine), faults on large blocks and
 // 0-byte blocks, and every block's sites; -asan stops any bad access at
 // the access and, like ASan's own allocator, always records the sites
-// (an -asan build is a hardened build). In production, Options.SampleRate puts one allocation in N
-// on a guarded page (GWP-ASan style), and Monitor turns a fault on
-// hardalloc memory into a report; CatchFault does the same for one
-// function. Explain says what hardalloc knows about an address.
+// (an -asan build is a hardened build). In production,
+// Options.SampleRate puts one allocation in N on a guarded page
+// (GWP-ASan style), and Monitor turns a fault on hardalloc memory into a
+// report; CatchFault does the same for one function. Explain says what
+// hardalloc knows about an address.
 //
 // # Design
 //
@@ -232,10 +233,9 @@
 // keeps, and their release half), asan_remote.go (the reporter's reads of
 // the stopped process), harden_sites_asan.go (the site record layout it
 // reads), zasan_*.go (generated -asan copies; never edit them, run go
-// generate). Sampling and
-// faults: sample.go (the sampled pool), book.go (the record book),
-// monitor.go (the crash monitor). Harnesses: ctl.go (the hooks of
-// internal/ctl), reset.go, audit.go, layout.go; bug_on.go, bug_off.go
+// generate). Sampling and faults: sample.go (the sampled pool), book.go
+// (the record book), monitor.go (the crash monitor). Harnesses: ctl.go
+// (the hooks of internal/ctl), reset.go, audit.go, layout.go; bug_on.go, bug_off.go
 // (fault injection: the seeded bugs and test hooks of -tags
 // faultinject).
 package hardened

@@ -124,7 +124,8 @@ func (a *Allocator) liveSize(op string, p unsafe.Pointer) (int, error) {
 
 // resizeInPlace resizes the live size-byte small block at p to n bytes
 // within its slot when n still fits, updating the header by
-// compare-and-swap (release builds; hardened ones always move).
+// compare-and-swap (release builds; hardened and -asan ones always move,
+// so no shadow changes here).
 //
 //lint:ignore U1000 release builds' Realloc (harden0.go)
 func (a *Allocator) resizeInPlace(p unsafe.Pointer, size, n int) ([]byte, bool) {
@@ -153,7 +154,6 @@ func (a *Allocator) resizeInPlace(p unsafe.Pointer, size, n int) ([]byte, bool) 
 	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, nh)) {
 		return nil, false
 	}
-	asanSlotLive(slot, c, h.off, n)
 	b := unsafe.Slice((*byte)(p), n)
 	if n > size {
 		clear(b[size:])

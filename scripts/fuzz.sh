@@ -5,8 +5,8 @@
 # 10s), prints progress as it goes and a summary table at the end. ASAN=1
 # builds every run with -asan, so a bad access is stopped where it
 # happens; every -asan build has the hardening layer, so there MODES
-# defaults to one mode, "hardened". A crasher is left in testdata/fuzz/<Target>/ (go test writes it
-# there), its report is printed, and the script exits non-zero; each
+# defaults to one mode, "hardened". A crasher is left in
+# testdata/fuzz/<Target>/ (go test writes it there), its report is printed, and the script exits non-zero; each
 # distinct crash (by its SUMMARY line) is also written as SARIF and JSON,
 # to $SARIF and $JSON (default fuzz-crashes.sarif and fuzz-crashes.json),
 # for code-scanning views and CI systems (scripts/sarif).
