@@ -372,6 +372,9 @@ func (r *runner) finish() error {
 	if err := r.sweep(end); err != nil {
 		return err
 	}
+	if err := r.sweepShadow(end, true); err != nil {
+		return err
+	}
 	if n := r.panics.Load(); n != r.fatedPanics {
 		return r.fail(end, "%d detached threads panicked into OnPanic, %d were fated to", n, r.fatedPanics)
 	}

@@ -34,6 +34,8 @@ type block struct {
 	want  []byte // expected contents; nil: all zero (never written)
 	align int    // AllocAligned's alignment (0: plain Alloc)
 	class int    // the size class Stats count it in (-1: large), from LayoutOf
+
+	shadowed bool // every byte checked against ASan's shadow (shadow_asan.go)
 }
 
 // expect returns the byte the model expects at offset j.

@@ -22,6 +22,7 @@ type residency struct {
 	on    bool
 	bytes int64            // slot bytes freed since the program (or its last Reset) began
 	freed map[uintptr]bool // slots freed since then
+	held  [][]byte         // -asan builds: the blocks freed since then, poisoned while held (shadow_asan.go)
 }
 
 // residencyWindow is one shard's share of the default 4 MiB budget, as
@@ -60,6 +61,8 @@ func (r *runner) startResidency() {
 		q.freed = make(map[uintptr]bool)
 	}
 	clear(q.freed)
+	clear(q.held)
+	q.held = q.held[:0]
 }
 
 // slotOf is the slot of the live small block b and its class, or false.
@@ -80,6 +83,9 @@ func (r *runner) noteFree(b []byte) {
 	if s, c, ok := r.slotOf(b); ok {
 		q.freed[s] = true
 		q.bytes += r.slotSize(c)
+		if asanBuild && q.bytes < residencyWindow {
+			q.held = append(q.held, b)
+		}
 	}
 }
 

@@ -12,44 +12,114 @@ import (
 )
 
 // Under -asan the model's blocks are checked against AddressSanitizer's
-// shadow after every op: a live block is addressable for exactly its
-// length (every byte of it, and not the byte after it), and a block just
-// freed is addressable nowhere (or no longer mapped: a large block the
-// cache does not keep is unmapped at Free, and its shadow cleared for
-// whoever maps the range next). A shadow left wrong lets a bad access
-// through silently, which no other oracle sees.
+// shadow: a live block is addressable for exactly its length (every byte
+// of it, and not the byte after it), and a freed block is addressable
+// nowhere (or no longer mapped: a large block the cache does not keep is
+// unmapped at Free, and its shadow cleared for whoever maps the range
+// next). A shadow left wrong lets a bad access through silently, which no
+// other oracle sees.
+//
+// What is checked when, so that the oracle costs less than the op:
+//
+//	after every op      each block the op made (and each never checked):
+//	                    every byte; every other live block: its first and
+//	                    last byte, and the byte after it
+//	a block just freed  every granule (checkFreed)
+//	every shadowSweep   every byte of every live block of the slots and
+//	ops, and at the end orphans, every bulk block, and every block freed
+//	                    in the program that the quarantine must still
+//	                    hold (residency.go), every granule
+//
+// The shadow is read directly (asanrt.FirstPoisoned, ASan's encoding); a
+// cgo call into __asan_region_is_poisoned per block cost more than the op.
+// The functions here read the model's own records and the shadow, never a
+// block's bytes, and are //go:norace: ASan has nothing to check there
+// (this file is never part of a race build).
 
-// checkShadow checks every live block of the model (the slots and
-// orphans) against the shadow.
+// shadowSweep is how many ops pass between full sweeps.
+const shadowSweep = 16
+
+// checkShadow is the check after op i.
+//
+//go:norace
 func (r *runner) checkShadow(i int) error {
+	return r.sweepShadow(i, i%shadowSweep == shadowSweep-1)
+}
+
+// sweepShadow checks the live blocks of the slots and orphans, every byte
+// of each if full (or if it was never checked), and with full the bulk
+// set and the blocks the quarantine holds.
+//
+//go:norace
+func (r *runner) sweepShadow(i int, full bool) error {
 	for s, b := range r.live() {
-		p := unsafe.Pointer(unsafe.SliceData(b.b))
-		if bad := asanrt.RegionPoisoned(p, uintptr(len(b.b))); bad != nil {
-			return r.fail(i, "ASan shadow: block %d (%#x, %d bytes) is unaddressable at byte %d", s, b.start(), len(b.b), uintptr(bad)-uintptr(p))
+		if err := r.checkLive(i, "block", s, b.b, full || !b.shadowed); err != nil {
+			return err
 		}
-		if !asanrt.Poisoned(unsafe.Add(p, len(b.b))) {
-			return r.fail(i, "ASan shadow: the byte after block %d (%#x, %d bytes) is addressable", s, b.start(), len(b.b))
+		b.shadowed = true
+	}
+	if !full {
+		return nil
+	}
+	for k := range r.bulk {
+		if err := r.checkLive(i, "bulk block", k, r.bulk[k].b, true); err != nil {
+			return err
+		}
+	}
+	if q := &r.resid; q.on && r.misused == nil && q.bytes < residencyWindow {
+		for _, b := range q.held {
+			if err := r.checkDead(i, "freed and quarantined", b); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-// checkFreed checks that the block b, just freed, is unaddressable: its
-// first and last byte and one byte in every 8-byte granule between (at
-// most 64 of them, spread evenly).
+// checkLive checks the live block b (number k of its kind): all of it, or
+// its first and last byte; and the byte after it.
+//
+//go:norace
+func (r *runner) checkLive(i int, kind string, k int, b []byte, all bool) error {
+	p, n := addrOf(b), uintptr(len(b))
+	if all {
+		if bad, ok := asanrt.FirstPoisoned(p, n); ok {
+			return r.fail(i, "ASan shadow: %s %d (%#x, %d bytes) is unaddressable at byte %d", kind, k, p, n, bad-p)
+		}
+	} else if n > 0 {
+		for _, off := range [2]uintptr{0, n - 1} {
+			if asanrt.PoisonedAt(p + off) {
+				return r.fail(i, "ASan shadow: %s %d (%#x, %d bytes) is unaddressable at byte %d", kind, k, p, n, off)
+			}
+		}
+	}
+	if !asanrt.PoisonedAt(p + n) {
+		return r.fail(i, "ASan shadow: the byte after %s %d (%#x, %d bytes) is addressable", kind, k, p, n)
+	}
+	return nil
+}
+
+// checkFreed checks that the block b, just freed, is unaddressable.
 func (r *runner) checkFreed(i int, b []byte) error {
+	return r.checkDead(i, "freed", b)
+}
+
+// checkDead checks that no granule of the freed block b is addressable:
+// one byte of each, and its last byte.
+//
+//go:norace
+func (r *runner) checkDead(i int, what string, b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	p := unsafe.Pointer(unsafe.SliceData(b))
-	step := max(8, len(b)/64&^7)
-	for off := 0; off < len(b); off += step {
-		if q := unsafe.Add(p, off); !asanrt.Poisoned(q) && !unmapped(q) {
-			return r.fail(i, "ASan shadow: byte %d of the %d-byte block %#x is still addressable after Free", off, len(b), uintptr(p))
+	p, n := addrOf(b), uintptr(len(b))
+	for off := uintptr(0); off < n; off += 8 {
+		if !asanrt.PoisonedAt(p+off) && !unmapped(p+off) {
+			return r.fail(i, "ASan shadow: byte %d of the %d-byte %s block %#x is addressable", off, n, what, p)
 		}
 	}
-	if q := unsafe.Add(p, len(b)-1); !asanrt.Poisoned(q) && !unmapped(q) {
-		return r.fail(i, "ASan shadow: the last byte of the %d-byte block %#x is still addressable after Free", len(b), uintptr(p))
+	if !asanrt.PoisonedAt(p+n-1) && !unmapped(p+n-1) {
+		return r.fail(i, "ASan shadow: the last byte of the %d-byte %s block %#x is addressable", n, what, p)
 	}
 	return nil
 }
@@ -63,7 +133,9 @@ var pageSize = uintptr(os.Getpagesize())
 const asanBuild = true
 
 // unmapped reports whether the page holding p is not mapped.
-func unmapped(p unsafe.Pointer) bool {
-	page := unsafe.Add(p, -int(uintptr(p)&(pageSize-1)))
-	return unix.Msync(unsafe.Slice((*byte)(page), pageSize), unix.MS_ASYNC) == unix.ENOMEM
+func unmapped(p uintptr) bool {
+	page := p &^ (pageSize - 1)
+	return unix.Msync(unsafe.Slice((*byte)(ptrAt(page)), pageSize), unix.MS_ASYNC) == unix.ENOMEM
 }
+
+func ptrAt(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }

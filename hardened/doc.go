@@ -181,7 +181,8 @@
 //
 // ASan and checkptr instrument every load and store of a package built
 // with -asan, hardalloc's own bookkeeping included; the files on the hot
-// paths are therefore built under -asan from generated copies
+// paths, and the walks over every slot (Check, Reset, Stats and the
+// harness's audit), are therefore built under -asan from generated copies
 // (zasan_*.go, by internal/asangen through go generate) whose functions
 // are //go:norace //go:nocheckptr, so only the user's accesses pay.
 // TestAsanCopiesUpToDate fails when a copy has drifted from its source.
@@ -241,4 +242,4 @@
 package hardened
 
 // The -asan copies of the hardening layer's files (internal/asangen).
-//go:generate go run ../internal/cmd/asangen harden.go harden_small.go harden_quarantine.go harden_sites.go harden_meta.go central.go cache.go
+//go:generate go run ../internal/cmd/asangen harden.go harden_small.go harden_quarantine.go harden_sites.go harden_meta.go central.go cache.go audit.go stats.go reset.go check.go harden_zero.go harden_large.go

@@ -1,4 +1,4 @@
-//go:build hardened || asan
+//go:build hardened && !asan
 
 package hardened
 

@@ -1,3 +1,5 @@
+//go:build !asan
+
 package hardened
 
 // Stats is a snapshot of the allocator's accounting. Under concurrent use

@@ -30,7 +30,7 @@ PARALLEL=${PARALLEL:-2}
 FUZZPROCS=${FUZZPROCS:-$(( $(nproc) / PARALLEL > 1 ? $(nproc) / PARALLEL : 1 ))}
 asanflag=()
 if [ -n "$ASAN" ]; then
-	asanflag=(-asan)
+	asanflag=("${ASANFLAGS[@]}")
 	[ "$FUZZPROCS" -ge 2 ] || FUZZPROCS=2
 fi
 targets=("$@")

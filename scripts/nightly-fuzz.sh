@@ -33,8 +33,8 @@ for mode in $MODES; do
 	release) ;;
 	hardened) flags=(-tags hardened) ;;
 	hardened+race) flags=(-tags hardened -race) ;;
-	asan) flags=(-asan) ;;
-	hardened+asan) flags=(-tags hardened -asan) ;;
+	asan) flags=("${ASANFLAGS[@]}") ;;
+	hardened+asan) flags=(-tags hardened "${ASANFLAGS[@]}") ;;
 	*) echo "unknown mode $mode" >&2; exit 2 ;;
 	esac
 	for t in $TARGETS; do

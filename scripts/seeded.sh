@@ -41,7 +41,7 @@ for spec in "${specs[@]}"; do
 	tags=${tags:-$TAGS}
 	# tags+asan: the run is an -asan build (the bug is in the shadow).
 	flags=()
-	case $tags in *+asan) tags=${tags%+asan}; flags=(-asan) ;; esac
+	case $tags in *+asan) tags=${tags%+asan}; flags=("${ASANFLAGS[@]}") ;; esac
 	[ -z "$ONLY" ] || grep -qE "$ONLY" <<<"$env" || continue
 	rm -rf testdata/fuzz "$work/cache"
 	start=$(date +%s%N)
@@ -54,7 +54,7 @@ for spec in "${specs[@]}"; do
 		printf '%s\n' "$out" | head -20 >&2
 		fail=1
 	elif grep -q -- '--- FAIL' <<<"$out" && ! deadline_flake "$out" "$(ls testdata/fuzz/"$target" 2>/dev/null)"; then
-		printf '| %s | %s | %s | %d.%03d s | %s |\n' "$name" "$target" "$tags${flags[*]:+ ${flags[*]}}" $((ms/1000)) $((ms%1000)) "${kind:-see log}"
+		printf '| %s | %s | %s | %d.%03d s | %s |\n' "$name" "$target" "$tags${flags[*]:+ -asan}" $((ms/1000)) $((ms%1000)) "${kind:-see log}"
 	else
 		printf '| %s | %s | %s | not found in %s | - |\n' "$name" "$target" "$tags" "$CAP"
 		fail=1
