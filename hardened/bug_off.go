@@ -19,6 +19,7 @@ const (
 	bugTrimPurged
 	bugQuarantineLast
 	bugAsanGranule
+	bugEvictCompact
 )
 
 // injecting is false in every normal build: code under `if injecting`

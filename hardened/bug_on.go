@@ -53,6 +53,11 @@ const (
 	// addressable to AddressSanitizer, so up to 7 bytes past its end can
 	// be read and written unseen (-asan builds).
 	BugAsanGranule
+	// BugEvictKeepsWithdrawn: a batch of evictions counts the blocks it
+	// recycles but does not move them down over the ones a report
+	// withdrew ("n counts them"), so a withdrawn block goes back to a
+	// free list and a healthy one is lost.
+	BugEvictKeepsWithdrawn
 
 	bugReallocShort   = BugReallocShort
 	bugDoublePush     = BugDoublePush
@@ -68,6 +73,7 @@ const (
 	bugTrimPurged     = BugTrimPurged
 	bugQuarantineLast = BugQuarantineLast
 	bugAsanGranule    = BugAsanGranule
+	bugEvictCompact   = BugEvictKeepsWithdrawn
 )
 
 // injecting says the fault-injection layer is compiled in.

@@ -11,6 +11,7 @@ func init() {
 	ctl.ResetWith = func(a, opts any, x ctl.Extra) error { return a.(*Allocator).resetWith(opts.(Options), x) }
 	ctl.Audit = func(a any) error { return a.(*Allocator).auditSlots() }
 	ctl.LayoutOf = func(a any, b []byte) (ctl.Layout, bool) { return a.(*Allocator).layoutOf(b) }
+	ctl.Quarantined = func(a any, b []byte) bool { return a.(*Allocator).quarantinedAt(b) }
 	ctl.ReadStats = func(a, s any) { a.(*Allocator).readStats(s.(*Stats)) }
 	ctl.Hold = func(a any) func() { return a.(*Allocator).hold() }
 	ctl.AlwaysQuarantine = func(a any, n int) { a.(*Allocator).alwaysQuarantine(n) }

@@ -48,6 +48,23 @@ func (a *Allocator) layoutOf(b []byte) (ctl.Layout, bool) {
 	return l, true
 }
 
+// quarantinedAt reports whether b, a small block just freed, waits in
+// the quarantine (or a P's batch on its way there): its slot's header
+// says so, and b starts where that header puts the payload.
+func (a *Allocator) quarantinedAt(b []byte) bool {
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	off := uintptr(p) - uintptr(a.base)
+	if p == nil || a.closed.Load() || off >= a.regionSize() {
+		return false
+	}
+	slot, _, _, ok := a.locate(off)
+	if !ok {
+		return false
+	}
+	h, ok := a.decode(slot, loadHeader(slot))
+	return ok && h.state == stateQuarantined && unsafe.Add(slot, headerSize+h.off) == p
+}
+
 // MaxSmall is the largest slot payload: a request that, with its
 // redzones (hardened builds) and alignment slack, needs more than this is
 // a large block, in its own mapping between guard pages.

@@ -154,7 +154,9 @@ func (a *Allocator) quarantineBatch(shard int, items []quarantine.Item) {
 			a.prefetchSlot(ev[i+evictAhead])
 		}
 		if a.evict(e.Class, uint32(e.ID)) {
-			ev[n] = e
+			if !bug(bugEvictCompact) {
+				ev[n] = e
+			}
 			n++
 		}
 	}

@@ -31,6 +31,7 @@ specs=(
 	"HARDALLOC_BUG=12:Trim purges already purged slabs (the mapped count Limit enforces drifts):FuzzAllocFree:faultinject"
 	"HARDALLOC_BUG=13:the block that fills a P's batch of frees skips the quarantine (recycled at once):FuzzAllocFree"
 	"HARDALLOC_BUG=14:the last granule of a large block wholly addressable to ASan (up to 7 bytes past the end):FuzzAllocFree:faultinject+asan"
+	"HARDALLOC_BUG=15:an eviction batch recycles the block a report withdrew (and loses a healthy one):FuzzMisuse"
 	"HARDALLOC_FAULT=1:worker frees capsule:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=2:capsule double free:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=3:late unlock after release:FuzzThreadLifecycle"

@@ -61,6 +61,7 @@ var (
 	ResetWith        func(a any, opts any, x Extra) error
 	Audit            func(a any) error
 	LayoutOf         func(a any, b []byte) (Layout, bool)
+	Quarantined      func(a any, b []byte) bool
 	ReadStats        func(a any, s any)
 	Hold             func(a any) (release func())
 	AlwaysQuarantine func(a any, n int)
