@@ -42,6 +42,58 @@ func (r *runner) joined(err error, fate int) error {
 	return err
 }
 
+// onPanic is every thread's OnPanic. A detached worker's report waits
+// until the program ends (finish: endNow), then yields until the owner's
+// Reset is done, or a hundred times: a real OnPanic prints or logs and
+// takes its time, and the owner's Reset or Close must wait for it (the
+// worker holds the allocator until it has dropped its capsule). A worker
+// that lets go too early is then deterministically inside its panic path
+// while Reset runs, which finds its capsule live (with GOMAXPROCS 1, as
+// make fuzz runs; with more Ps, as often as the yields last).
+func (r *runner) onPanic(*thread.PanicError) {
+	if r.detaching.Load() {
+		r.panics.Add(1) // Detach reports on the owner's goroutine
+		return
+	}
+	epoch := r.resets.Load()
+	<-r.endGate()
+	for k := 0; k < 100 && r.resets.Load() == epoch; k++ {
+		runtime.Gosched()
+	}
+	r.panics.Add(1)
+}
+
+// endGate is the channel endNow closes.
+func (r *runner) endGate() chan struct{} {
+	r.endMu.Lock()
+	defer r.endMu.Unlock()
+	if r.ending == nil {
+		r.ending = make(chan struct{})
+	}
+	return r.ending
+}
+
+// endNow releases the detached workers waiting in onPanic: the program
+// (or the part before a Reset) is ending.
+func (r *runner) endNow() {
+	ch := r.endGate()
+	r.endMu.Lock()
+	defer r.endMu.Unlock()
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// endDone opens a new gate once every worker is gone.
+func (r *runner) endDone() {
+	r.resets.Add(1)
+	r.endMu.Lock()
+	r.ending = nil
+	r.endMu.Unlock()
+}
+
 func (r *runner) threadExited() {
 	r.running.Add(-1)
 	r.exited.Done()
@@ -71,9 +123,11 @@ func threadWork(a *hardened.Allocator, rounds, size, fate int) error {
 	return nil
 }
 
-// stopThreads joins every thread still owned and waits for every worker,
-// detached ones included; it returns the first Join error.
-func (r *runner) stopThreads() error {
+// stopThreads joins every thread still owned and, with detached, waits
+// for every worker, detached ones included; it returns the first Join
+// error.
+func (r *runner) stopThreads(detached bool) error {
+	r.endNow()
 	var first error
 	for s, t := range r.threads {
 		if t != nil {
@@ -83,6 +137,8 @@ func (r *runner) stopThreads() error {
 			}
 		}
 	}
-	r.exited.Wait()
+	if detached {
+		r.exited.Wait()
+	}
 	return first
 }

@@ -19,6 +19,9 @@ import (
 // fresh pages each time (a first touch costs about 10 us on a VM). Reset
 // must not race with any other call.
 func (a *Allocator) reset(seed uint64) error {
+	// Package thread's workers hold the allocator until they are done
+	// with its memory; Reset waits for them as Close does.
+	a.holds.Wait()
 	if a.closed.Load() {
 		return &OpError{Op: "Reset", Err: ErrClosed}
 	}

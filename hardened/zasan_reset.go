@@ -24,6 +24,9 @@ import (
 //go:norace
 //go:nocheckptr
 func (a *Allocator) reset(seed uint64) error {
+	// Package thread's workers hold the allocator until they are done
+	// with its memory; Reset waits for them as Close does.
+	a.holds.Wait()
 	if a.closed.Load() {
 		return &OpError{Op: "Reset", Err: ErrClosed}
 	}

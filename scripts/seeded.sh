@@ -35,6 +35,7 @@ specs=(
 	"HARDALLOC_FAULT=1:worker frees capsule:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=2:capsule double free:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=3:late unlock after release:FuzzThreadLifecycle"
+	"HARDALLOC_FAULT=4:a detached worker releases its allocator before its panic report and last reference drop:FuzzThreadLifecycle"
 )
 ONLY=${ONLY:-}
 for spec in "${specs[@]}"; do

@@ -8,6 +8,7 @@ const (
 	faultWorkerFrees fault = iota + 1
 	faultDoubleFree
 	faultLateUnlock
+	faultEarlyRelease
 )
 
 // inject is false in every normal build: the seeded bugs compile away.

@@ -22,12 +22,19 @@ const (
 	// releases the capsule's lock: a late write into freed memory (the
 	// seed's futex case).
 	FaultLateUnlock
+	// FaultEarlyRelease: a detached worker lets its allocator's Close
+	// proceed as soon as it has unlocked the capsule ("the capsule is
+	// all it touches"), before it reports its panic and drops its
+	// reference: Close finds the capsule live, and the late drop frees
+	// into a closed allocator.
+	FaultEarlyRelease
 )
 
 const (
-	faultWorkerFrees = FaultWorkerFrees
-	faultDoubleFree  = FaultDoubleFree
-	faultLateUnlock  = FaultLateUnlock
+	faultWorkerFrees  = FaultWorkerFrees
+	faultDoubleFree   = FaultDoubleFree
+	faultLateUnlock   = FaultLateUnlock
+	faultEarlyRelease = FaultEarlyRelease
 )
 
 var current atomic.Int32

@@ -266,6 +266,9 @@ func worker(a *hardened.Allocator, mem []byte, e *entry) {
 	} else {
 		c.release()
 	}
+	if inject(faultEarlyRelease) {
+		e.release() // BUG (injected): Close may proceed before the drop below
+	}
 	if report {
 		reportPanic(e)
 	}
