@@ -67,26 +67,34 @@ func Run(p Program, opts Config) error {
 	if err == nil {
 		return nil
 	}
-	// Replay: a failure that a fresh allocator repeats is returned as
-	// the fresh run saw it. One that only the pooled allocator repeats
-	// depends on state Reset kept; one that neither repeats depends on
-	// how goroutines interleaved (threads, frees on another goroutine),
-	// and says so, with what it saw.
+	// Replay: a failure that a fresh allocator repeats is returned as the
+	// fresh run saw it. One that it does not repeat depended on state the
+	// pooled allocator kept across Reset, or, in a program with more than
+	// one goroutine, maybe on how they interleaved; the report says which.
 	for range replays {
 		if ferr := runOnce(p, opts, true); ferr != nil {
 			return ferr
 		}
 	}
-	for range replays {
-		if perr := runOnce(p, opts, false); perr != nil {
-			return &Failure{Op: -1, What: fmt.Sprintf("fails only on a pooled allocator recycled by Reset (%d fresh runs pass: state Reset kept, or memory a fresh mapping gives zeroed, made the difference):\n%v", replays, perr), Program: p}
+	why := "state Reset kept, or memory a fresh mapping gives zeroed, made the difference"
+	if concurrent(p) {
+		why = "state Reset kept, or how the program's goroutines (its threads, its frees on another goroutine) interleaved, made the difference; replay it with -count=100, or under -race"
+	}
+	return &Failure{Op: -1, What: fmt.Sprintf("fails only on a pooled allocator recycled by Reset (%d runs on a fresh one pass: %s):\n%v", replays, why, err), Program: p}
+}
+
+// concurrent reports whether p runs code on more than one goroutine.
+func concurrent(p Program) bool {
+	for _, op := range p.Ops {
+		if op.Kind == OpSpawn || op.Kind == OpRaceFree || op.Kind == OpBulkFree && op.Aux&0x80 != 0 {
+			return true
 		}
 	}
-	return &Failure{Op: -1, What: fmt.Sprintf("failed once, then passed %d runs on a fresh allocator and %d on a pooled one: it depends on how the program's goroutines interleaved (its threads, its frees on another goroutine); replay it with -count=100, or under -race:\n%v", replays, replays, err), Program: p}
+	return false
 }
 
 // replays is how many times Run replays a failing program on a fresh
-// allocator, and then on a pooled one, to tell why it failed.
+// allocator, to tell why it failed.
 const replays = 3
 
 // runOnce is one execution of p: on a pooled allocator, or a fresh one.

@@ -91,12 +91,12 @@ func (r *runner) misuse(i int, op Op) error {
 	if !hardened.Enabled {
 		v %= MisuseOverflow
 	}
-	// Poison is checked while a block sits in quarantine (Check) and when
-	// it leaves (eviction). With no quarantine there is nothing to
-	// detect the write with. Under a small budget the program then churns
-	// the quarantine until the damaged block is evicted: its report comes
-	// from an eviction batch whose other blocks must still be recycled,
-	// and the reported one never (the Audit at the end checks both).
+	// Poison is checked while a block sits in quarantine (Check), and
+	// when its slot is handed out again. With no quarantine there is
+	// nothing to detect the write with. Under a small budget the program
+	// then churns the quarantine until the block Check withdrew is
+	// evicted, in a batch whose other blocks must still be recycled, and
+	// the withdrawn one never (the Audit at the end checks both).
 	churn := false
 	if v == MisuseWriteAfterFree && r.opts.QuarantineBytes != 0 && !lay.Zero {
 		if r.opts.QuarantineBytes > 0 && !lay.Large && !lay.Sampled {
@@ -194,23 +194,19 @@ func (r *runner) misuse(i int, op Op) error {
 		a.Free(p)
 		if !zero && !harness.Quarantined(a, p) {
 			// A small budget evicted the block in its own Free: it is
-			// on a free list, where nothing verifies its poison. Free it
-			// again instead.
+			// on a free list, where its poison is verified when the slot
+			// is handed out again, at a time the program does not
+			// control. Free it again instead.
 			m.kind = hardened.DoubleFree
 			a.Free(p)
 			break
 		}
 		poke(op.Aux % max(len(p), 1))
-		if !churn || op.Aux/numMisuse%2 == 0 {
-			a.Check() // the poison is verified now, and the block withdrawn
-		}
+		a.Check() // the poison is verified now, and the block withdrawn
 		if churn {
-			// Found by Check: the withdrawn block passes through an
-			// eviction batch. Not: the eviction finds the damage.
+			// The withdrawn block passes through an eviction batch, whose
+			// other blocks must still be recycled.
 			r.churn(len(p), r.opts.QuarantineBytes)
-			if r.nreports.Load() == 0 {
-				a.Check() // the churn's frees went to another P's shard
-			}
 		}
 	}
 	reps := r.takeReports()
@@ -230,11 +226,10 @@ func (r *runner) misuse(i int, op Op) error {
 }
 
 // churn allocates and frees n-byte blocks until twice the quarantine's
-// budget has passed through it (or, if nothing was reported yet, until a
-// report): the blocks freed before them are evicted, in batches.
+// budget has passed through it: the blocks freed before them are evicted,
+// in batches.
 func (r *runner) churn(n int, budget int64) {
-	reported := r.nreports.Load() != 0
-	for moved := int64(0); moved < 2*budget+64<<10 && (reported || r.nreports.Load() == 0); moved += int64(n) + harness.HeaderSize {
+	for moved := int64(0); moved < 2*budget+64<<10; moved += int64(n) + harness.HeaderSize {
 		b, err := r.a.Alloc(n)
 		if err != nil {
 			return // over a Limit: Check finds the damage instead

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/internal/harness"
 	"github.com/hardalloc/hardalloc/thread"
 )
 
@@ -268,5 +269,45 @@ func TestSummaryIndependentOfWhereCaught(t *testing.T) {
 	}
 	if sums[0] != sums[1] {
 		t.Fatalf("one bug, two summaries: %q (Check) and %q (quarantine)", sums[0], sums[1])
+	}
+}
+
+// A write to a freed block after it left the quarantine lands in a slot
+// on a free list that still holds its poison: the Alloc that hands the
+// slot out again finds it, with both sites, and the block is withdrawn;
+// a slot never handed out again is verified at Close.
+func TestWriteAfterEvictionFound(t *testing.T) {
+	if asanBuild {
+		t.Skip(skipPatterns)
+	}
+	for _, atClose := range []bool{false, true} {
+		a, c := newAlloc(t, hardened.Options{QuarantineBytes: 512})
+		b := mustAlloc(t, a, 100)
+		a.Free(b)
+		for k := 0; harness.Quarantined(a, b); k++ {
+			if k == 10_000 {
+				t.Fatal("the block never left a 512-byte quarantine")
+			}
+			a.Free(mustAlloc(t, a, 100)) // may take b's slot and free it again: it ends free
+		}
+		flip(b, 7, 0x01)
+		if err := a.Check(); err != nil || len(c.take()) != 0 {
+			t.Fatalf("Check looked at a free slot: %v", err)
+		}
+		var r []*hardened.Report
+		if atClose {
+			a.Close()
+			r = c.take()
+		} else {
+			for range 10_000 {
+				if a.Free(mustAlloc(t, a, 100)); c.count() != 0 {
+					break
+				}
+			}
+			r = c.take()
+		}
+		if len(r) < 1 || r[0].Kind != hardened.WriteAfterFree || r[0].Offset != 7 || !r[0].Alloc.Known() || !r[0].Free.Known() {
+			t.Fatalf("atClose=%v: reports %v, want a WriteAfterFree at offset 7 with both sites", atClose, r)
+		}
 	}
 }

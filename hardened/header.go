@@ -42,6 +42,10 @@ const (
 	stateWithdrawn   slotState = 3 // reported; never reused (hardened)
 	stateBusy        slotState = 4 // being poisoned or verified (hardened)
 	stateDamaged     slotState = 5 // live, its redzone damage reported by Check (hardened)
+	// stateFreePoisoned: free, and still holding the poison it was
+	// filled with at Free (it left the quarantine); verified when the
+	// slot is handed out again, or at Close (hardened).
+	stateFreePoisoned slotState = 6
 )
 
 type header struct {

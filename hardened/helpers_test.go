@@ -1,6 +1,7 @@
 package hardened_test
 
 import (
+	"errors"
 	"sync"
 	"testing"
 	"unsafe"
@@ -19,6 +20,12 @@ func (c *collector) add(r *hardened.Report) {
 	c.mu.Lock()
 	c.reports = append(c.reports, r)
 	c.mu.Unlock()
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.reports)
 }
 
 func (c *collector) take() []*hardened.Report {
@@ -49,7 +56,7 @@ func newAllocWith(t testing.TB, opts hardened.Options, x harness.Extra) (*harden
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := a.Close(); err != nil {
+		if err := a.Close(); err != nil && !errors.Is(err, hardened.ErrClosed) { // a test may close it itself
 			t.Errorf("Close: %v", err)
 		}
 		for _, r := range c.take() {

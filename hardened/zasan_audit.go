@@ -142,7 +142,7 @@ func (a *Allocator) auditSlots() error {
 					}
 				case !ok:
 					continue // damaged: reported when found, never reused
-				case h.state == stateFree && n != 1:
+				case (h.state == stateFree || h.state == stateFreePoisoned) && n != 1:
 					bad(c, off, "free, but in %d free lists (cached %d, bitmap %v)", n, nc, inBits)
 				case h.state == stateQuarantined && (n != 1 || inBits):
 					bad(c, off, "quarantined, but in %d places (bitmap %v)", n, inBits)

@@ -13,8 +13,9 @@ import (
 
 // This file is the hardening layer's quarantine of small blocks: each P
 // batches its frees (qBatch) and pushes them into the shared, sharded
-// quarantine under one lock; what the quarantine evicts has its poison
-// verified (evict), prefetched ahead, and goes back to this P's cache.
+// quarantine under one lock; what the quarantine evicts is marked free
+// and poisoned (evict; the poison is verified when the slot is handed out
+// again, harden_small.go) and goes back to this P's cache.
 // Also the budgets, the drain an out-of-memory Alloc does, and the walks
 // Stats and Audit make.
 
@@ -32,7 +33,9 @@ func (a *Allocator) quarantineBudget() int64 {
 	return a.opts.QuarantineBytes
 }
 
-// evict takes a slot out of quarantine: verify its poison, then recycle it.
+// evict takes a slot out of quarantine: one compare-and-swap to free,
+// poisoned (free without patterns, -asan builds), which settles any race
+// with Check, which may withdraw it first.
 //
 //go:norace
 //go:nocheckptr
@@ -46,16 +49,11 @@ func (a *Allocator) evict(c int, soff uint32) bool {
 		}
 		return false // withdrawn after a report (e.g. by Check): never reused
 	}
-	// Nothing writes a quarantined block but a bug: verify, then one CAS
-	// to free (or to withdrawn) settles any race with Check, which may
-	// withdraw it too; only the winner reports.
-	if r := a.verifyPoison("quarantine", slot, c, soff, hd); r != nil {
-		if atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn)) {
-			a.report(r)
-		}
-		return false
+	freed := stateFree
+	if patterns {
+		freed = stateFreePoisoned
 	}
-	return atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateFree))
+	return atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, freed))
 }
 
 // drainQuarantine releases every quarantined small block.
@@ -107,24 +105,21 @@ func (a *Allocator) sharedQuarantineBudget(pendCap int64) int64 {
 // evictAhead is how many evictions ahead quarantineBatch prefetches.
 const evictAhead = 6
 
-// prefetchSlot requests the first lines of a quarantined slot (poison
-// verification streams the rest) and its site record, which the Alloc
-// that takes the slot next writes.
+// prefetchSlot requests a quarantined slot's header line, which evict
+// reads and swaps, and its site record, which the Alloc that takes the
+// slot next writes.
 //
 //go:norace
 //go:nocheckptr
 func (a *Allocator) prefetchSlot(e quarantine.Item) {
-	s := uintptr(a.slotAt(e.Class, uint32(e.ID)))
-	for l := uintptr(0); l < min(3*64, uintptr(classSize[e.Class])+headerSize); l += 64 {
-		prefetch(s + l)
-	}
+	prefetch(uintptr(a.slotAt(e.Class, uint32(e.ID))))
 	prefetch(uintptr(unsafe.Pointer(a.rec(e.Class, uint32(e.ID)))))
 }
 
 // quarantineBatch pushes a P's batch of freed blocks into the quarantine
 // and releases what it evicts. Evicted blocks were freed a quarantine ago
-// and are long gone from the CPU caches: their headers, poison and site
-// records are prefetched all at once, so the misses overlap.
+// and are long gone from the CPU caches: their headers and site records
+// are prefetched ahead, so the misses overlap.
 //
 //go:norace
 //go:nocheckptr

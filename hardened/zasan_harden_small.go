@@ -25,7 +25,13 @@ import (
 // end of the slot, so an overflow of one byte past n is caught. On Free
 // the canaries are verified, the first free site is recorded, the whole
 // slot body is filled with keyed poison and the slot enters the
-// quarantine; when it leaves, the poison is verified (WriteAfterFree).
+// quarantine. When it leaves, only its header changes (free, poisoned);
+// the poison is verified when the slot is handed out again, in the pass
+// that brings its lines into the cache for the zeroing and canaries that
+// follow, and at Close (WriteAfterFree). A write after free is thus caught
+// wherever the freed slot waits: in the quarantine (Check, or its reuse)
+// or on a free list (its reuse). Verifying at eviction instead read every
+// evicted body from memory a second time, a quarantine after the Free.
 
 // armSmall is the hardening layer's part of smallBorn: it verifies the
 // header of a free slot about to be handed out (an overflow into a free
@@ -37,13 +43,22 @@ import (
 //go:nocheckptr
 func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) bool {
 	if old := loadHeader(slot); old != 0 {
-		h, ok := a.decode(slot, old)
-		if ok && h.state == stateWithdrawn {
+		hd, ok := a.decode(slot, old)
+		if ok && hd.state == stateWithdrawn {
 			return false // reported when it was withdrawn
 		}
-		if !ok || h.state != stateFree {
+		if !ok || hd.state != stateFree && hd.state != stateFreePoisoned {
 			a.reportHeader("Alloc", slot, c, old)
 			return false
+		}
+		if hd.state == stateFreePoisoned {
+			// Nothing else reaches a slot popped from a free list (Check
+			// leaves free slots alone), so no compare-and-swap.
+			if r := a.verifyPoison("Alloc", slot, c, soff, hd); r != nil {
+				a.withdraw(slot, old)
+				a.report(r)
+				return false
+			}
 		}
 	}
 	h := a.h
@@ -223,7 +238,7 @@ func (a *Allocator) verifyPoison(op string, slot unsafe.Pointer, c int, soff uin
 	if i := redzone.Verify(slice(body, n), uintptr(body), w); i >= 0 {
 		bad := unsafe.Add(body, i)
 		r := a.damage(WriteAfterFree, op, bad, slot, c, soff, hd, w, int(n)-i,
-			"a freed block's poison was overwritten while it sat in quarantine")
+			"a freed block's poison was overwritten after its Free")
 		return r
 	}
 	return nil
@@ -238,7 +253,7 @@ func (a *Allocator) verifyPoison(op string, slot unsafe.Pointer, c int, soff uin
 //go:norace
 //go:nocheckptr
 func (a *Allocator) verifyStable(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) *Report {
-	if hd.state != stateAllocated && hd.state != stateQuarantined {
+	if hd.state != stateAllocated && hd.state != stateQuarantined && hd.state != stateFreePoisoned {
 		return nil
 	}
 	hookCheck(slot) // tests: another goroutine acts right here
@@ -279,6 +294,10 @@ func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint
 			a.withdraw(slot, old) // its eviction must not report it again
 			return r
 		}
+	case stateFreePoisoned:
+		// Close and Reset only (check): the slot is on a free list, and
+		// nothing runs beside them that could hand it out.
+		return a.verifyPoison(op, slot, c, soff, hd)
 	}
 	return nil
 }
