@@ -105,21 +105,25 @@ func (a *Allocator) sharedQuarantineBudget(pendCap int64) int64 {
 // evictAhead is how many evictions ahead quarantineBatch prefetches.
 const evictAhead = 6
 
-// prefetchSlot requests a quarantined slot's header line, which evict
-// reads and swaps, and its site record, which the Alloc that takes the
-// slot next writes.
+// prefetchSlot requests the first lines of a quarantined slot (evict
+// swaps its header; the Alloc that takes the slot next, most often soon
+// and from this P's cache, verifies its poison and streams the rest) and
+// its site record, which that Alloc writes.
 //
 //go:norace
 //go:nocheckptr
 func (a *Allocator) prefetchSlot(e quarantine.Item) {
-	prefetch(uintptr(a.slotAt(e.Class, uint32(e.ID))))
+	s := uintptr(a.slotAt(e.Class, uint32(e.ID)))
+	for l := uintptr(0); l < min(3*64, uintptr(classSize[e.Class])+headerSize); l += 64 {
+		prefetch(s + l)
+	}
 	prefetch(uintptr(unsafe.Pointer(a.rec(e.Class, uint32(e.ID)))))
 }
 
 // quarantineBatch pushes a P's batch of freed blocks into the quarantine
 // and releases what it evicts. Evicted blocks were freed a quarantine ago
-// and are long gone from the CPU caches: their headers and site records
-// are prefetched ahead, so the misses overlap.
+// and are long gone from the CPU caches: their first lines and site
+// records are prefetched ahead, so the misses overlap.
 //
 //go:norace
 //go:nocheckptr

@@ -26,12 +26,11 @@ import (
 // the canaries are verified, the first free site is recorded, the whole
 // slot body is filled with keyed poison and the slot enters the
 // quarantine. When it leaves, only its header changes (free, poisoned);
-// the poison is verified when the slot is handed out again, in the pass
-// that brings its lines into the cache for the zeroing and canaries that
-// follow, and at Close (WriteAfterFree). A write after free is thus caught
-// wherever the freed slot waits: in the quarantine (Check, or its reuse)
-// or on a free list (its reuse). Verifying at eviction instead read every
-// evicted body from memory a second time, a quarantine after the Free.
+// the poison is verified when the slot is handed out again, just before
+// the canaries and the zeroing write the same lines, and at Close
+// (WriteAfterFree). A write after free is thus caught wherever the freed
+// slot waits: in the quarantine (Check, or its reuse) or on a free list
+// (its reuse); verified at eviction, a write after it went unseen.
 
 // armSmall is the hardening layer's part of smallBorn: it verifies the
 // header of a free slot about to be handed out (an overflow into a free
