@@ -8,9 +8,9 @@
 //     hardened builds, by size otherwise), a bad pointer given back;
 //
 //   - -tags hardened: also a write into a released buffer (its poison is
-//     verified when it leaves the quarantine, at Check and at Close) and
-//     a write past a buffer's end (its canary), with both sites; a read
-//     of a released buffer is not seen (it reads poison);
+//     verified at Check, when its memory is handed out again, and at
+//     Close) and a write past a buffer's end (its canary), with both
+//     sites; a read of a released buffer is not seen (it reads poison);
 //
 //   - -asan: any read or write of a released buffer or past its end,
 //     stopped at the access;

@@ -135,7 +135,8 @@
 //   - freed slots are filled with keyed poison and wait in a size-class
 //     quarantine (package quarantine) under a byte budget; the class of
 //     thread's launch capsule is always quarantined; poison is verified
-//     when a slot leaves (WriteAfterFree). Each P batches its frees (up
+//     by Check while a slot waits, and when the slot is handed out again
+//     or at Close, wherever it waited (WriteAfterFree). Each P batches its frees (up
 //     to 32 blocks, an eighth of the budget shared by the Ps) and pushes
 //     them under one lock into its own shard of the quarantine; shards
 //     share the budget, and a push evicts from its own shard while that

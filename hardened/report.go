@@ -27,7 +27,7 @@ const (
 	InvalidFree                      // Free of a pointer the allocator did not return (foreign, interior, never allocated)
 	Overflow                         // a write past the end of a block (rear redzone or guard page)
 	Underflow                        // a write before the start of a block (front redzone or guard page)
-	WriteAfterFree                   // a freed block's poison was changed while it sat in quarantine
+	WriteAfterFree                   // a freed block's poison was changed after its Free (in the quarantine or on a free list)
 	UseAfterFree                     // an access to, or Realloc of, a freed block
 	HeaderCorruption                 // a block header failed its keyed checksum
 	Leak                             // a block still live at Close
