@@ -225,11 +225,15 @@ func (r *runner) misuse(i int, op Op) error {
 	return nil
 }
 
-// churn allocates and frees n-byte blocks until twice the quarantine's
-// budget has passed through it: the blocks freed before them are evicted,
-// in batches.
+// churn allocates and frees n-byte blocks until the quarantine's budget
+// and a quarter, and 32 more blocks, have passed through it: most often
+// enough for the blocks freed before them to be evicted, in batches (a
+// block waits in its class's random array until a push displaces it).
+// Each such program costs a few hundred pairs; more cost the target its
+// exec rate.
 func (r *runner) churn(n int, budget int64) {
-	for moved := int64(0); moved < 2*budget+64<<10; moved += int64(n) + harness.HeaderSize {
+	slot := int64(n) + harness.HeaderSize
+	for moved := int64(0); moved < budget*5/4+32*slot; moved += slot {
 		b, err := r.a.Alloc(n)
 		if err != nil {
 			return // over a Limit: Check finds the damage instead
