@@ -35,7 +35,8 @@ type block struct {
 	align int    // AllocAligned's alignment (0: plain Alloc)
 	class int    // the size class Stats count it in (-1: large), from LayoutOf
 
-	shadowed bool // every byte checked against ASan's shadow (shadow_asan.go)
+	//lint:ignore U1000 used under -asan (shadow_asan.go)
+	shadowed bool // every byte checked against ASan's shadow
 }
 
 // expect returns the byte the model expects at offset j.

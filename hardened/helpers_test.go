@@ -22,12 +22,6 @@ func (c *collector) add(r *hardened.Report) {
 	c.mu.Unlock()
 }
 
-func (c *collector) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.reports)
-}
-
 func (c *collector) take() []*hardened.Report {
 	c.mu.Lock()
 	defer c.mu.Unlock()
