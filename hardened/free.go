@@ -51,7 +51,11 @@ func (a *Allocator) Free(b []byte) {
 //go:norace
 //go:nocheckptr
 func (a *Allocator) locate(off uintptr) (slot unsafe.Pointer, c int, soff uint32, ok bool) {
-	c = int(off>>a.shift) % numClasses
+	// The callers pass off below regionSize; the test (not a modulo)
+	// proves c in range for every table below.
+	if c = int(off >> a.shift); uint(c) >= numClasses {
+		return nil, 0, 0, false
+	}
 	coff := uint32(off & (a.classRegion() - 1))
 	in := coff & (1<<classSlabShift[c] - 1)
 	idx := uint32(uint64(in) * uint64(a.divMul[c]) >> 32)
