@@ -409,10 +409,11 @@ func (a *Allocator) grow(c int) error {
 	return nil
 }
 
-// junk applies ctl.Extra.JunkFill to the bodies of slots of class c just
-// taken from the central list that have not been used since their pages
-// came zero from the OS (header zero, in a fresh slab), before any can be
-// handed out and zeroed: per slot taken, not per slab carved (a 1 MiB
+// junk (release builds: junkAtTake) applies ctl.Extra.JunkFill to the
+// bodies of slots of class c just taken from the central list that have
+// not been used since their pages came zero from the OS (header zero, in
+// a fresh slab), before any can be handed out and zeroed: per slot
+// taken, not per slab carved (a 1 MiB
 // slab of 144 KiB slots filled at once cost fuzz programs that allocate
 // one of them the other six), and not after Reset, whose slabs keep their
 // old bytes (junking every first use after a Reset cost fuzzing 15%).
@@ -424,7 +425,7 @@ func (a *Allocator) grow(c int) error {
 // faults the first touch takes anyway); a block that is not zeroed still
 // shows junk at its first byte.
 func (a *Allocator) junk(c int, offs []uint32) {
-	if a.x.JunkFill == 0 {
+	if !junkAtTake || a.x.JunkFill == 0 {
 		return
 	}
 	w := uint64(a.x.JunkFill) * 0x0101010101010101

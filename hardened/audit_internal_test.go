@@ -94,8 +94,9 @@ func TestAuditConservation(t *testing.T) {
 }
 
 // JunkFill dirties the body of every never-used slot as it leaves the
-// central list (headers stay zero until the slot is born), leaves used
-// slots alone, and Alloc still hands out zeroed blocks.
+// central list in release builds (hardened builds: the payload of the
+// one slot handed out, TestJunkAtHandout; the others stay untouched),
+// leaves used slots alone, and Alloc still hands out zeroed blocks.
 func TestJunkFill(t *testing.T) {
 	a, err := newWith(Options{Seed: 2, OnReport: func(r *Report) { t.Errorf("report:\n%s", r) }}, ctl.Extra{JunkFill: 0xa5})
 	if err != nil {
@@ -109,7 +110,8 @@ func TestJunkFill(t *testing.T) {
 		}
 	}
 	// The rest of the batch the Alloc took is in some P's cache, never
-	// used: junked whole when it was taken.
+	// used: junked when it was taken (release builds), untouched
+	// (hardened builds).
 	_, c, _, _ := a.locate(addrOf(b) - uintptr(a.base))
 	junked := 0
 	for _, pc := range a.allCaches() {
@@ -118,9 +120,13 @@ func TestJunkFill(t *testing.T) {
 			if loadHeader(slot) != 0 {
 				t.Fatal("a never-used slot's header is not zero")
 			}
+			want := byte(0xa5)
+			if !junkAtTake {
+				want = 0
+			}
 			for _, i := range []uintptr{0, 49, uintptr(classSize[c]) - 1} {
-				if got := peekByte(unsafe.Add(slot, headerSize+i)); got != 0xa5 {
-					t.Fatalf("byte %d of a never-used slot's body holds %#x, want 0xa5", i, got)
+				if got := peekByte(unsafe.Add(slot, headerSize+i)); got != want {
+					t.Fatalf("byte %d of a never-used slot's body holds %#x, want %#x", i, got, want)
 				}
 			}
 			junked++

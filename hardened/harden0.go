@@ -62,6 +62,10 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 //go:nocheckptr
 func publish(slot unsafe.Pointer, v uint64) { storeHeader(slot, v) }
 
+// junkAtTake: release builds apply JunkFill to the slots a refill takes
+// (see harden.go).
+const junkAtTake = true
+
 // stateFreeing is the state Free's compare-and-swap moves a live block
 // to: release builds recycle it at once.
 const stateFreeing = stateFree

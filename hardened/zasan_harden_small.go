@@ -41,7 +41,9 @@ import (
 //go:norace
 //go:nocheckptr
 func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) bool {
-	if old := loadHeader(slot); old != 0 {
+	if old := loadHeader(slot); old == 0 {
+		a.junkPayload(slot, c, soff, payOff, n)
+	} else {
 		hd, ok := a.decode(slot, old)
 		if ok && hd.state == stateWithdrawn {
 			return false // reported when it was withdrawn
@@ -307,4 +309,21 @@ func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint
 //go:nocheckptr
 func (a *Allocator) reportHeader(op string, slot unsafe.Pointer, c int, v uint64) {
 	a.report(a.headerReport(op, slot, c, v))
+}
+
+// junkPayload applies ctl.Extra.JunkFill to the n-byte payload at payOff
+// of a never-used slot (header zero) of class c about to be handed out,
+// if its slab's pages came zero from the OS (hardened builds: armSmall).
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) junkPayload(slot unsafe.Pointer, c int, soff uint32, payOff uintptr, n int) {
+	if a.x.JunkFill == 0 {
+		return
+	}
+	if s, _ := a.slabIndex(c, soff); a.fresh[c][s/64].Load()>>(s%64)&1 == 0 {
+		return
+	}
+	p := unsafe.Add(slot, headerSize+payOff)
+	redzone.Fill(slice(p, uintptr(n)), uintptr(p), uint64(a.x.JunkFill)*0x0101010101010101) // uninstrumented: not yet live to ASan
 }
