@@ -19,7 +19,8 @@
 //     after free, forged headers; misuse.go) is reported, with the right
 //     kind and block, and the allocator goes on working;
 //   - threads (package thread) start, join, detach, fail and panic as
-//     fated, and Close waits for them (threads.go);
+//     fated, and Reset, as Close, waits for detached ones still in their
+//     panic path, which must have freed their capsules (threads.go);
 //   - bulk programs keep thousands of blocks live at once (bulk.go).
 //
 // Config (config.go) derives the allocator's Options and the harness's
