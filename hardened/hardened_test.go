@@ -243,7 +243,7 @@ func TestCatchFaultDefaultHandler(t *testing.T) {
 }
 
 // One bug has one SUMMARY however it is caught: a write after free found
-// by Check and the same one found when the block leaves the quarantine.
+// by Check and the same one found when its slot is handed out again.
 func TestSummaryIndependentOfWhereCaught(t *testing.T) {
 	if asanBuild {
 		t.Skip(skipPatterns)
@@ -268,7 +268,7 @@ func TestSummaryIndependentOfWhereCaught(t *testing.T) {
 		sums = append(sums, r[0].Summary())
 	}
 	if sums[0] != sums[1] {
-		t.Fatalf("one bug, two summaries: %q (Check) and %q (quarantine)", sums[0], sums[1])
+		t.Fatalf("one bug, two summaries: %q (Check) and %q (reuse)", sums[0], sums[1])
 	}
 }
 

@@ -133,7 +133,8 @@ func (a *Allocator) popSlot(c int, n int) (int, uint32, uint64, error) {
 		err = a.grow(c)
 		if err != nil && errors.Is(err, ErrOutOfMemory) && a.quarantineHolds() {
 			// Over the limit with freed blocks waiting in quarantine:
-			// release them all (verifying their poison) and try again.
+			// release them all (their poison is verified when they are
+			// handed out again) and try again.
 			cl.mu.Unlock()
 			a.drainQuarantine()
 			cl.mu.Lock()
