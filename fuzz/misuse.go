@@ -97,14 +97,10 @@ func (r *runner) misuse(i int, op Op) error {
 	// then churns the quarantine until the block Check withdrew is
 	// evicted, in a batch whose other blocks must still be recycled, and
 	// the withdrawn one never (the Audit at the end checks both).
-	churn := false
-	if v == MisuseWriteAfterFree && r.opts.QuarantineBytes != 0 && !lay.Zero {
-		if r.opts.QuarantineBytes > 0 && !lay.Large && !lay.Sampled {
-			churn = true
-		} else {
-			v = MisuseDoubleFree
-		}
+	if v == MisuseWriteAfterFree && r.opts.QuarantineBytes < 0 && !lay.Zero {
+		v = MisuseDoubleFree
 	}
+	churn := r.opts.QuarantineBytes > 0 && !lay.Zero // large and sampled blocks: a double free, below
 	if asanBuild && !lay.Zero && (v == MisuseOverflow || v == MisuseUnderflow || v == MisuseWriteAfterFree) {
 		v = MisuseDoubleFree // only patterns catch these writes, and -asan builds write none
 	}

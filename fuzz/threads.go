@@ -76,13 +76,15 @@ func (r *runner) endGate() chan struct{} {
 // endNow releases the detached workers waiting in onPanic: the program
 // (or the part before a Reset) is ending.
 func (r *runner) endNow() {
-	ch := r.endGate()
 	r.endMu.Lock()
 	defer r.endMu.Unlock()
+	if r.ending == nil {
+		r.ending = make(chan struct{})
+	}
 	select {
-	case <-ch:
+	case <-r.ending:
 	default:
-		close(ch)
+		close(r.ending)
 	}
 }
 

@@ -435,7 +435,7 @@ func (a *Allocator) junk(c int, offs []uint32) {
 		if loadHeader(slot) != 0 {
 			continue
 		}
-		if s, _ := a.slabIndex(c, off); a.fresh[c][s/64].Load()>>(s%64)&1 == 0 {
+		if !a.freshSlab(c, off) {
 			continue
 		}
 		body := unsafe.Add(slot, headerSize)
@@ -454,6 +454,13 @@ const (
 	junkHead = 512
 	junkTail = 64
 )
+
+// freshSlab reports whether the slab holding class c's slot off holds
+// pages fresh from the OS, untouched since (JunkFill only).
+func (a *Allocator) freshSlab(c int, off uint32) bool {
+	s, _ := a.slabIndex(c, off)
+	return a.fresh[c][s/64].Load()>>(s%64)&1 != 0
+}
 
 // setFresh marks slab s of class c as holding pages fresh from the OS, or
 // not (JunkFill only).

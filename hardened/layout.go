@@ -36,16 +36,24 @@ func (a *Allocator) layoutOf(b []byte) (ctl.Layout, bool) {
 		l.Large = true
 		return l, lb != nil
 	}
-	slot, c, _, ok := a.locate(off)
-	if !ok {
-		return l, false
-	}
-	h, ok := a.decode(slot, loadHeader(slot))
-	if !ok || h.state != stateAllocated || unsafe.Add(slot, headerSize+h.off) != p {
+	c, h, ok := a.smallAt(p, off)
+	if !ok || h.state != stateAllocated {
 		return l, false
 	}
 	l.Offset, l.Class = headerSize+int(h.off), c
 	return l, true
+}
+
+// smallAt decodes the header of the slot holding p, off bytes into the
+// class regions: its class and header, and false unless the header is
+// valid and puts the payload at p.
+func (a *Allocator) smallAt(p unsafe.Pointer, off uintptr) (int, header, bool) {
+	slot, c, _, ok := a.locate(off)
+	if !ok {
+		return 0, header{}, false
+	}
+	h, ok := a.decode(slot, loadHeader(slot))
+	return c, h, ok && unsafe.Add(slot, headerSize+h.off) == p
 }
 
 // quarantinedAt reports whether b, a small block just freed, waits in
@@ -57,12 +65,8 @@ func (a *Allocator) quarantinedAt(b []byte) bool {
 	if p == nil || a.closed.Load() || off >= a.regionSize() {
 		return false
 	}
-	slot, _, _, ok := a.locate(off)
-	if !ok {
-		return false
-	}
-	h, ok := a.decode(slot, loadHeader(slot))
-	return ok && h.state == stateQuarantined && unsafe.Add(slot, headerSize+h.off) == p
+	_, h, ok := a.smallAt(p, off)
+	return ok && h.state == stateQuarantined
 }
 
 // MaxSmall is the largest slot payload: a request that, with its

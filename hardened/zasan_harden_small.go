@@ -321,7 +321,7 @@ func (a *Allocator) junkPayload(slot unsafe.Pointer, c int, soff uint32, payOff 
 	if a.x.JunkFill == 0 {
 		return
 	}
-	if s, _ := a.slabIndex(c, soff); a.fresh[c][s/64].Load()>>(s%64)&1 == 0 {
+	if !a.freshSlab(c, soff) {
 		return
 	}
 	p := unsafe.Add(slot, headerSize+payOff)
