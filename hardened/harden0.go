@@ -45,14 +45,15 @@ func (a *Allocator) alwaysQuarantine(n int)                       {}
 // nowhere in release builds.
 func (a *Allocator) siteRecords() (meta, metaStart, depot uintptr) { return 0, 0, 0 }
 
-// armSmall (release builds) has nothing to arm. Release builds trust a
-// free slot's header: the free lists are out of band, so a damaged free
-// header cannot redirect anything.
+// armSmall (release builds) has nothing to arm, and leaves the zeroing
+// to smallBorn. Release builds trust a free slot's header: the free
+// lists are out of band, so a damaged free header cannot redirect
+// anything.
 //
 //go:norace
 //go:nocheckptr
-func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) bool {
-	return true
+func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) (ok, zeroed bool) {
+	return true, false
 }
 
 // publish stores a newly live block's header word: a plain store, as

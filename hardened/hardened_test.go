@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/hardalloc/hardalloc/hardened"
 	"github.com/hardalloc/hardalloc/internal/harness"
@@ -276,6 +277,53 @@ func TestSummaryIndependentOfWhereCaught(t *testing.T) {
 // on a free list that still holds its poison: the Alloc that hands the
 // slot out again finds it, with both sites, and the block is withdrawn;
 // a slot never handed out again is verified at Close.
+// TestWriteAfterFreeFoundAtReuse: the poison of a freed slot is verified
+// when the slot is handed out again, wherever the write fell in the new
+// block's layout (its front redzone, its payload, which the same pass
+// zeroes, or its rear redzone), and the report names the byte written.
+// The allocator stays usable and hands out zeroed blocks after it.
+func TestWriteAfterFreeFoundAtReuse(t *testing.T) {
+	if asanBuild {
+		t.Skip(skipPatterns)
+	}
+	for _, tc := range []struct{ off, next int }{{7, 4000}, {2000, 4000}, {3999, 4000}, {3999, 3000}, {0, 3000}, {1500, 3990}} {
+		a, c := newAlloc(t, hardened.Options{QuarantineBytes: 512})
+		b := mustAlloc(t, a, 4000)
+		a.Free(b)
+		for k := 0; harness.Quarantined(a, b); k++ {
+			if k == 10_000 {
+				t.Fatal("the block never left a 512-byte quarantine")
+			}
+			a.Free(mustAlloc(t, a, 4000))
+		}
+		flip(b, tc.off, 0x10)
+		var r []*hardened.Report
+		for range 10_000 {
+			if a.Free(mustAlloc(t, a, tc.next)); c.count() != 0 {
+				break
+			}
+		}
+		r = c.take()
+		want := uintptr(unsafe.Pointer(unsafe.SliceData(b))) + uintptr(tc.off)
+		if len(r) != 1 || r[0].Kind != hardened.WriteAfterFree || r[0].Op != "Alloc" || r[0].Addr != want || r[0].Offset != tc.off {
+			t.Fatalf("write at offset %d, reused by Alloc(%d): reports %v, want one WriteAfterFree at Alloc at %#x (offset %d)", tc.off, tc.next, r, want, tc.off)
+		}
+		for range 64 {
+			p := mustAlloc(t, a, tc.next)
+			for i, x := range p {
+				if x != 0 {
+					t.Fatalf("after the report, Alloc(%d) byte %d is %#x, want 0", tc.next, i, x)
+				}
+			}
+			a.Free(p)
+		}
+		if n := c.count(); n != 0 {
+			t.Fatalf("%d more reports after the first: %v", n, c.take())
+		}
+		a.Close()
+	}
+}
+
 func TestWriteAfterEvictionFound(t *testing.T) {
 	if asanBuild {
 		t.Skip(skipPatterns)

@@ -26,39 +26,50 @@ import (
 // the canaries are verified, the first free site is recorded, the whole
 // slot body is filled with keyed poison and the slot enters the
 // quarantine. When it leaves, only its header changes (free, poisoned);
-// the poison is verified when the slot is handed out again, just before
-// the canaries and the zeroing write the same lines, and at Close
-// (WriteAfterFree). A write after free is thus caught wherever the freed
-// slot waits: in the quarantine (Check, or its reuse) or on a free list
-// (its reuse); verified at eviction, a write after it went unseen.
+// the poison is verified when the slot is handed out again, the
+// payload's in the same pass that zeroes it (redzone.VerifyClear: a
+// 64 KiB pair read and wrote its payload twice there, once to verify and
+// once to zero), and at Close (WriteAfterFree). A write after free is
+// thus caught wherever the freed slot waits: in the quarantine (Check,
+// or its reuse) or on a free list (its reuse); verified at eviction, a
+// write after it went unseen.
 
 // armSmall is the hardening layer's part of smallBorn: it verifies the
 // header of a free slot about to be handed out (an overflow into a free
 // neighbour shows there), fills both redzones with the canary and records
 // the allocation site, all before smallBorn publishes the header, so a
-// concurrent Check never sees a half-armed block.
+// concurrent Check never sees a half-armed block. zeroed says it zeroed
+// the payload too (a poisoned slot's, in the pass that verifies it).
 //
 //go:norace
 //go:nocheckptr
-func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) bool {
+func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) (ok, zeroed bool) {
 	if old := loadHeader(slot); old == 0 {
 		a.junkPayload(slot, c, soff, payOff, n)
 	} else {
 		hd, ok := a.decode(slot, old)
 		if ok && hd.state == stateWithdrawn {
-			return false // reported when it was withdrawn
+			return false, false // reported when it was withdrawn
 		}
 		if !ok || hd.state != stateFree && hd.state != stateFreePoisoned {
 			a.reportHeader("Alloc", slot, c, old)
-			return false
+			return false, false
 		}
 		if hd.state == stateFreePoisoned {
 			// Nothing else reaches a slot popped from a free list (Check
-			// leaves free slots alone), so no compare-and-swap.
-			if r := a.verifyPoison("Alloc", slot, c, soff, hd); r != nil {
+			// leaves free slots alone), so no compare-and-swap. The
+			// seeded bugs that skip smallBorn's zeroing keep it.
+			zeroed = patterns && !(injecting && (bug(bugNoZero) || bug(bugSpillNoZero)))
+			var r *Report
+			if zeroed {
+				r = a.verifyPoisonClear("Alloc", slot, c, soff, hd, payOff, n)
+			} else {
+				r = a.verifyPoison("Alloc", slot, c, soff, hd)
+			}
+			if r != nil {
 				a.withdraw(slot, old)
 				a.report(r)
-				return false
+				return false, false
 			}
 		}
 	}
@@ -88,7 +99,7 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 	if h.profile != nil {
 		a.profileAdd(uintptr(p))
 	}
-	return true
+	return true, zeroed
 }
 
 // publish stores a newly live block's header word with release
@@ -243,6 +254,39 @@ func (a *Allocator) verifyPoison(op string, slot unsafe.Pointer, c int, soff uin
 		return r
 	}
 	return nil
+}
+
+// verifyPoisonClear is verifyPoison for a slot about to be handed out
+// with an n-byte payload at payOff: the payload's poison is verified and
+// zeroed in one pass, the bytes before and after it verified, and the
+// first damaged byte in address order reported (the payload may be
+// zeroed already when the damage is after it).
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) verifyPoisonClear(op string, slot unsafe.Pointer, c int, soff uint32, hd header, payOff uintptr, n int) *Report {
+	body := unsafe.Add(slot, headerSize)
+	w := redzone.Poison(a.h.poisonKey, uintptr(slot))
+	size := uintptr(classSize[c])
+	end := payOff + uintptr(n)
+	i := redzone.Verify(slice(body, payOff), uintptr(body), w)
+	if i < 0 {
+		p := unsafe.Add(body, payOff)
+		if i = redzone.VerifyClear(slice(p, uintptr(n)), uintptr(p), w); i >= 0 {
+			i += int(payOff)
+		}
+	}
+	if i < 0 {
+		rear := unsafe.Add(body, end)
+		if i = redzone.Verify(slice(rear, size-end), uintptr(rear), w); i >= 0 {
+			i += int(end)
+		}
+	}
+	if i < 0 {
+		return nil
+	}
+	return a.damage(WriteAfterFree, op, unsafe.Add(body, i), slot, c, soff, hd, w, int(size)-i,
+		"a freed block's poison was overwritten after its Free")
 }
 
 // verifyStable is verifySmall for a slot other goroutines may be freeing,

@@ -113,6 +113,34 @@ func VerifyRear(b []byte, base uintptr, w uint64) int {
 	return -1
 }
 
+// VerifyClear is Verify and a clear of b in one pass, for a poisoned
+// block about to be handed out zeroed: it returns the index of the first
+// byte of b (at address base) that differs from pattern w, or -1 when b
+// held w throughout and is now all zero. When it reports damage, the
+// bytes from the 32-byte chunk holding the first bad one on are left as
+// found (for the report); those before it may be zero already.
+//
+//go:norace
+//go:noinline
+func VerifyClear(b []byte, base uintptr, w uint64) int {
+	p, n := unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b))
+	if n < bulkMin || !haveVerifyClear || base&7 != 0 {
+		if i := Verify(b, base, w); i >= 0 {
+			return i
+		}
+		clear(b)
+		return -1
+	}
+	m := n &^ 31
+	done := verifyClearChunks(p, m, native(w))
+	// The chunk that differs (if any) and the tail, the slow way.
+	if i := Verify(b[done:], base+done, w); i >= 0 {
+		return int(done) + i
+	}
+	clear(b[done:])
+	return -1
+}
+
 // ExpectedRear is Expected for a rear redzone starting at start.
 func ExpectedRear(w uint64, start, addr uintptr, n int) []byte {
 	out := make([]byte, n)

@@ -214,3 +214,41 @@ func BenchmarkFill(b *testing.B) {
 		Fill(buf, Addr(buf), 0x0102030405060708)
 	}
 }
+
+// TestVerifyClear: VerifyClear finds the first damaged byte exactly where
+// Verify does (in the 32-byte chunk path, the 128-byte one and the tail,
+// at every alignment), leaves the bytes from its chunk on as found, and
+// on an intact pattern leaves all zero.
+func TestVerifyClear(t *testing.T) {
+	buf := make([]byte, 4096+64)
+	for _, lo := range []int{0, 8, 16, 24, 3} {
+		for _, n := range []int{0, 7, 511, 512, 543, 640, 1000, 4096} {
+			b := buf[lo : lo+n]
+			base := Addr(b)
+			w := Poison(0x1234, base)
+			Fill(b, base, w)
+			if i := VerifyClear(b, base, w); i != -1 {
+				t.Fatalf("lo %d n %d: intact poison reported at %d", lo, n, i)
+			}
+			for j, x := range b {
+				if x != 0 {
+					t.Fatalf("lo %d n %d: byte %d is %#x after VerifyClear, want 0", lo, n, j, x)
+				}
+			}
+			for _, bad := range []int{0, 1, 31, 32, 127, 128, 129, n / 2, n - 33, n - 1} {
+				if bad < 0 || bad >= n {
+					continue
+				}
+				Fill(b, base, w)
+				b[bad] ^= 0x40
+				want := append([]byte(nil), b[bad&^31:]...)
+				if i := VerifyClear(b, base, w); i != bad {
+					t.Fatalf("lo %d n %d: damage at %d reported at %d", lo, n, bad, i)
+				}
+				if got := b[bad&^31:]; string(got) != string(want) {
+					t.Fatalf("lo %d n %d: damage at %d: the bytes from its chunk on changed", lo, n, bad)
+				}
+			}
+		}
+	}
+}
