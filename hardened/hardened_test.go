@@ -286,15 +286,18 @@ func TestWriteAfterFreeFoundAtReuse(t *testing.T) {
 	if asanBuild {
 		t.Skip(skipPatterns)
 	}
-	for _, tc := range []struct{ off, next int }{{7, 4000}, {2000, 4000}, {3999, 4000}, {3999, 3000}, {0, 3000}, {1500, 3990}} {
+	for _, tc := range []struct{ size, off, next int }{
+		{4000, 7, 4000}, {4000, 2000, 4000}, {4000, 3999, 4000}, {4000, 3999, 3000}, {4000, 0, 3000}, {4000, 1500, 3990},
+		{100, 7, 100}, {100, 90, 60}, // below verifyClearMin: verified, then zeroed
+	} {
 		a, c := newAlloc(t, hardened.Options{QuarantineBytes: 512})
-		b := mustAlloc(t, a, 4000)
+		b := mustAlloc(t, a, tc.size)
 		a.Free(b)
 		for k := 0; harness.Quarantined(a, b); k++ {
 			if k == 10_000 {
 				t.Fatal("the block never left a 512-byte quarantine")
 			}
-			a.Free(mustAlloc(t, a, 4000))
+			a.Free(mustAlloc(t, a, tc.size))
 		}
 		flip(b, tc.off, 0x10)
 		var r []*hardened.Report
@@ -306,7 +309,7 @@ func TestWriteAfterFreeFoundAtReuse(t *testing.T) {
 		r = c.take()
 		want := uintptr(unsafe.Pointer(unsafe.SliceData(b))) + uintptr(tc.off)
 		if len(r) != 1 || r[0].Kind != hardened.WriteAfterFree || r[0].Op != "Alloc" || r[0].Addr != want || r[0].Offset != tc.off {
-			t.Fatalf("write at offset %d, reused by Alloc(%d): reports %v, want one WriteAfterFree at Alloc at %#x (offset %d)", tc.off, tc.next, r, want, tc.off)
+			t.Fatalf("write at offset %d of a %d-byte block, reused by Alloc(%d): reports %v, want one WriteAfterFree at Alloc at %#x (offset %d)", tc.off, tc.size, tc.next, r, want, tc.off)
 		}
 		for range 64 {
 			p := mustAlloc(t, a, tc.next)
