@@ -143,7 +143,7 @@ func newWith(opts Options, x ctl.Extra) (*Allocator, error) {
 	for c := range numClasses {
 		stride := classSize[c] + headerSize
 		a.divMul[c] = ^uint32(0)/stride + 1
-		a.ccap[c] = uint8(min(cacheCap, max(2, (32<<10)/stride)))
+		a.ccap[c] = uint8(min(cacheCap, max(2, cacheBytes/stride)))
 		if opts.Limit > 0 {
 			// Slots parked in another P's cache cannot be taken back by a
 			// goroutine that hits the limit on this P, so an exact Limit

@@ -63,6 +63,10 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 //go:nocheckptr
 func publish(slot unsafe.Pointer, v uint64) { storeHeader(slot, v) }
 
+// cacheBytes is about what each P's cache holds of one class (in
+// slots, from 2 to cacheCap).
+const cacheBytes = 32 << 10
+
 // junkAtTake: release builds apply JunkFill to the slots a refill takes
 // (see harden.go).
 const junkAtTake = true
