@@ -93,10 +93,13 @@ func (r *runner) misuse(i int, op Op) error {
 	}
 	// Poison is checked while a block sits in quarantine (Check), and
 	// when its slot is handed out again. With no quarantine there is
-	// nothing to detect the write with. Under a small budget the program
-	// then churns the quarantine until the block Check withdrew is
-	// evicted, in a batch whose other blocks must still be recycled, and
-	// the withdrawn one never (the Audit at the end checks both).
+	// nothing to detect the write with. Under a small budget, half the
+	// writes (by Aux) wait until the block has left the quarantine and
+	// are found when its slot is handed out again (evict, reuse); the
+	// others are found by Check, and the program then churns the
+	// quarantine until the block Check withdrew is evicted, in a batch
+	// whose other blocks must still be recycled, and the withdrawn one
+	// never (the Audit at the end checks both).
 	if v == MisuseWriteAfterFree && r.opts.QuarantineBytes < 0 && !lay.Zero {
 		v = MisuseDoubleFree
 	}
@@ -197,6 +200,23 @@ func (r *runner) misuse(i int, op Op) error {
 			a.Free(p)
 			break
 		}
+		if churn && (op.Aux/numMisuse)%2 == 1 && r.evict(p) {
+			// Found when its slot is handed out again, in the pass
+			// that zeroes it (redzone.VerifyClear) or, for payloads
+			// under 512 bytes, before the zeroing.
+			poke(op.Aux % max(len(p), 1))
+			switch r.reuse(p) {
+			case reuseSilent:
+				return r.fail(i, "misuse %d (%v) on a %d-byte block: Alloc handed its damaged slot out again, unreported", v, m.kind, len(p))
+			case reuseNotYet:
+				// Its slot is on a free list the Allocs did not reach
+				// (another P's cache, or a purged slab's): it is found
+				// later or at Close, or its pages went back to the OS.
+				r.misused, r.misusedAt = m, i
+				return nil
+			}
+			break
+		}
 		poke(op.Aux % max(len(p), 1))
 		a.Check() // the poison is verified now, and the block withdrawn
 		if churn {
@@ -219,6 +239,64 @@ func (r *runner) misuse(i int, op Op) error {
 	}
 	r.misused, r.misusedAt = m, i
 	return nil
+}
+
+// evict churns the quarantine with pairs the size of freed block p until
+// p's slot has left it (evicted to a free list, or taken by one of the
+// pairs and freed again and evicted with its Free: either way free and
+// poisoned): false if it is still quarantined after the budget and a
+// quarter, and 32 more blocks, have passed through twice.
+func (r *runner) evict(p []byte) bool {
+	slot := int64(len(p)) + harness.HeaderSize
+	for moved := int64(0); harness.Quarantined(r.a, p); moved += slot {
+		if moved >= 2*(r.opts.QuarantineBytes*5/4+32*slot) {
+			return false
+		}
+		b, err := r.a.Alloc(len(p))
+		if err != nil {
+			return false // over a Limit
+		}
+		r.a.Free(b)
+	}
+	return true
+}
+
+// Outcomes of reuse.
+const (
+	reuseReported = iota // an Alloc reported: the damaged slot was found
+	reuseSilent          // an Alloc returned the damaged slot, unreported
+	reuseNotYet          // neither, within reuseTries Allocs
+)
+
+// reuseTries bounds reuse: the evicted slot is most often in this P's
+// cache, under at most a quarantine batch of others.
+const reuseTries = 1024
+
+// reuse allocates blocks the size of freed (and damaged) block p, keeping
+// them, until one Alloc reports or returns p's slot itself (its poison
+// was not verified: a bug), then frees them again.
+func (r *runner) reuse(p []byte) int {
+	var held [][]byte
+	defer func() {
+		for _, b := range held {
+			r.a.Free(b)
+		}
+	}()
+	for range reuseTries {
+		b, err := r.a.Alloc(len(p))
+		if err == nil {
+			held = append(held, b)
+		}
+		switch {
+		case r.nreports.Load() > 0:
+			return reuseReported
+		case err != nil:
+			return reuseNotYet // over a Limit
+		case addrOf(b) == addrOf(p):
+			return reuseSilent
+		}
+	}
+	return reuseNotYet
 }
 
 // churn allocates and frees n-byte blocks until the quarantine's budget

@@ -20,6 +20,7 @@ const (
 	bugQuarantineLast
 	bugAsanGranule
 	bugEvictCompact
+	bugReuseClear
 )
 
 // injecting is false in every normal build: code under `if injecting`

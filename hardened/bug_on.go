@@ -58,6 +58,11 @@ const (
 	// withdrew ("n counts them"), so a withdrawn block goes back to a
 	// free list and a healthy one is lost.
 	BugEvictKeepsWithdrawn
+	// BugReuseClearsPayload: a poisoned slot handed out again has the
+	// poison around the new payload verified, but the payload only
+	// zeroed ("it is zeroed anyway"), so a write after free into the
+	// bytes the new block's payload covers goes unseen.
+	BugReuseClearsPayload
 
 	bugReallocShort   = BugReallocShort
 	bugDoublePush     = BugDoublePush
@@ -74,6 +79,7 @@ const (
 	bugQuarantineLast = BugQuarantineLast
 	bugAsanGranule    = BugAsanGranule
 	bugEvictCompact   = BugEvictKeepsWithdrawn
+	bugReuseClear     = BugReuseClearsPayload
 )
 
 // injecting says the fault-injection layer is compiled in.

@@ -253,7 +253,9 @@ func (a *Allocator) verifyPoisonClear(op string, slot unsafe.Pointer, c int, sof
 	i := redzone.Verify(slice(body, payOff), uintptr(body), w)
 	if i < 0 {
 		p := unsafe.Add(body, payOff)
-		if i = redzone.VerifyClear(slice(p, uintptr(n)), uintptr(p), w); i >= 0 {
+		if injecting && bug(bugReuseClear) {
+			clear(slice(p, uintptr(n))) // seeded bug: the payload is not verified
+		} else if i = redzone.VerifyClear(slice(p, uintptr(n)), uintptr(p), w); i >= 0 {
 			i += int(payOff)
 		}
 	}
