@@ -491,9 +491,10 @@ func (r *runner) close(closing bool) error {
 // adds up to what is mapped) holds. Not an op among the others, and
 // mostly where Reset gives every slab back anyway (Options.Limit): the
 // slabs Trim purges on a pooled allocator must be faulted in again by
-// the programs after it, and Trim at the end of one program in 64 of
-// every configuration cost the release fuzz targets 17% of their execs.
-// The rare others keep Trim's run beside per-P caches holding slots.
+// the programs after it (at the end of one program in 64 of every
+// configuration, a replay of the inputs a fuzz worker ran took 20%
+// longer). The rare others keep Trim's run beside per-P caches that
+// hold slots.
 func (r *runner) trim(i int) error {
 	if r.running.Load() > 0 || r.opts.Limit == 0 && (r.p.Seed>>40)%1024 != 0 {
 		return nil
