@@ -203,9 +203,20 @@ func (r *runner) misuse(i int, op Op) error {
 		if churn && (op.Aux/numMisuse)%2 == 1 && r.evict(p) {
 			// Found when its slot is handed out again, in the pass
 			// that zeroes it (redzone.VerifyClear) or, for payloads
-			// under 512 bytes, before the zeroing.
-			poke(op.Aux % max(len(p), 1))
-			switch r.reuse(p) {
+			// under 512 bytes, before the zeroing. The new blocks are
+			// most often a few bytes shorter, in the same class, and
+			// the write then often at the old block's last byte: in
+			// the new block's rear redzone, which is verified apart.
+			x := op.Aux / (2 * numMisuse)
+			off, n := op.Aux%max(len(p), 1), len(p)
+			if x&8 != 0 {
+				off = len(p) - 1
+			}
+			if short := len(p) - 1 - x%8; x%4 != 0 && short > 0 {
+				n = short
+			}
+			poke(off)
+			switch r.reuse(p, n, lay.Class) {
 			case reuseSilent:
 				return r.fail(i, "misuse %d (%v) on a %d-byte block: Alloc handed its damaged slot out again, unreported", v, m.kind, len(p))
 			case reuseNotYet:
@@ -272,10 +283,11 @@ const (
 // cache, under at most a quarantine batch of others.
 const reuseTries = 1024
 
-// reuse allocates blocks the size of freed (and damaged) block p, keeping
-// them, until one Alloc reports or returns p's slot itself (its poison
-// was not verified: a bug), then frees them again.
-func (r *runner) reuse(p []byte) int {
+// reuse allocates n-byte blocks, keeping them, until one Alloc reports
+// or returns the slot of freed (and damaged) block p of class c itself
+// (its poison was not verified: a bug), then frees them again. n is p's
+// size or a little less; if that lands in another class, p's size.
+func (r *runner) reuse(p []byte, n, c int) int {
 	var held [][]byte
 	defer func() {
 		for _, b := range held {
@@ -283,7 +295,7 @@ func (r *runner) reuse(p []byte) int {
 		}
 	}()
 	for range reuseTries {
-		b, err := r.a.Alloc(len(p))
+		b, err := r.a.Alloc(n)
 		if err == nil {
 			held = append(held, b)
 		}
@@ -294,6 +306,9 @@ func (r *runner) reuse(p []byte) int {
 			return reuseNotYet // over a Limit
 		case addrOf(b) == addrOf(p):
 			return reuseSilent
+		}
+		if lay, ok := harness.LayoutOf(r.a, b); n != len(p) && (!ok || lay.Class != c) {
+			n = len(p)
 		}
 	}
 	return reuseNotYet

@@ -21,6 +21,7 @@ const (
 	bugAsanGranule
 	bugEvictCompact
 	bugReuseClear
+	bugReuseRedzones
 )
 
 // injecting is false in every normal build: code under `if injecting`

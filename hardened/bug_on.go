@@ -63,6 +63,11 @@ const (
 	// zeroed ("it is zeroed anyway"), so a write after free into the
 	// bytes the new block's payload covers goes unseen.
 	BugReuseClearsPayload
+	// BugReuseSkipsRedzones: a poisoned slot handed out again has its new
+	// payload's poison verified, but not the bytes around it ("the
+	// redzones are armed over them next"), so a write after free that
+	// falls in the new block's redzones goes unseen.
+	BugReuseSkipsRedzones
 
 	bugReallocShort   = BugReallocShort
 	bugDoublePush     = BugDoublePush
@@ -80,6 +85,7 @@ const (
 	bugAsanGranule    = BugAsanGranule
 	bugEvictCompact   = BugEvictKeepsWithdrawn
 	bugReuseClear     = BugReuseClearsPayload
+	bugReuseRedzones  = BugReuseSkipsRedzones
 )
 
 // injecting says the fault-injection layer is compiled in.

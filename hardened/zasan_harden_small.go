@@ -276,6 +276,9 @@ func (a *Allocator) verifyPoisonClear(op string, slot unsafe.Pointer, c int, sof
 	size := uintptr(classSize[c])
 	end := payOff + uintptr(n)
 	i := redzone.Verify(slice(body, payOff), uintptr(body), w)
+	if injecting && bug(bugReuseRedzones) {
+		i = -1 // seeded bug: the bytes before the payload are not verified
+	}
 	if i < 0 {
 		p := unsafe.Add(body, payOff)
 		if injecting && bug(bugReuseClear) {
@@ -288,6 +291,9 @@ func (a *Allocator) verifyPoisonClear(op string, slot unsafe.Pointer, c int, sof
 		rear := unsafe.Add(body, end)
 		if i = redzone.Verify(slice(rear, size-end), uintptr(rear), w); i >= 0 {
 			i += int(end)
+		}
+		if injecting && bug(bugReuseRedzones) {
+			i = -1 // seeded bug: nor those after it
 		}
 	}
 	if i < 0 {

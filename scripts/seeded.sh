@@ -33,6 +33,7 @@ specs=(
 	"HARDALLOC_BUG=14:the last granule of a large block wholly addressable to ASan (up to 7 bytes past the end):FuzzAllocFree:faultinject+asan"
 	"HARDALLOC_BUG=15:an eviction batch recycles the block a report withdrew (and loses a healthy one):FuzzMisuse"
 	"HARDALLOC_BUG=16:a poisoned slot handed out again has its payload zeroed but not verified:FuzzMisuse"
+	"HARDALLOC_BUG=17:a poisoned slot handed out again has its payload verified but not the bytes around it:FuzzMisuse"
 	"HARDALLOC_FAULT=1:worker frees capsule:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=2:capsule double free:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=3:late unlock after release:FuzzThreadLifecycle"
