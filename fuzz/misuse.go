@@ -88,7 +88,12 @@ func (r *runner) misuse(i int, op Op) error {
 		return r.fail(i, "LayoutOf a live %d-byte block failed", len(b.b))
 	}
 	v := op.Aux % numMisuse
-	if !hardened.Enabled {
+	// A freed sampled block's page faults in every build but -asan's
+	// (whose shadow says it is freed): a write after free of one is a
+	// fault CatchFault turns into a report, release builds' sampled mode
+	// included.
+	sampledUAF := lay.Sampled && len(b.b) > 0 && v == MisuseWriteAfterFree && !asanBuild
+	if !hardened.Enabled && !sampledUAF {
 		v %= MisuseOverflow
 	}
 	// Poison is checked while a block sits in quarantine (Check), and
@@ -119,7 +124,7 @@ func (r *runner) misuse(i int, op Op) error {
 	if (v == MisuseHeaderDamage || v == MisuseForgedHeader) && large {
 		v = MisuseDoubleFree // no in-band header to damage
 	}
-	if large && (v == MisuseUnderflow || v == MisuseWriteAfterFree) {
+	if large && (v == MisuseUnderflow || v == MisuseWriteAfterFree && !sampledUAF) {
 		v = MisuseDoubleFree // large blocks fault instead (covered by the catalog)
 	}
 	// A report about this misuse names an address near the block, or its
@@ -191,6 +196,13 @@ func (r *runner) misuse(i int, op Op) error {
 		a.Free(p)
 	case MisuseWriteAfterFree:
 		a.Free(p)
+		if sampledUAF {
+			// Nothing runs between the Free and the write: the slot
+			// cannot have been sampled again.
+			m.kind = hardened.UseAfterFree
+			a.CatchFault(func() { flip(p, op.Aux%len(p), 0x5a) })
+			break
+		}
 		if !zero && !harness.Quarantined(a, p) {
 			// A small budget evicted the block in its own Free: it is
 			// on a free list, where its poison is verified when the slot

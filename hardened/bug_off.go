@@ -22,6 +22,7 @@ const (
 	bugEvictCompact
 	bugReuseClear
 	bugReuseRedzones
+	bugSampleKeeps
 )
 
 // injecting is false in every normal build: code under `if injecting`

@@ -68,6 +68,10 @@ const (
 	// redzones are armed over them next"), so a write after free that
 	// falls in the new block's redzones goes unseen.
 	BugReuseSkipsRedzones
+	// BugSampleKeepsPage: a freed sampled block's page stays readable
+	// and writable ("its slot is sampled again within 16 samples"), so
+	// an access after free is not stopped.
+	BugSampleKeepsPage
 
 	bugReallocShort   = BugReallocShort
 	bugDoublePush     = BugDoublePush
@@ -86,6 +90,7 @@ const (
 	bugEvictCompact   = BugEvictKeepsWithdrawn
 	bugReuseClear     = BugReuseClearsPayload
 	bugReuseRedzones  = BugReuseSkipsRedzones
+	bugSampleKeeps    = BugSampleKeepsPage
 )
 
 // injecting says the fault-injection layer is compiled in.

@@ -347,7 +347,7 @@ func explainPool(addr, base uintptr, block func(int) *sampledBlock) *Report {
 // (microseconds on a VM) on every sampled allocation, where a clear of
 // the block costs nanoseconds.
 func retireSampled(page []byte) {
-	if !asanEnabled {
+	if !asanEnabled && !(injecting && bug(bugSampleKeeps)) {
 		unix.Mprotect(page, unix.PROT_NONE)
 	}
 }
