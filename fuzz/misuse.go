@@ -1,6 +1,8 @@
 package fuzz
 
 import (
+	"fmt"
+	"os"
 	"unsafe"
 
 	"github.com/hardalloc/hardalloc/hardened"
@@ -88,12 +90,17 @@ func (r *runner) misuse(i int, op Op) error {
 		return r.fail(i, "LayoutOf a live %d-byte block failed", len(b.b))
 	}
 	v := op.Aux % numMisuse
-	// A freed sampled block's page faults in every build but -asan's
-	// (whose shadow says it is freed): a write after free of one is a
-	// fault CatchFault turns into a report, release builds' sampled mode
-	// included.
-	sampledUAF := lay.Sampled && len(b.b) > 0 && v == MisuseWriteAfterFree && !asanBuild
-	if !hardened.Enabled && !sampledUAF {
+	// A sampled block's page sits between guard pages, and faults once
+	// freed, in every build but -asan's (whose shadow says as much): a
+	// write into the guard page after it or before it, or after its
+	// Free, is a fault CatchFault turns into a report (Overflow,
+	// Underflow, UseAfterFree), release builds' sampled mode included.
+	sampledFault := lay.Sampled && len(b.b) > 0 && !asanBuild &&
+		(v == MisuseOverflow || v == MisuseUnderflow || v == MisuseWriteAfterFree)
+	if sampledFault {
+		return r.misuseSampled(i, op, b, v)
+	}
+	if !hardened.Enabled {
 		v %= MisuseOverflow
 	}
 	// Poison is checked while a block sits in quarantine (Check), and
@@ -124,7 +131,7 @@ func (r *runner) misuse(i int, op Op) error {
 	if (v == MisuseHeaderDamage || v == MisuseForgedHeader) && large {
 		v = MisuseDoubleFree // no in-band header to damage
 	}
-	if large && (v == MisuseUnderflow || v == MisuseWriteAfterFree && !sampledUAF) {
+	if large && (v == MisuseUnderflow || v == MisuseWriteAfterFree) {
 		v = MisuseDoubleFree // large blocks fault instead (covered by the catalog)
 	}
 	// A report about this misuse names an address near the block, or its
@@ -196,13 +203,6 @@ func (r *runner) misuse(i int, op Op) error {
 		a.Free(p)
 	case MisuseWriteAfterFree:
 		a.Free(p)
-		if sampledUAF {
-			// Nothing runs between the Free and the write: the slot
-			// cannot have been sampled again.
-			m.kind = hardened.UseAfterFree
-			a.CatchFault(func() { flip(p, op.Aux%len(p), 0x5a) })
-			break
-		}
 		if !zero && !harness.Quarantined(a, p) {
 			// A small budget evicted the block in its own Free: it is
 			// on a free list, where its poison is verified when the slot
@@ -259,6 +259,45 @@ func (r *runner) misuse(i int, op Op) error {
 		if rep.Kind != m.kind || !m.covers(rep) {
 			return &Failure{Op: i, What: "misuse produced a second, unrelated report", Report: rep, Program: r.p}
 		}
+	}
+	r.misused, r.misusedAt = m, i
+	return nil
+}
+
+// misuseSampled is misuse v (an overflow, underflow or write after free)
+// of sampled block b: a write to the first byte of the guard page after
+// its page, to the last byte of the one before, or to the block after
+// its Free (nothing runs between the Free and the write, so the slot
+// cannot have been sampled again), each of which must fault and be
+// reported as such.
+func (r *runner) misuseSampled(i int, op Op, b *block, v int) error {
+	a, p := r.a, b.b
+	page := uintptr(os.Getpagesize())
+	start := b.start()
+	off, kind := 0, hardened.Overflow
+	switch v {
+	case MisuseOverflow:
+		off = int((start+uintptr(len(p))+page-1)&^(page-1) - start)
+	case MisuseUnderflow:
+		off, kind = int(start&^(page-1))-1-int(start), hardened.Underflow
+	default:
+		off, kind = op.Aux%len(p), hardened.UseAfterFree
+	}
+	m := &misuse{kind: kind, block: b, lo: start&^(page-1) - page, hi: (start+uintptr(len(p))+page-1)&^(page-1) + page}
+	r.setSlot(op.Slot, nil)
+	if v == MisuseWriteAfterFree {
+		a.Free(p)
+	}
+	a.CatchFault(func() { flip(p, off, 0x5a) })
+	if v != MisuseWriteAfterFree {
+		a.Free(p)
+	}
+	reps := r.takeReports()
+	if len(reps) != 1 || reps[0].Kind != kind || !m.covers(reps[0]) {
+		if len(reps) == 0 {
+			return r.fail(i, "misuse %d (%v) of a sampled %d-byte block, a write at offset %d, went unreported", v, kind, len(p), off)
+		}
+		return &Failure{Op: i, What: fmt.Sprintf("misuse %d of a sampled block: want one %v at offset %d, got %d reports", v, kind, off, len(reps)), Report: reps[0], Program: r.p}
 	}
 	r.misused, r.misusedAt = m, i
 	return nil

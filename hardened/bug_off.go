@@ -23,6 +23,7 @@ const (
 	bugReuseClear
 	bugReuseRedzones
 	bugSampleKeeps
+	bugSampleGuard
 )
 
 // injecting is false in every normal build: code under `if injecting`

@@ -72,6 +72,10 @@ const (
 	// and writable ("its slot is sampled again within 16 samples"), so
 	// an access after free is not stopped.
 	BugSampleKeepsPage
+	// BugSampleGuardOpen: a sampled block's page is made accessible
+	// together with the guard page after it (a length of two pages
+	// where one was meant), so an overflow out of it is not stopped.
+	BugSampleGuardOpen
 
 	bugReallocShort   = BugReallocShort
 	bugDoublePush     = BugDoublePush
@@ -91,6 +95,7 @@ const (
 	bugReuseClear     = BugReuseClearsPayload
 	bugReuseRedzones  = BugReuseSkipsRedzones
 	bugSampleKeeps    = BugSampleKeepsPage
+	bugSampleGuard    = BugSampleGuardOpen
 )
 
 // injecting says the fault-injection layer is compiled in.

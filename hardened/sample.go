@@ -162,6 +162,9 @@ func (a *Allocator) allocSampled(n int) []byte {
 	}
 	i := s.free[0]
 	page := s.slotPage(i)
+	if injecting && bug(bugSampleGuard) {
+		page = page[: 2*pageSize : 2*pageSize] // seeded bug: the guard page after it too
+	}
 	if !asanEnabled && unix.Mprotect(page, unix.PROT_READ|unix.PROT_WRITE) != nil {
 		a.mapped.Add(-int64(pageSize))
 		return nil
