@@ -131,7 +131,7 @@ func (r *runner) misuse(i int, op Op) error {
 	if (v == MisuseHeaderDamage || v == MisuseForgedHeader) && large {
 		v = MisuseDoubleFree // no in-band header to damage
 	}
-	if large && (v == MisuseUnderflow || v == MisuseWriteAfterFree) {
+	if large && v == MisuseUnderflow {
 		v = MisuseDoubleFree // large blocks fault instead (covered by the catalog)
 	}
 	// A report about this misuse names an address near the block, or its
@@ -203,6 +203,15 @@ func (r *runner) misuse(i int, op Op) error {
 		a.Free(p)
 	case MisuseWriteAfterFree:
 		a.Free(p)
+		if lay.Large && harness.Quarantined(a, p) {
+			// A large block waits in its quarantine PROT_NONE: the
+			// write faults, and CatchFault makes it a report. (Nothing
+			// runs between the Free and the write: the range cannot
+			// have been unmapped and mapped again.)
+			m.kind = hardened.UseAfterFree
+			a.CatchFault(func() { flip(p, op.Aux%max(len(p), 1), 0x5a) })
+			break
+		}
 		if !zero && !harness.Quarantined(a, p) {
 			// A small budget evicted the block in its own Free: it is
 			// on a free list, where its poison is verified when the slot

@@ -24,6 +24,7 @@ const (
 	bugReuseRedzones
 	bugSampleKeeps
 	bugSampleGuard
+	bugLargeKept
 )
 
 // injecting is false in every normal build: code under `if injecting`

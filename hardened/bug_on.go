@@ -76,6 +76,11 @@ const (
 	// together with the guard page after it (a length of two pages
 	// where one was meant), so an overflow out of it is not stopped.
 	BugSampleGuardOpen
+	// BugLargeKeptOpen: a freed large block whose pages the quarantine
+	// keeps for the cache is left accessible ("the cache makes it
+	// accessible again anyway"), so a use after free of it is not
+	// stopped.
+	BugLargeKeptOpen
 
 	bugReallocShort   = BugReallocShort
 	bugDoublePush     = BugDoublePush
@@ -96,6 +101,7 @@ const (
 	bugReuseRedzones  = BugReuseSkipsRedzones
 	bugSampleKeeps    = BugSampleKeepsPage
 	bugSampleGuard    = BugSampleGuardOpen
+	bugLargeKept      = BugLargeKeptOpen
 )
 
 // injecting says the fault-injection layer is compiled in.

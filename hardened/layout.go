@@ -56,13 +56,26 @@ func (a *Allocator) smallAt(p unsafe.Pointer, off uintptr) (int, header, bool) {
 	return c, h, ok && unsafe.Add(slot, headerSize+h.off) == p
 }
 
-// quarantinedAt reports whether b, a small block just freed, waits in
-// the quarantine (or a P's batch on its way there): its slot's header
-// says so, and b starts where that header puts the payload.
+// quarantinedAt reports whether b, a block just freed, waits in the
+// quarantine: a small block's (or a P's batch on its way there) when its
+// slot's header says so and b starts where that header puts the payload;
+// a large block's (hardened builds: PROT_NONE until it leaves) when it is
+// in the large-block quarantine.
 func (a *Allocator) quarantinedAt(b []byte) bool {
 	p := unsafe.Pointer(unsafe.SliceData(b))
 	off := uintptr(p) - uintptr(a.base)
-	if p == nil || a.closed.Load() || off >= a.regionSize() {
+	if p == nil || a.closed.Load() {
+		return false
+	}
+	if off >= a.regionSize() {
+		l := &a.large
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, lb := range l.quarantined {
+			if lb.p == p {
+				return true
+			}
+		}
 		return false
 	}
 	_, h, ok := a.smallAt(p, off)

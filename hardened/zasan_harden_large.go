@@ -93,7 +93,7 @@ func (a *Allocator) freeLargeHardened(op string, lb *largeBlock) bool {
 	// the quarantine, so its reuse costs no page faults; otherwise give
 	// them back now.
 	if a.cacheable(lb.span) && l.kept+l.cacheBytes+int64(lb.span) <= a.largeCacheBudget() &&
-		unix.Mprotect(lb.payload(), unix.PROT_NONE) == nil {
+		(injecting && bug(bugLargeKept) || unix.Mprotect(lb.payload(), unix.PROT_NONE) == nil) { // seeded bug: not protected
 		lb.kept, lb.none = true, true
 		l.kept += int64(lb.span)
 	} else {

@@ -59,10 +59,12 @@ func Audit(a *hardened.Allocator) error { return ctl.Audit(a) }
 // start of a live block of a.
 func LayoutOf(a *hardened.Allocator, b []byte) (Layout, bool) { return ctl.LayoutOf(a, b) }
 
-// Quarantined reports whether b, a small block just freed, waits in the
-// quarantine (hardened builds): a write to it now is caught by Check or
-// at its eviction. A block its own Free evicted (a small budget) is
-// already back on a free list, where nothing verifies its poison.
+// Quarantined reports whether b, a block just freed, waits in the
+// quarantine (hardened builds): a write to a small one now is caught by
+// Check, and a large one is PROT_NONE (a write faults). A small block its
+// own Free evicted (a small budget) is already back on a free list, where
+// its poison is verified when the slot is handed out again; a large one
+// is in the large-block cache or unmapped.
 func Quarantined(a *hardened.Allocator, b []byte) bool { return ctl.Quarantined(a, b) }
 
 // ReadStats fills s as a.Stats returns it, reusing s.Classes: harnesses
