@@ -18,8 +18,9 @@
 //   - misuse (FuzzMisuse: double and invalid frees, overflows, writes
 //     after free found in the quarantine or when the slot is handed out
 //     again, or as a fault on a large block in its quarantine, forged
-//     headers; and on sampled blocks writes after free and into the
-//     guard pages, which must fault; misuse.go) is reported,
+//     headers, writes to a protected site record; and on sampled blocks
+//     writes after free and into the guard pages, which must fault;
+//     misuse.go) is reported,
 //     with the right kind and block, and the allocator goes on working;
 //   - threads (package thread) start, join, detach, fail and panic as
 //     fated, and Reset, as Close, waits for detached ones still in their

@@ -176,6 +176,16 @@ func (r *runner) misuse(i int, op Op) error {
 			return r.fail(i, "Realloc of a freed block succeeded")
 		}
 	case MisuseHeaderDamage:
+		if rec := harness.SiteRecord(a, p); rec != nil && (op.Aux/numMisuse)%2 == 1 {
+			// Under Options.ProtectMetadata the block's site record is
+			// read-only: a write to it faults, and CatchFault makes it a
+			// report. The block itself is intact: its Free reports
+			// nothing.
+			m.kind, m.lo, m.hi = hardened.MetadataWrite, addrOf(rec), addrOf(rec)+uintptr(len(rec))
+			a.CatchFault(func() { flip(rec, op.Aux%len(rec), 1<<(op.Aux%8)) })
+			a.Free(p)
+			break
+		}
 		flip(p, -lay.Offset+op.Aux%6, 1<<(op.Aux%8))
 		a.Free(p)
 	case MisuseForgedHeader:

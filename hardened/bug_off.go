@@ -25,6 +25,7 @@ const (
 	bugSampleKeeps
 	bugSampleGuard
 	bugLargeKept
+	bugMetaLeftOpen
 )
 
 // injecting is false in every normal build: code under `if injecting`

@@ -81,6 +81,10 @@ const (
 	// accessible again anyway"), so a use after free of it is not
 	// stopped.
 	BugLargeKeptOpen
+	// BugMetaLeftOpen: the metadata guard's close reads a page's open
+	// count before decrementing it, so the last closer never makes the
+	// page read-only again: site records stay writable.
+	BugMetaLeftOpen
 
 	bugReallocShort   = BugReallocShort
 	bugDoublePush     = BugDoublePush
@@ -102,6 +106,7 @@ const (
 	bugSampleKeeps    = BugSampleKeepsPage
 	bugSampleGuard    = BugSampleGuardOpen
 	bugLargeKept      = BugLargeKeptOpen
+	bugMetaLeftOpen   = BugMetaLeftOpen
 )
 
 // injecting says the fault-injection layer is compiled in.

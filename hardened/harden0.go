@@ -40,6 +40,7 @@ func (a *Allocator) quarantined(fn func(c int, off uint32))       {}
 func (a *Allocator) drainQuarantine()                             {}
 func (a *Allocator) explainHardened(addr uintptr) *Report         { return nil }
 func (a *Allocator) alwaysQuarantine(n int)                       {}
+func (a *Allocator) siteRecordOf(b []byte) []byte                 { return nil }
 
 // siteRecords is where the hardening layer keeps small blocks' sites:
 // nowhere in release builds.

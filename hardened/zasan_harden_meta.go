@@ -32,6 +32,25 @@ type metaGuard struct {
 //go:nocheckptr
 func nop() {}
 
+// siteRecordOf returns the site record of live small block b when the
+// guard is on, else nil (harness.SiteRecord).
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) siteRecordOf(b []byte) []byte {
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	off := uintptr(p) - uintptr(a.base)
+	if p == nil || !a.h.guard.on || a.closed.Load() || off >= a.regionSize() {
+		return nil
+	}
+	c, h, ok := a.smallAt(p, off)
+	_, _, soff, _ := a.locate(off)
+	if !ok || h.state != stateAllocated {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(a.rec(c, soff))), recSize)
+}
+
 //go:norace
 //go:nocheckptr
 func (g *metaGuard) init(mem []byte, on bool) {
@@ -62,8 +81,12 @@ func (g *metaGuard) open(p unsafe.Pointer) (closer func()) {
 //go:nocheckptr
 func (g *metaGuard) close(pg uintptr) {
 	g.mu.Lock()
+	last := g.depth[pg] == 1
+	if bug(bugMetaLeftOpen) {
+		last = g.depth[pg] == 0 // seeded bug: the count read before its decrement
+	}
 	g.depth[pg]--
-	if g.depth[pg] == 0 {
+	if last {
 		delete(g.depth, pg)
 		unix.Mprotect(g.mem[pg:pg+pageSize], unix.PROT_READ)
 	}

@@ -67,6 +67,11 @@ func LayoutOf(a *hardened.Allocator, b []byte) (Layout, bool) { return ctl.Layou
 // is in the large-block cache or unmapped.
 func Quarantined(a *hardened.Allocator, b []byte) bool { return ctl.Quarantined(a, b) }
 
+// SiteRecord returns the bytes of live small block b's site record when
+// Options.ProtectMetadata keeps the records read-only (hardened builds),
+// else nil: a write to them must fault.
+func SiteRecord(a *hardened.Allocator, b []byte) []byte { return ctl.SiteRecord(a, b) }
+
 // ReadStats fills s as a.Stats returns it, reusing s.Classes: harnesses
 // compare the accounting with their model after every batch of
 // operations.
