@@ -213,7 +213,8 @@ func (r *runner) misuse(i int, op Op) error {
 		a.Free(p)
 	case MisuseWriteAfterFree:
 		a.Free(p)
-		if lay.Large && harness.Quarantined(a, p) {
+		held := !zero && harness.Quarantined(a, p)
+		if lay.Large && held {
 			// A large block waits in its quarantine PROT_NONE: the
 			// write faults, and CatchFault makes it a report. (Nothing
 			// runs between the Free and the write: the range cannot
@@ -222,7 +223,7 @@ func (r *runner) misuse(i int, op Op) error {
 			a.CatchFault(func() { flip(p, op.Aux%max(len(p), 1), 0x5a) })
 			break
 		}
-		if !zero && !harness.Quarantined(a, p) {
+		if !zero && !held {
 			// A small budget evicted the block in its own Free: it is
 			// on a free list, where its poison is verified when the slot
 			// is handed out again, at a time the program does not
@@ -231,8 +232,11 @@ func (r *runner) misuse(i int, op Op) error {
 			a.Free(p)
 			break
 		}
-		if churn && (op.Aux/numMisuse)%2 == 1 && r.evict(p) {
-			// Found when its slot is handed out again, in the pass
+		if churn && (op.Aux/numMisuse)%2 == 1 && r.churn(len(p), 2, func() bool { return !harness.Quarantined(a, p) }) {
+			// The block has left the quarantine (evicted to a free list,
+			// or taken by one of the pairs and freed and evicted again:
+			// either way free and poisoned). A write to it now is
+			// found when its slot is handed out again, in the pass
 			// that zeroes it (redzone.VerifyClear) or, for payloads
 			// under 512 bytes, before the zeroing. The new blocks are
 			// most often a few bytes shorter, in the same class, and
@@ -264,7 +268,7 @@ func (r *runner) misuse(i int, op Op) error {
 		if churn {
 			// The withdrawn block passes through an eviction batch, whose
 			// other blocks must still be recycled.
-			r.churn(len(p), r.opts.QuarantineBytes)
+			r.churn(len(p), 1, nil)
 		}
 	}
 	reps := r.takeReports()
@@ -293,16 +297,17 @@ func (r *runner) misuseSampled(i int, op Op, b *block, v int) error {
 	a, p := r.a, b.b
 	page := uintptr(os.Getpagesize())
 	start := b.start()
+	lo, hi := start&^(page-1), (b.end()+page-1)&^(page-1) // the block's page
 	off, kind := 0, hardened.Overflow
 	switch v {
 	case MisuseOverflow:
-		off = int((start+uintptr(len(p))+page-1)&^(page-1) - start)
+		off = int(hi - start)
 	case MisuseUnderflow:
-		off, kind = int(start&^(page-1))-1-int(start), hardened.Underflow
+		off, kind = int(lo)-1-int(start), hardened.Underflow
 	default:
 		off, kind = op.Aux%len(p), hardened.UseAfterFree
 	}
-	m := &misuse{kind: kind, block: b, lo: start&^(page-1) - page, hi: (start+uintptr(len(p))+page-1)&^(page-1) + page}
+	m := &misuse{kind: kind, block: b, lo: lo - page, hi: hi + page}
 	r.setSlot(op.Slot, nil)
 	if v == MisuseWriteAfterFree {
 		a.Free(p)
@@ -320,26 +325,6 @@ func (r *runner) misuseSampled(i int, op Op, b *block, v int) error {
 	}
 	r.misused, r.misusedAt = m, i
 	return nil
-}
-
-// evict churns the quarantine with pairs the size of freed block p until
-// p's slot has left it (evicted to a free list, or taken by one of the
-// pairs and freed again and evicted with its Free: either way free and
-// poisoned): false if it is still quarantined after the budget and a
-// quarter, and 32 more blocks, have passed through twice.
-func (r *runner) evict(p []byte) bool {
-	slot := int64(len(p)) + harness.HeaderSize
-	for moved := int64(0); harness.Quarantined(r.a, p); moved += slot {
-		if moved >= 2*(r.opts.QuarantineBytes*5/4+32*slot) {
-			return false
-		}
-		b, err := r.a.Alloc(len(p))
-		if err != nil {
-			return false // over a Limit
-		}
-		r.a.Free(b)
-	}
-	return true
 }
 
 // Outcomes of reuse.
@@ -385,18 +370,23 @@ func (r *runner) reuse(p []byte, n, c int) int {
 }
 
 // churn allocates and frees n-byte blocks until the quarantine's budget
-// and a quarter, and 32 more blocks, have passed through it: most often
-// enough for the blocks freed before them to be evicted, in batches (a
-// block waits in its class's random array until a push displaces it).
-// Each such program costs a few hundred pairs; more cost the target its
-// exec rate.
-func (r *runner) churn(n int, budget int64) {
+// and a quarter, and 32 more blocks, have passed through it rounds times
+// (most often enough for the blocks freed before them to be evicted, in
+// batches: a block waits in its class's random array until a push
+// displaces it), or, if done is not nil, until done reports true, which
+// churn then reports. Each such program costs a few hundred pairs; more
+// cost the target its exec rate.
+func (r *runner) churn(n int, rounds int64, done func() bool) bool {
 	slot := int64(n) + harness.HeaderSize
-	for moved := int64(0); moved < budget*5/4+32*slot; moved += slot {
+	for moved := int64(0); done == nil || !done(); moved += slot {
+		if moved >= rounds*(r.opts.QuarantineBytes*5/4+32*slot) {
+			return false
+		}
 		b, err := r.a.Alloc(n)
 		if err != nil {
-			return // over a Limit: Check finds the damage instead
+			return false // over a Limit: Check finds the damage instead
 		}
 		r.a.Free(b)
 	}
+	return true
 }

@@ -36,8 +36,7 @@ func (a *Allocator) siteRecordOf(b []byte) []byte {
 	if p == nil || !a.h.guard.on || a.closed.Load() || off >= a.regionSize() {
 		return nil
 	}
-	c, h, ok := a.smallAt(p, off)
-	_, _, soff, _ := a.locate(off)
+	c, soff, h, ok := a.smallAt(p, off)
 	if !ok || h.state != stateAllocated {
 		return nil
 	}

@@ -224,14 +224,17 @@ func (a *Allocator) verifyPoison(op string, slot unsafe.Pointer, c int, soff uin
 	}
 	body := unsafe.Add(slot, headerSize)
 	w := redzone.Poison(a.h.poisonKey, uintptr(slot))
-	n := uintptr(classSize[c])
-	if i := redzone.Verify(slice(body, n), uintptr(body), w); i >= 0 {
-		bad := unsafe.Add(body, i)
-		r := a.damage(WriteAfterFree, op, bad, slot, c, soff, hd, w, int(n)-i,
-			"a freed block's poison was overwritten after its Free")
-		return r
+	if i := redzone.Verify(slice(body, uintptr(classSize[c])), uintptr(body), w); i >= 0 {
+		return a.poisonDamage(op, slot, c, soff, hd, w, i)
 	}
 	return nil
+}
+
+// poisonDamage is the WriteAfterFree report for a freed slot whose
+// poison w is damaged from byte i of its body on.
+func (a *Allocator) poisonDamage(op string, slot unsafe.Pointer, c int, soff uint32, hd header, w uint64, i int) *Report {
+	return a.damage(WriteAfterFree, op, unsafe.Add(slot, headerSize+uintptr(i)), slot, c, soff, hd, w, int(classSize[c])-i,
+		"a freed block's poison was overwritten after its Free")
 }
 
 // verifyClearMin is the smallest payload verified and zeroed in one
@@ -274,8 +277,7 @@ func (a *Allocator) verifyPoisonClear(op string, slot unsafe.Pointer, c int, sof
 	if i < 0 {
 		return nil
 	}
-	return a.damage(WriteAfterFree, op, unsafe.Add(body, i), slot, c, soff, hd, w, int(size)-i,
-		"a freed block's poison was overwritten after its Free")
+	return a.poisonDamage(op, slot, c, soff, hd, w, i)
 }
 
 // verifyStable is verifySmall for a slot other goroutines may be freeing,

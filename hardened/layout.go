@@ -36,7 +36,7 @@ func (a *Allocator) layoutOf(b []byte) (ctl.Layout, bool) {
 		l.Large = true
 		return l, lb != nil
 	}
-	c, h, ok := a.smallAt(p, off)
+	c, _, h, ok := a.smallAt(p, off)
 	if !ok || h.state != stateAllocated {
 		return l, false
 	}
@@ -45,15 +45,15 @@ func (a *Allocator) layoutOf(b []byte) (ctl.Layout, bool) {
 }
 
 // smallAt decodes the header of the slot holding p, off bytes into the
-// class regions: its class and header, and false unless the header is
-// valid and puts the payload at p.
-func (a *Allocator) smallAt(p unsafe.Pointer, off uintptr) (int, header, bool) {
-	slot, c, _, ok := a.locate(off)
+// class regions: its class, offset and header, and false unless the
+// header is valid and puts the payload at p.
+func (a *Allocator) smallAt(p unsafe.Pointer, off uintptr) (int, uint32, header, bool) {
+	slot, c, soff, ok := a.locate(off)
 	if !ok {
-		return 0, header{}, false
+		return 0, 0, header{}, false
 	}
 	h, ok := a.decode(slot, loadHeader(slot))
-	return c, h, ok && unsafe.Add(slot, headerSize+h.off) == p
+	return c, soff, h, ok && unsafe.Add(slot, headerSize+h.off) == p
 }
 
 // quarantinedAt reports whether b, a block just freed, waits in the
@@ -78,7 +78,7 @@ func (a *Allocator) quarantinedAt(b []byte) bool {
 		}
 		return false
 	}
-	_, h, ok := a.smallAt(p, off)
+	_, _, h, ok := a.smallAt(p, off)
 	return ok && h.state == stateQuarantined
 }
 
