@@ -290,7 +290,10 @@ func TestWriteAfterFreeFoundAtReuse(t *testing.T) {
 		{4000, 7, 4000}, {4000, 2000, 4000}, {4000, 3999, 4000}, {4000, 3999, 3000}, {4000, 0, 3000}, {4000, 1500, 3990},
 		{100, 7, 100}, {100, 90, 60}, // below verifyClearMin: verified, then zeroed
 	} {
-		a, c := newAlloc(t, hardened.Options{QuarantineBytes: 512})
+		// Every op through one cache: the evicted slot goes to the cache
+		// the next Allocs take from (per P, or at random under -race, it
+		// may sit in another and never come back).
+		a, c := newAllocWith(t, hardened.Options{QuarantineBytes: 512}, oneCache)
 		b := mustAlloc(t, a, tc.size)
 		a.Free(b)
 		for k := 0; harness.Quarantined(a, b); k++ {
@@ -332,7 +335,7 @@ func TestWriteAfterEvictionFound(t *testing.T) {
 		t.Skip(skipPatterns)
 	}
 	for _, atClose := range []bool{false, true} {
-		a, c := newAlloc(t, hardened.Options{QuarantineBytes: 512})
+		a, c := newAllocWith(t, hardened.Options{QuarantineBytes: 512}, oneCache) // as in TestWriteAfterFreeFoundAtReuse
 		b := mustAlloc(t, a, 100)
 		a.Free(b)
 		for k := 0; harness.Quarantined(a, b); k++ {
