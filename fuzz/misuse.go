@@ -7,6 +7,7 @@ import (
 
 	"github.com/hardalloc/hardalloc/hardened"
 	"github.com/hardalloc/hardalloc/internal/harness"
+	"github.com/hardalloc/hardalloc/quarantine"
 )
 
 // Misuse variants FuzzMisuse injects, one per program. Each must produce
@@ -369,24 +370,65 @@ func (r *runner) reuse(p []byte, n, c int) int {
 	return reuseNotYet
 }
 
-// churn allocates and frees n-byte blocks until the quarantine's budget
-// and a quarter, and 32 more blocks, have passed through it rounds times
-// (most often enough for the blocks freed before them to be evicted, in
-// batches: a block waits in its class's random array until a push
-// displaces it), or, if done is not nil, until done reports true, which
-// churn then reports. Each such program costs a few hundred pairs; more
-// cost the target its exec rate.
+// churn moves the blocks freed before it out of the quarantine, rounds
+// times over, or, if done is not nil, until done reports true, which
+// churn then reports. A freed block leaves its class's random array
+// when later pushes of its class displace it (each push displaces one of
+// the 16 at random), then the FIFO shared by all classes when the
+// budget's worth of displaced blocks of any class has followed it. So
+// churn frees churnSame blocks of n bytes (the block then still waits
+// in its array one time in a hundred), then big blocks until the
+// budget and a quarter, their own array and the Ps' batches have passed
+// through: a few dozen pairs where same-size pairs alone took thousands
+// (a 64 KiB budget of 16-byte blocks), which cost the target half its
+// exec rate. Blocks of a class quarantined outside the budget (Always)
+// wait for 256 pushes of their class: churn falls back to same-size
+// pairs for them, and when a Limit refuses the big blocks.
 func (r *runner) churn(n int, rounds int64, done func() bool) bool {
-	slot := int64(n) + harness.HeaderSize
-	for moved := int64(0); done == nil || !done(); moved += slot {
-		if moved >= rounds*(r.opts.QuarantineBytes*5/4+32*slot) {
-			return false
-		}
-		b, err := r.a.Alloc(n)
+	pair := func(m int) bool {
+		b, err := r.a.Alloc(m)
 		if err != nil {
 			return false // over a Limit: Check finds the damage instead
 		}
 		r.a.Free(b)
+		return true
+	}
+	big := max(n, churnBig)
+	bigSlot := int64(big) + harness.HeaderSize
+	fast := true
+	for range rounds {
+		for k := 1; k <= churnSame && fast; k++ {
+			if fast = pair(n); k%8 == 0 && done != nil && done() {
+				return true // a small budget evicts from the arrays too
+			}
+		}
+		for moved := int64(0); fast && moved < r.opts.QuarantineBytes*5/4+(quarantine.RandomSlots+qBatch)*bigSlot; moved += bigSlot {
+			fast = pair(big)
+			if done != nil && done() {
+				return true
+			}
+		}
+	}
+	if done == nil || fast && done() {
+		return fast
+	}
+	slot := int64(n) + harness.HeaderSize
+	for moved := int64(0); !done(); moved += slot {
+		if moved >= rounds*(r.opts.QuarantineBytes*5/4+32*slot) || !pair(n) {
+			return false
+		}
 	}
 	return true
 }
+
+// churnSame is how many blocks of its size churn frees to displace a
+// block from its class's random array (16 places): it stays with
+// probability (15/16)^(churnSame-16) when the array was empty before it.
+const churnSame = 96
+
+// churnBig is the size of the blocks churn moves the shared FIFO with.
+const churnBig = 4 << 10
+
+// qBatch is how many freed blocks a P batches before pushing them into
+// the shared quarantine (hardened's qBatch).
+const qBatch = 32

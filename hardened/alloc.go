@@ -438,18 +438,25 @@ func (a *Allocator) junk(c int, offs []uint32) {
 		if !a.freshSlab(c, off) {
 			continue
 		}
-		body := unsafe.Add(slot, headerSize)
-		if size <= junkHead+junkTail {
-			redzone.Fill(slice(body, size), uintptr(body), w) // uninstrumented: not live to ASan
-			continue
-		}
-		redzone.Fill(slice(body, junkHead), uintptr(body), w)
-		tail := unsafe.Add(body, size-junkTail)
-		redzone.Fill(slice(tail, junkTail), uintptr(tail), w)
+		fillJunk(unsafe.Add(slot, headerSize), size, w)
 	}
 }
 
-// junkHead and junkTail bound what junk fills of a slot's body.
+// fillJunk fills the first junkHead and last junkTail of the n bytes at
+// p (all of them if there are fewer) with w: where every payload starts
+// and most end, so a block not zeroed, or zeroed short at either end,
+// shows junk. Uninstrumented: the bytes are not live to ASan.
+func fillJunk(p unsafe.Pointer, n uintptr, w uint64) {
+	if n <= junkHead+junkTail {
+		redzone.Fill(slice(p, n), uintptr(p), w)
+		return
+	}
+	redzone.Fill(slice(p, junkHead), uintptr(p), w)
+	tail := unsafe.Add(p, n-junkTail)
+	redzone.Fill(slice(tail, junkTail), uintptr(tail), w)
+}
+
+// junkHead and junkTail bound what fillJunk fills.
 const (
 	junkHead = 512
 	junkTail = 64

@@ -334,9 +334,11 @@ func (a *Allocator) reportHeader(op string, slot unsafe.Pointer, c int, v uint64
 	a.report(a.headerReport(op, slot, c, v))
 }
 
-// junkPayload applies ctl.Extra.JunkFill to the n-byte payload at payOff
-// of a never-used slot (header zero) of class c about to be handed out,
-// if its slab's pages came zero from the OS (hardened builds: armSmall).
+// junkPayload applies ctl.Extra.JunkFill (fillJunk: its head and tail) to
+// the n-byte payload at payOff of a never-used slot (header zero) of
+// class c about to be handed out, if its slab's pages came zero from the
+// OS (hardened builds: armSmall). Filling whole payloads, up to 144 KiB
+// each, was 13% of short FuzzMisuse programs' time.
 func (a *Allocator) junkPayload(slot unsafe.Pointer, c int, soff uint32, payOff uintptr, n int) {
 	if a.x.JunkFill == 0 {
 		return
@@ -344,6 +346,5 @@ func (a *Allocator) junkPayload(slot unsafe.Pointer, c int, soff uint32, payOff 
 	if !a.freshSlab(c, soff) {
 		return
 	}
-	p := unsafe.Add(slot, headerSize+payOff)
-	redzone.Fill(slice(p, uintptr(n)), uintptr(p), uint64(a.x.JunkFill)*0x0101010101010101) // uninstrumented: not yet live to ASan
+	fillJunk(unsafe.Add(slot, headerSize+payOff), uintptr(n), uint64(a.x.JunkFill)*0x0101010101010101)
 }

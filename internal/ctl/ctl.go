@@ -46,8 +46,9 @@ type Extra struct {
 	ClassSpace int64
 	// JunkFill, when non-zero, fills the payload of a block handed out
 	// from a slot never used since its pages were committed with this
-	// byte, just before Alloc zeroes it: pages fresh from the OS are zero,
-	// which hides an Alloc that forgets to zero.
+	// byte (its first 512 and last 64 bytes), just before Alloc zeroes
+	// it: pages fresh from the OS are zero, which hides an Alloc that
+	// forgets to zero.
 	JunkFill byte
 }
 
