@@ -22,8 +22,8 @@ test: tools lint nightly-smoke gofuzz-smoke native-libfuzzer-smoke anchor-smoke
 	$(GO) test -count=1 -tags hardened ./...
 	$(GO) test -count=1 -race -tags hardened ./...
 	$(GO) test -count=1 -tags hardened,faultinject ./thread/ ./fuzz/
-	$(GO) test -count=1 -race -tags faultinject -run Hook ./hardened/
-	$(GO) test -count=1 -race -tags hardened,faultinject -run Hook ./hardened/
+	$(GO) test -count=1 -race -tags faultinject -run 'Hook|Junk' ./hardened/
+	$(GO) test -count=1 -race -tags hardened,faultinject -run 'Hook|Junk' ./hardened/
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory test-arrow
 	rm -rf $(TMPDIR)

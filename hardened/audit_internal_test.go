@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/hardalloc/hardalloc/internal/ctl"
+	"github.com/hardalloc/hardalloc/redzone"
 )
 
 // Audit passes after a workload that fills and drains the per-P caches,
@@ -93,77 +94,80 @@ func TestAuditConservation(t *testing.T) {
 	cl.mu.Unlock()
 }
 
-// JunkFill dirties the body of every never-used slot as it leaves the
-// central list in release builds (hardened builds: the payload of the
-// one slot handed out, TestJunkAtHandout; the others stay untouched),
-// leaves used slots alone, and Alloc still hands out zeroed blocks.
+// JunkFill dirties the payload of a never-used slot of a fresh slab as
+// Alloc hands it out (its head and tail: fillJunk), before zeroing it,
+// in every build; it leaves the other slots of the refill untouched, and
+// after Reset, whose slabs keep their bytes, no slot is junked.
 func TestJunkFill(t *testing.T) {
 	a, err := newWith(Options{Seed: 2, OnReport: func(r *Report) { t.Errorf("report:\n%s", r) }}, ctl.Extra{JunkFill: 0xa5})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b := allocT(t, a, 100)
-	for i, x := range b {
-		if x != 0 {
-			t.Fatalf("byte %d of a new block is %#x", i, x)
+	// For a short payload and one long enough for head and tail to
+	// differ: the rest of the batch the Alloc took is in some P's cache,
+	// never used and never touched; what Alloc does to the next one,
+	// before it zeroes it, is junk the first junkHead and last junkTail
+	// bytes of its payload (all of a short one).
+	var b []byte
+	var c int
+	var off uint32
+	for _, size := range []int{100, 4000} {
+		b = allocT(t, a, size)
+		if !isZeroT(b) {
+			t.Fatalf("a new %d-byte block is not zeroed", size)
 		}
-	}
-	// The rest of the batch the Alloc took is in some P's cache, never
-	// used: junked when it was taken (release builds), untouched
-	// (hardened builds).
-	_, c, _, _ := a.locate(addrOf(b) - uintptr(a.base))
-	junked := 0
-	for _, pc := range a.allCaches() {
-		for _, off := range pc.free[c][:pc.n[c]] {
-			slot := a.slotAt(c, off)
-			if loadHeader(slot) != 0 {
-				t.Fatal("a never-used slot's header is not zero")
-			}
-			want := byte(0xa5)
-			if !junkAtTake {
-				want = 0
-			}
-			for _, i := range []uintptr{0, 49, uintptr(classSize[c]) - 1} {
-				if got := peekByte(unsafe.Add(slot, headerSize+i)); got != want {
-					t.Fatalf("byte %d of a never-used slot's body holds %#x, want %#x", i, got, want)
+		_, c, _, _ = a.locate(addrOf(b) - uintptr(a.base))
+		var pc *cache
+		for _, p := range a.allCaches() {
+			for _, o := range p.free[c][:p.n[c]] {
+				slot := a.slotAt(c, o)
+				if loadHeader(slot) != 0 {
+					t.Fatal("a never-used slot's header is not zero")
 				}
+				for _, i := range []uintptr{0, 49, uintptr(classSize[c]) - 1} {
+					if got := peekByte(unsafe.Add(slot, headerSize+i)); got != 0 {
+						t.Fatalf("byte %d of a never-used slot's body holds %#x before it is handed out", i, got)
+					}
+				}
+				pc = p
 			}
-			junked++
 		}
+		if pc == nil {
+			t.Fatalf("no never-used slot of the %d-byte block's class is cached", size)
+		}
+		off = pc.free[c][pc.n[c]-1]
+		slot := a.slotAt(c, off)
+		n := size - 40
+		a.junkPayload(slot, c, off, 32, n)
+		for i := uintptr(0); i < uintptr(classSize[c]); i++ {
+			want := byte(0)
+			if p := int(i) - 32; p >= 0 && p < n && (p < junkHead || p >= n-junkTail) {
+				want = 0xa5
+			}
+			if got := peekByte(unsafe.Add(slot, headerSize+i)); got != want {
+				t.Fatalf("%d-byte payload: byte %d of the slot's body holds %#x, want %#x", n, i, got, want)
+			}
+		}
+		body := unsafe.Add(slot, headerSize)
+		redzone.Fill(slice(body, uintptr(classSize[c])), uintptr(body), 0) // as it was
+		a.Free(b)
 	}
-	if junked == 0 && a.ccap[c] > 1 {
-		t.Fatal("no slot of the Alloc's batch is cached")
-	}
-	slot, _, soff, _ := a.locate(addrOf(b) - uintptr(a.base))
-	a.junk(c, []uint32{soff})
-	if !isZeroT(b) || loadHeader(slot) == 0 {
-		t.Fatal("junk filled a used slot")
-	}
+	b = allocT(t, a, 100)
+	_, c, off, _ = a.locate(addrOf(b) - uintptr(a.base))
 	// After Reset the slabs hold the last program's bytes, not zeros from
-	// the OS: no junk there, never-used header or not.
-	b[10] = 0x11
+	// the OS: nothing is junked there.
 	a.Free(b)
 	if err := a.reset(3); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.auditSlots(); err != nil {
-		t.Fatal(err)
+	if a.freshSlab(c, off) {
+		t.Fatal("a slab Reset recycled still counts as fresh from the OS")
 	}
-	storeHeader(slot, 0) // as if never used
-	at := unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), 10)
-	before := peekByte(at) // 0x11, or hardened builds' poison
-	a.junk(c, []uint32{soff})
-	if got := peekByte(at); got != before {
-		t.Fatalf("junk dirtied a slot of a slab Reset recycled (%#x -> %#x)", before, got)
-	}
-	b = allocT(t, a, 100)
-	a.Free(b)
-	// Freed and quarantined or cached, then reused: zeroed again.
 	for range 100 {
 		x := allocT(t, a, 100)
 		if !isZeroT(x) {
-			t.Fatal("a reused block is not zeroed")
+			t.Fatal("a block is not zeroed")
 		}
 		a.Free(x)
 	}

@@ -257,14 +257,6 @@ const patterns = !asanEnabled
 // ran 9% slower on one goroutine and scaled 1.52x on two, 1.64x so.
 const cacheBytes = 64 << 10
 
-// junkAtTake says JunkFill is applied to the slots a refill takes (junk):
-// release builds, whose fast paths never read a slot's header before
-// they write it. The hardening layer reads every header it hands out
-// (armSmall) and junks a never-used slot's payload there, the one slot
-// the Alloc takes: at take, the slots of a refill of a class of pages
-// faulted in 32 pages most programs never used.
-const junkAtTake = false
-
 // inPlace is Realloc's resize within the slot: hardened builds always
 // move a block, so that a moved block catches stale pointers and canaries
 // never change place under a Check.

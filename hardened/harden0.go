@@ -49,12 +49,29 @@ func (a *Allocator) siteRecords() (meta, metaStart, depot uintptr) { return 0, 0
 // armSmall (release builds) has nothing to arm, and leaves the zeroing
 // to smallBorn. Release builds trust a free slot's header: the free
 // lists are out of band, so a damaged free header cannot redirect
-// anything.
+// anything. Only fuzz harnesses set JunkFill: the test of it is a load
+// and a branch never taken, and the rest is out of line, so that armSmall
+// stays inlined in smallBorn (a call there cost the pair 10%).
 //
 //go:norace
 //go:nocheckptr
 func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) (ok, zeroed bool) {
+	if a.x.JunkFill != 0 {
+		a.junkNew(slot, c, soff, payOff, n)
+	}
 	return true, false
+}
+
+// junkNew is junkPayload for a slot about to be handed out if it was
+// never used (header zero).
+//
+//go:noinline
+//go:norace
+//go:nocheckptr
+func (a *Allocator) junkNew(slot unsafe.Pointer, c int, soff uint32, payOff uintptr, n int) {
+	if loadHeader(slot) == 0 {
+		a.junkPayload(slot, c, soff, payOff, n)
+	}
 }
 
 // publish stores a newly live block's header word: a plain store, as
@@ -67,10 +84,6 @@ func publish(slot unsafe.Pointer, v uint64) { storeHeader(slot, v) }
 // cacheBytes is about what each P's cache holds of one class (in
 // slots, from 2 to cacheCap).
 const cacheBytes = 32 << 10
-
-// junkAtTake: release builds apply JunkFill to the slots a refill takes
-// (see harden.go).
-const junkAtTake = true
 
 // stateFreeing is the state Free's compare-and-swap moves a live block
 // to: release builds recycle it at once.

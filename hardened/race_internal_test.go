@@ -5,6 +5,8 @@ package hardened
 import (
 	"testing"
 	"unsafe"
+
+	"github.com/hardalloc/hardalloc/internal/ctl"
 )
 
 // Two Frees of one block, interleaved at the worst point every time: the
@@ -58,5 +60,29 @@ func TestHookInterleavedDoubleFree(t *testing.T) {
 		if err := a.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// JunkFill end to end: with the zeroing skipped (BugNoZero), a block
+// handed out from a fresh slab shows the junk at its first and last
+// bytes, in every build, so that a fuzz crasher of a missing zeroing
+// replays on a fresh allocator.
+func TestJunkFillShowsMissingZeroing(t *testing.T) {
+	SetBug(BugNoZero)
+	defer SetBug(0)
+	for _, n := range []int{1, 100, 4000, 100_000} {
+		a, err := newWith(Options{Seed: 3}, ctl.Extra{JunkFill: 0xa5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := a.Alloc(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b[0] != 0xa5 || b[n-1] != 0xa5 {
+			t.Errorf("Alloc(%d) without zeroing, fresh slab: first and last bytes %#x %#x, want the junk 0xa5", n, b[0], b[n-1])
+		}
+		a.Free(b)
+		a.Close()
 	}
 }

@@ -71,7 +71,6 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 	if n > 0 {
 		cl.advanceLowest()
 		a.setHanded(c)
-		a.junk(c, dst[:n])
 		return n, nil
 	}
 	if !revive {
@@ -97,7 +96,6 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 			a.setHanded(c)
 			cl.lowest = min(cl.lowest, s)
 			cl.advanceLowest()
-			a.junk(c, dst[:n])
 			return n, nil
 		}
 	}

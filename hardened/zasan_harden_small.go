@@ -45,7 +45,9 @@ import (
 //go:nocheckptr
 func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) (ok, zeroed bool) {
 	if old := loadHeader(slot); old == 0 {
-		a.junkPayload(slot, c, soff, payOff, n)
+		if a.x.JunkFill != 0 {
+			a.junkPayload(slot, c, soff, payOff, n)
+		}
 	} else {
 		hd, ok := a.decode(slot, old)
 		if ok && hd.state == stateWithdrawn {
@@ -372,22 +374,4 @@ func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint
 //go:nocheckptr
 func (a *Allocator) reportHeader(op string, slot unsafe.Pointer, c int, v uint64) {
 	a.report(a.headerReport(op, slot, c, v))
-}
-
-// junkPayload applies ctl.Extra.JunkFill (fillJunk: its head and tail) to
-// the n-byte payload at payOff of a never-used slot (header zero) of
-// class c about to be handed out, if its slab's pages came zero from the
-// OS (hardened builds: armSmall). Filling whole payloads, up to 144 KiB
-// each, was 13% of short FuzzMisuse programs' time.
-//
-//go:norace
-//go:nocheckptr
-func (a *Allocator) junkPayload(slot unsafe.Pointer, c int, soff uint32, payOff uintptr, n int) {
-	if a.x.JunkFill == 0 {
-		return
-	}
-	if !a.freshSlab(c, soff) {
-		return
-	}
-	fillJunk(unsafe.Add(slot, headerSize+payOff), uintptr(n), uint64(a.x.JunkFill)*0x0101010101010101)
 }
