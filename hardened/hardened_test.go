@@ -277,6 +277,11 @@ func TestSummaryIndependentOfWhereCaught(t *testing.T) {
 // on a free list that still holds its poison: the Alloc that hands the
 // slot out again finds it, with both sites, and the block is withdrawn;
 // a slot never handed out again is verified at Close.
+// oneCache sends every operation through the first cache, so a slot freed
+// into a cache is the one the next Alloc of its class may take, whichever
+// P runs it (race builds otherwise choose a cache at random).
+var oneCache = harness.Extra{Cache: func() int { return 0 }}
+
 // TestWriteAfterFreeFoundAtReuse: the poison of a freed slot is verified
 // when the slot is handed out again, wherever the write fell in the new
 // block's layout (its front redzone, its payload, which the same pass

@@ -145,8 +145,3 @@ func isZero(b []byte) bool {
 	}
 	return true
 }
-
-// oneCache sends every operation through the first cache, so a slot freed
-// into a cache is the one the next Alloc of its class may take, whichever
-// P runs it (race builds otherwise choose a cache at random).
-var oneCache = harness.Extra{Cache: func() int { return 0 }}
