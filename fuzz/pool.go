@@ -63,7 +63,7 @@ type poolKey struct {
 	redzone    int
 	protect    bool
 	limit      int64
-	sample     int
+	sampled    bool // the rate changes at ResetWith; the pool is mapped or not
 }
 
 var pool struct {
@@ -77,11 +77,16 @@ var pool struct {
 // and holds up to two mappings per class it committed slabs in (50 for a
 // typical program, 180 at most): past about 360 of them a process hits
 // vm.max_map_count (65530) and mprotect fails with ENOMEM, which a fuzz
-// run took for an out-of-memory bug of a recycled allocator.
+// run took for an out-of-memory bug of a recycled allocator. Options
+// derives 192 keys (4 budgets, 4 redzones, protected or not, 3 limits,
+// sampled or not), so the pool never evicts: keyed by the sample rate
+// too (5 values), it closed an allocator and mapped a fresh one in one
+// program in 300, whose slabs then faulted in and were junked again, and
+// mprotect calls per exec were 2.4 times 84cfd01's.
 const maxPooled = 256
 
 func keyOf(o Config) poolKey {
-	return poolKey{o.QuarantineBytes, o.Redzone, o.ProtectMetadata, o.Limit, o.SampleRate}
+	return poolKey{o.QuarantineBytes, o.Redzone, o.ProtectMetadata, o.Limit, o.SampleRate > 0}
 }
 
 func getAllocator(opts Config) (*pooled, error) {
@@ -96,7 +101,7 @@ func getAllocator(opts Config) (*pooled, error) {
 	pool.Unlock()
 	if pa != nil {
 		// ResetWith takes this program's options that shape no mapping
-		// (stacks, large-block cache, chosen cache, alignment), so one
+		// (stacks, large-block cache, chosen cache, alignment, sample rate), so one
 		// pooled allocator serves every configuration of its key.
 		cfg := pa.hooks(opts)
 		if err := harness.ResetWith(pa.a, cfg.Options, cfg.Extra); err != nil {

@@ -83,14 +83,16 @@ func (a *Allocator) reset(seed uint64) error {
 // emptied as by reset(opts.Seed), then takes opts and x as newWith
 // would. Only the options that shape no mapping may differ from the
 // allocator's: Seed, OnReport, ReportOutput, StackDepth, Wrappers,
-// LargeCacheBytes, MinAlign, x.Cache and x.JunkFill. A change to any
-// other is refused with an error, before anything is reset.
+// LargeCacheBytes, MinAlign, x.Cache, x.JunkFill, and SampleRate if
+// sampling stays on (its pool is mapped at New when the rate is
+// positive; the rate is only the per-P countdowns' mean). A change to
+// any other is refused with an error, before anything is reset.
 func (a *Allocator) resetWith(opts Options, x ctl.Extra) error {
 	o := a.opts
 	if opts.Limit != o.Limit || opts.Redzone != o.Redzone || opts.QuarantineBytes != o.QuarantineBytes ||
 		opts.ProtectMetadata != o.ProtectMetadata || opts.ProfileName != o.ProfileName ||
-		x.ClassSpace != a.x.ClassSpace || opts.SampleRate != o.SampleRate || !slices.Equal(opts.AlwaysQuarantine, o.AlwaysQuarantine) {
-		return &OpError{Op: "resetWith", Err: errors.New("only Seed, OnReport, ReportOutput, StackDepth, Wrappers, LargeCacheBytes, MinAlign, Cache and JunkFill may change")}
+		x.ClassSpace != a.x.ClassSpace || (opts.SampleRate > 0) != (o.SampleRate > 0) || !slices.Equal(opts.AlwaysQuarantine, o.AlwaysQuarantine) {
+		return &OpError{Op: "resetWith", Err: errors.New("only Seed, OnReport, ReportOutput, StackDepth, Wrappers, LargeCacheBytes, MinAlign, Cache, JunkFill and a positive SampleRate may change")}
 	}
 	if opts.MinAlign != 0 && !validAlign(opts.MinAlign) {
 		return &OpError{Op: "resetWith", Align: opts.MinAlign, Err: ErrAlignment}
@@ -102,6 +104,10 @@ func (a *Allocator) resetWith(opts Options, x ctl.Extra) error {
 	a.opts, a.x = opts, x
 	a.configure()
 	a.reconfigureHardened()
+	if a.samp != nil && a.samp.rate != opts.SampleRate {
+		a.samp.rate = opts.SampleRate
+		a.seedTicks() // as New would with this rate and seed
+	}
 	// A smaller large-block cache budget: what Reset parked beyond it goes.
 	l := &a.large
 	l.mu.Lock()

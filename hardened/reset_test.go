@@ -199,3 +199,37 @@ func TestResetWithOptions(t *testing.T) {
 		a.Free(b)
 	}
 }
+
+// TestResetWithSampleRate: ResetWith changes a positive SampleRate (the
+// countdowns take the new rate, as New would have drawn them), and
+// refuses to turn sampling on or off, which maps or drops its pool.
+func TestResetWithSampleRate(t *testing.T) {
+	a, c := newAlloc(t, hardened.Options{Seed: 3, SampleRate: 1 << 20})
+	sampled := func() int64 {
+		var bs [][]byte
+		for range 8 {
+			bs = append(bs, mustAlloc(t, a, 40))
+		}
+		n := a.Stats().Sampled
+		for _, b := range bs {
+			a.Free(b)
+		}
+		return n
+	}
+	if n := sampled(); n != 0 {
+		t.Fatalf("one in a million: %d of 8 blocks sampled", n)
+	}
+	if err := harness.ResetWith(a, hardened.Options{Seed: 4, SampleRate: 1, OnReport: c.add}, harness.Extra{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := sampled(); n != 8 {
+		t.Fatalf("after ResetWith(SampleRate 1): %d of 8 blocks sampled, want all", n)
+	}
+	if err := harness.ResetWith(a, hardened.Options{Seed: 5, OnReport: c.add}, harness.Extra{}); err == nil {
+		t.Fatal("ResetWith turned sampling off")
+	}
+	b, _ := newAlloc(t, hardened.Options{Seed: 3})
+	if err := harness.ResetWith(b, hardened.Options{Seed: 4, SampleRate: 2, OnReport: c.add}, harness.Extra{}); err == nil {
+		t.Fatal("ResetWith turned sampling on")
+	}
+}

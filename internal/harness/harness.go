@@ -42,8 +42,9 @@ func Reset(a *hardened.Allocator, seed uint64) error { return ctl.Reset(a, seed)
 // ResetWith is Reset with new options, for harnesses that pool allocators
 // across configurations. Only the options that shape no mapping may
 // differ: Seed, OnReport, ReportOutput, StackDepth, Wrappers,
-// LargeCacheBytes, MinAlign, x.Cache and x.JunkFill; a change to any
-// other is refused with an error, before anything is reset.
+// LargeCacheBytes, MinAlign, x.Cache, x.JunkFill, and SampleRate if
+// sampling stays on; a change to any other is refused with an error,
+// before anything is reset.
 func ResetWith(a *hardened.Allocator, opts hardened.Options, x Extra) error {
 	return ctl.ResetWith(a, opts, x)
 }
