@@ -12,6 +12,7 @@ func init() {
 	ctl.Audit = func(a any) error { return a.(*Allocator).auditSlots() }
 	ctl.LayoutOf = func(a any, b []byte) (ctl.Layout, bool) { return a.(*Allocator).layoutOf(b) }
 	ctl.Quarantined = func(a any, b []byte) bool { return a.(*Allocator).quarantinedAt(b) }
+	ctl.Released = func(a any, b []byte) bool { return a.(*Allocator).releasedAt(b) }
 	ctl.SiteRecord = func(a any, b []byte) []byte { return a.(*Allocator).siteRecordOf(b) }
 	ctl.ReadStats = func(a, s any) { a.(*Allocator).readStats(s.(*Stats)) }
 	ctl.Hold = func(a any) func() { return a.(*Allocator).hold() }

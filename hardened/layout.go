@@ -82,6 +82,25 @@ func (a *Allocator) quarantinedAt(b []byte) bool {
 	return ok && h.state == stateQuarantined
 }
 
+// releasedAt reports whether b, a freed small block, lies in a purged
+// slab (harness.Released).
+func (a *Allocator) releasedAt(b []byte) bool {
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	off := uintptr(p) - uintptr(a.base)
+	if p == nil || a.closed.Load() || off >= a.regionSize() {
+		return false
+	}
+	_, c, soff, ok := a.locate(off)
+	if !ok {
+		return false
+	}
+	s, _ := a.slabIndex(c, soff)
+	cl := &a.classes[c]
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return s < len(cl.slabs) && cl.slabs[s].purged
+}
+
 // MaxSmall is the largest slot payload: a request that, with its
 // redzones (hardened builds) and alignment slack, needs more than this is
 // a large block, in its own mapping between guard pages.

@@ -63,6 +63,7 @@ var (
 	Audit            func(a any) error
 	LayoutOf         func(a any, b []byte) (Layout, bool)
 	Quarantined      func(a any, b []byte) bool
+	Released         func(a any, b []byte) bool
 	SiteRecord       func(a any, b []byte) []byte
 	ReadStats        func(a any, s any)
 	Hold             func(a any) (release func())

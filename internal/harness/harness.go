@@ -68,6 +68,12 @@ func LayoutOf(a *hardened.Allocator, b []byte) (Layout, bool) { return ctl.Layou
 // is in the large-block cache or unmapped.
 func Quarantined(a *hardened.Allocator, b []byte) bool { return ctl.Quarantined(a, b) }
 
+// Released reports whether b, a freed small block, lies in a slab the
+// allocator gave back to the OS (purged: two wholly free slabs of a class
+// are not kept): its pages read as zeros again, and a write after free
+// there lands in memory no check of the allocator's can see.
+func Released(a *hardened.Allocator, b []byte) bool { return ctl.Released(a, b) }
+
 // SiteRecord returns the bytes of live small block b's site record when
 // Options.ProtectMetadata keeps the records read-only (hardened builds),
 // else nil: a write to them must fault.
