@@ -412,7 +412,7 @@ func (r *runner) churn(n int, rounds int64, done func() bool) bool {
 				return true // a small budget evicts from the arrays too
 			}
 		}
-		for moved := int64(0); fast && moved < r.opts.QuarantineBytes*5/4+(quarantine.RandomSlots+qBatch)*bigSlot; moved += bigSlot {
+		for moved := int64(0); fast && moved < r.opts.QuarantineBytes*5/4+(quarantine.RandomSlots+harness.QuarantineBatch)*bigSlot; moved += bigSlot {
 			fast = pair(big)
 			if done != nil && done() {
 				return true
@@ -438,7 +438,3 @@ const churnSame = 96
 
 // churnBig is the size of the blocks churn moves the shared FIFO with.
 const churnBig = 4 << 10
-
-// qBatch is how many freed blocks a P batches before pushing them into
-// the shared quarantine (hardened's qBatch).
-const qBatch = 32

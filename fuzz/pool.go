@@ -81,8 +81,8 @@ var pool struct {
 // derives 192 keys (4 budgets, 4 redzones, protected or not, 3 limits,
 // sampled or not), so the pool never evicts: keyed by the sample rate
 // too (5 values), it closed an allocator and mapped a fresh one in one
-// program in 300, whose slabs then faulted in and were junked again, and
-// mprotect calls per exec were 2.4 times 84cfd01's.
+// program in 300, whose slabs were then committed (mprotect, 7 times as
+// often per exec as 84cfd01), faulted in and junked again.
 const maxPooled = 256
 
 func keyOf(o Config) poolKey {
@@ -101,8 +101,9 @@ func getAllocator(opts Config) (*pooled, error) {
 	pool.Unlock()
 	if pa != nil {
 		// ResetWith takes this program's options that shape no mapping
-		// (stacks, large-block cache, chosen cache, alignment, sample rate), so one
-		// pooled allocator serves every configuration of its key.
+		// (stacks, large-block cache, chosen cache, alignment, sample
+		// rate), so one pooled allocator serves every configuration of
+		// its key.
 		cfg := pa.hooks(opts)
 		if err := harness.ResetWith(pa.a, cfg.Options, cfg.Extra); err != nil {
 			pa.a.Close()

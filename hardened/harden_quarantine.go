@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/hardalloc/hardalloc/internal/ctl"
 	"github.com/hardalloc/hardalloc/quarantine"
 )
 
@@ -18,7 +19,7 @@ import (
 // Stats and Audit make.
 
 // qBatch is the most freed blocks a P batches for the quarantine.
-const qBatch = 32
+const qBatch = ctl.QuarantineBatch
 
 // quarantineBudget is Options.QuarantineBytes with its default applied.
 func (a *Allocator) quarantineBudget() int64 {

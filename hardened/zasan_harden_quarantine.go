@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/hardalloc/hardalloc/internal/ctl"
 	"github.com/hardalloc/hardalloc/quarantine"
 )
 
@@ -20,7 +21,7 @@ import (
 // Stats and Audit make.
 
 // qBatch is the most freed blocks a P batches for the quarantine.
-const qBatch = 32
+const qBatch = ctl.QuarantineBatch
 
 // quarantineBudget is Options.QuarantineBytes with its default applied.
 //

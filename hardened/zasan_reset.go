@@ -105,6 +105,9 @@ func (a *Allocator) resetWith(opts Options, x ctl.Extra) error {
 	if opts.MinAlign != 0 && !validAlign(opts.MinAlign) {
 		return &OpError{Op: "resetWith", Align: opts.MinAlign, Err: ErrAlignment}
 	}
+	if a.samp != nil {
+		a.samp.rate = opts.SampleRate // reset seeds the countdowns with it, as New would
+	}
 	err := a.reset(opts.Seed)
 	if a.closed.Load() {
 		return err
@@ -112,10 +115,6 @@ func (a *Allocator) resetWith(opts Options, x ctl.Extra) error {
 	a.opts, a.x = opts, x
 	a.configure()
 	a.reconfigureHardened()
-	if a.samp != nil && a.samp.rate != opts.SampleRate {
-		a.samp.rate = opts.SampleRate
-		a.seedTicks() // as New would with this rate and seed
-	}
 	// A smaller large-block cache budget: what Reset parked beyond it goes.
 	l := &a.large
 	l.mu.Lock()

@@ -72,3 +72,7 @@ var (
 
 // HeaderSize is the size of a small slot's in-band header.
 const HeaderSize = 16
+
+// QuarantineBatch is the most freed small blocks a P batches before
+// pushing them into the shared quarantine (hardened builds).
+const QuarantineBatch = 32

@@ -22,6 +22,10 @@ type Layout = ctl.Layout
 // HeaderSize is the size of a small slot's in-band header.
 const HeaderSize = ctl.HeaderSize
 
+// QuarantineBatch is the most freed small blocks a P batches before
+// pushing them into the shared quarantine (hardened builds).
+const QuarantineBatch = ctl.QuarantineBatch
+
 // New is hardened.New with the harness's configuration x.
 func New(opts hardened.Options, x Extra) (*hardened.Allocator, error) {
 	a, err := ctl.New(opts, x)
