@@ -44,6 +44,11 @@ type runner struct {
 	ending      chan struct{} // closed when the program ends (endNow)
 	fatedPanics int32         // detached threads fated to panic
 	misusedAt   int           // the misuse's op
+	// A write after free into a slot on a free list the Allocs did not
+	// reach (misuse.go, reuseNotYet) is owed a report by the end: when
+	// the slot is handed out again, or by the verification Close (Reset)
+	// makes. owed says one is due, paid that it came.
+	owed, paid bool
 }
 
 // afterMisuse is how many ops a program runs past its misuse.
@@ -176,6 +181,7 @@ func (r *runner) takeReports() []*hardened.Report {
 func (r *runner) sweep(i int) error {
 	for _, rep := range r.takeReports() {
 		if m := r.misused; m != nil && rep.Kind == m.kind && m.covers(rep) {
+			r.paid = true
 			continue // the misuse's block, found again (its eviction, say)
 		}
 		return &Failure{Op: i, What: "unexpected report for correct use", Report: rep, Program: r.p}
@@ -463,6 +469,7 @@ func (r *runner) close(closing bool) error {
 	var got []int
 	for _, rep := range r.takeReports() {
 		if r.misused != nil && rep.Kind != hardened.Leak && r.misused.covers(rep) {
+			r.paid = true
 			continue // e.g. a damaged header found again at Close
 		}
 		if rep.Kind != hardened.Leak {
@@ -472,6 +479,12 @@ func (r *runner) close(closing bool) error {
 	}
 	for _, b := range r.live() {
 		putWant(b.want)
+	}
+	if r.owed && !r.paid {
+		// Its slab may not go back to the OS while the write is in it
+		// (a purge verifies first): the slot was handed out again, or
+		// it is still free, poisoned and damaged for Close to find.
+		return r.fail(r.misusedAt, "misuse (%v): a write after free into a slot no Alloc reached was never reported, not when the slot was handed out again nor at Close", r.misused.kind)
 	}
 	slices.Sort(want)
 	slices.Sort(got)

@@ -258,9 +258,11 @@ func (r *runner) misuse(i int, op Op) error {
 				return r.fail(i, "misuse %d (%v) on a %d-byte block: Alloc handed its damaged slot out again, unreported", v, m.kind, len(p))
 			case reuseNotYet:
 				// Its slot is on a free list the Allocs did not reach
-				// (another P's cache, or a purged slab's): it is found
-				// later or at Close, or its pages went back to the OS.
+				// (another P's cache, or the central list): it is found
+				// when handed out later, or at Close. Its slab is never
+				// purged meanwhile (the purge finds the damage first).
 				r.misused, r.misusedAt = m, i
+				r.owed = true
 				return nil
 			}
 			break

@@ -70,7 +70,7 @@ func (a *Allocator) auditSlots() error {
 		for s := range cl.slabs {
 			if st := &cl.slabs[s]; !st.reserve && st.free == classSlots[c] {
 				empty++
-				if !st.purged {
+				if !st.purged && !st.damaged {
 					kept++
 				}
 			}
@@ -79,7 +79,7 @@ func (a *Allocator) auditSlots() error {
 			bad(c, 0, "%d slabs have every slot free, the class counts %d (purges go wrong)", empty, cl.empty)
 		}
 		if kept > 1 {
-			bad(c, 0, "%d slabs with every slot free stay mapped: one is kept, the others purged", kept)
+			bad(c, 0, "%d slabs with every slot free and no damage stay mapped: one is kept, the others purged", kept)
 		}
 		for s := range cl.slabs {
 			st := &cl.slabs[s]

@@ -26,6 +26,7 @@ const (
 	bugSampleGuard
 	bugLargeKept
 	bugMetaLeftOpen
+	bugPurgeUnverified
 )
 
 // injecting is false in every normal build: code under `if injecting`

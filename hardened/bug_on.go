@@ -85,28 +85,34 @@ const (
 	// count before decrementing it, so the last closer never makes the
 	// page read-only again: site records stay writable.
 	BugMetaLeftOpen
+	// BugPurgeUnverified: the verification before a purge looks for the
+	// quarantined state instead of the free, poisoned one: a slab whose
+	// every slot is free has none, so a write after free into it goes
+	// with its pages.
+	BugPurgeUnverified
 
-	bugReallocShort   = BugReallocShort
-	bugDoublePush     = BugDoublePush
-	bugNoZero         = BugNoZero
-	bugFlushLoses     = BugFlushLoses
-	bugRefillDup      = BugRefillDup
-	bugPlainFree      = BugPlainFree
-	bugEvictTwice     = BugEvictTwice
-	bugCanarySkip     = BugCanarySkip
-	bugSpillNoZero    = BugSpillNoZero
-	bugPurgeSkip      = BugPurgeSkip
-	bugChecksumPage   = BugChecksumPage
-	bugTrimPurged     = BugTrimPurged
-	bugQuarantineLast = BugQuarantineLast
-	bugAsanGranule    = BugAsanGranule
-	bugEvictCompact   = BugEvictKeepsWithdrawn
-	bugReuseClear     = BugReuseClearsPayload
-	bugReuseRedzones  = BugReuseSkipsRedzones
-	bugSampleKeeps    = BugSampleKeepsPage
-	bugSampleGuard    = BugSampleGuardOpen
-	bugLargeKept      = BugLargeKeptOpen
-	bugMetaLeftOpen   = BugMetaLeftOpen
+	bugReallocShort    = BugReallocShort
+	bugDoublePush      = BugDoublePush
+	bugNoZero          = BugNoZero
+	bugFlushLoses      = BugFlushLoses
+	bugRefillDup       = BugRefillDup
+	bugPlainFree       = BugPlainFree
+	bugEvictTwice      = BugEvictTwice
+	bugCanarySkip      = BugCanarySkip
+	bugSpillNoZero     = BugSpillNoZero
+	bugPurgeSkip       = BugPurgeSkip
+	bugChecksumPage    = BugChecksumPage
+	bugTrimPurged      = BugTrimPurged
+	bugQuarantineLast  = BugQuarantineLast
+	bugAsanGranule     = BugAsanGranule
+	bugEvictCompact    = BugEvictKeepsWithdrawn
+	bugReuseClear      = BugReuseClearsPayload
+	bugReuseRedzones   = BugReuseSkipsRedzones
+	bugSampleKeeps     = BugSampleKeepsPage
+	bugSampleGuard     = BugSampleGuardOpen
+	bugLargeKept       = BugLargeKeptOpen
+	bugMetaLeftOpen    = BugMetaLeftOpen
+	bugPurgeUnverified = BugPurgeUnverified
 )
 
 // injecting says the fault-injection layer is compiled in.

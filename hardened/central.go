@@ -14,7 +14,8 @@ import (
 // slab that has any (jemalloc's and hardened_malloc's policy), so the
 // highest slabs drain; a slab whose every slot is free here is purged
 // (MADV_DONTNEED, no longer counted as mapped) once the class already
-// holds one empty slab, which damps purge/refault thrash. Purged slabs
+// holds one empty slab, which damps purge/refault thrash, and unless a
+// free slot in it shows a write after free (purgeIntact). Purged slabs
 // are reused, lowest first, before a new slab is carved. All fields are
 // guarded by mu.
 type slabState struct {
@@ -33,6 +34,12 @@ type slabState struct {
 	// or Reset: slots at or above it have header 0, so walks stop there.
 	// Lowest-first takes keep it tight.
 	used uint32
+	// damaged: the slab emptied but was not purged, because a free
+	// slot's poison was damaged (hardened builds, keepDamaged): it stays
+	// mapped, so the write after free is reported when that slot is
+	// handed out again, or by Close or Reset, instead of vanishing with
+	// the pages.
+	damaged bool
 }
 
 // slabIndex returns the slab and slot index of a class-region offset.
@@ -139,9 +146,19 @@ func (a *Allocator) put(c int, offs []uint32) {
 		if emptied {
 			cl.empty++
 			if cl.empty > 1 {
-				a.purge(c, s)
+				a.purgeIntact(c, s)
 			}
 		}
+	}
+}
+
+// purgeIntact purges slab s of class c (cl.mu held) unless a free slot
+// in it shows a write after free (keepDamaged), which would vanish with
+// its pages: such a slab stays mapped and is marked damaged.
+func (a *Allocator) purgeIntact(c, s int) {
+	st := &a.classes[c].slabs[s]
+	if st.damaged = a.keepDamaged(c, s, st.used); !st.damaged {
+		a.purge(c, s)
 	}
 }
 

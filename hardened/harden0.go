@@ -124,6 +124,9 @@ func (a *Allocator) usable(p unsafe.Pointer, size int) int { return a.slotRoom(p
 // class at its Limit could take back (release builds have none).
 func (a *Allocator) quarantineHolds() bool { return false }
 
+// keepDamaged: release builds have no poison to verify before a purge.
+func (a *Allocator) keepDamaged(c, s int, used uint32) bool { return false }
+
 // The zero-size region: release builds give Alloc(0) a slot.
 func (a *Allocator) zeroContains(p uintptr) bool                       { return false }
 func (a *Allocator) allocZero(align uintptr) []byte                    { return nil }

@@ -331,6 +331,47 @@ func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint
 	return nil
 }
 
+// keepDamaged says whether slab s of class c, every slot of it free and
+// about to be purged (cl.mu held), must stay mapped instead: a slot that
+// left the quarantine poisoned and has been written since. A purge makes
+// its pages read as zeros, which the slot's next Alloc takes for a fresh
+// slot, so the write after free would go unreported. Only the first used
+// slots have headers (slabState.used); nothing else runs on them (they
+// are all in the central list, whose lock is held). Nothing is reported
+// here, under the class lock (OnReport may allocate): the slot reports
+// itself when handed out, or Close and Reset do.
+func (a *Allocator) keepDamaged(c, s int, used uint32) bool {
+	if !patterns {
+		return false
+	}
+	poisoned := stateFreePoisoned
+	if bug(bugPurgeUnverified) {
+		poisoned = stateQuarantined // seeded bug
+	}
+	stride := uint32(classSize[c] + headerSize)
+	base := uint32(s) << classSlabShift[c]
+	for i := range used {
+		soff := base + i*stride
+		slot := a.slotAt(c, soff)
+		old := loadHeader(slot)
+		if old == 0 {
+			continue
+		}
+		hd, ok := a.decode(slot, old)
+		if !ok {
+			return true // damaged header: its Alloc reports it
+		}
+		if hd.state == poisoned {
+			body := unsafe.Add(slot, headerSize)
+			w := redzone.Poison(a.h.poisonKey, uintptr(slot))
+			if redzone.Verify(slice(body, uintptr(classSize[c])), uintptr(body), w) >= 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // reportHeader reports a slot whose header word v fails its checksum.
 func (a *Allocator) reportHeader(op string, slot unsafe.Pointer, c int, v uint64) {
 	a.report(a.headerReport(op, slot, c, v))

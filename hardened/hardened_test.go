@@ -370,3 +370,65 @@ func TestWriteAfterEvictionFound(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteAfterFreeKeepsSlab: a write into a block that left the
+// quarantine, whose slab then empties, is still reported. A purge would
+// give the slab's pages back, the write with them, and the slot would
+// come back as zeros, taken for fresh; the purge verifies the slab's
+// free slots first and keeps a damaged one mapped, for Close (or the
+// slot's next Alloc) to report. A Limit turns per-P slot caching off, so
+// every evicted slot goes straight back to its slab's bitmap.
+func TestWriteAfterFreeKeepsSlab(t *testing.T) {
+	if asanBuild {
+		t.Skip(skipPatterns)
+	}
+	for _, trim := range []bool{false, true} {
+		a, c := newAllocWith(t, hardened.Options{QuarantineBytes: 1, Limit: 64 << 20}, oneCache)
+		x := make([][]byte, 300)
+		for i := range x {
+			x[i] = mustAlloc(t, a, 4000)
+		}
+		b := x[0]
+		a.Free(b)
+		k := len(x)
+		for harness.Quarantined(a, b) { // displaced from its class's random array
+			if k--; k == 1 {
+				t.Fatal("the block never left the quarantine")
+			}
+			a.Free(x[k])
+		}
+		flip(b, 7, 0x01)
+		// Without Trim, b's slab empties last, when the class already
+		// keeps an empty one, and the free tries to purge it; with Trim,
+		// first: it is the one kept, and Trim tries.
+		for i := range k - 1 {
+			if trim {
+				a.Free(x[1+i])
+			} else {
+				a.Free(x[k-1-i])
+			}
+		}
+		if harness.Released(a, b) {
+			t.Fatalf("trim=%v: the damaged block's slab was purged: the write went with its pages", trim)
+		}
+		if trim {
+			if _, err := a.Trim(); err != nil {
+				t.Fatal(err)
+			}
+			if harness.Released(a, b) {
+				t.Fatal("Trim purged the damaged block's slab")
+			}
+		}
+		if err := harness.Audit(a); err != nil {
+			t.Fatalf("trim=%v: %v", trim, err)
+		}
+		if r := c.take(); len(r) != 0 {
+			t.Fatalf("trim=%v: reported before Close: %v", trim, r)
+		}
+		a.Close()
+		r := c.take()
+		if len(r) < 1 || r[0].Kind != hardened.WriteAfterFree || r[0].Offset != 7 || !r[0].Alloc.Known() || !r[0].Free.Known() {
+			t.Fatalf("trim=%v: reports %v, want a WriteAfterFree at offset 7 with both sites", trim, r)
+		}
+	}
+}

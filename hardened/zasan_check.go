@@ -209,7 +209,7 @@ func (a *Allocator) Trim() (int64, error) {
 		cl.mu.Lock()
 		for s := range cl.slabs {
 			if st := &cl.slabs[s]; st.free == classSlots[c] && (!st.purged || bug(bugTrimPurged)) {
-				a.purge(c, s)
+				a.purgeIntact(c, s)
 			}
 		}
 		cl.mu.Unlock()

@@ -38,6 +38,7 @@ specs=(
 	"HARDALLOC_BUG=19:a sampled block's page made accessible with the guard page after it (release):FuzzMisuse:faultinject"
 	"HARDALLOC_BUG=20:a freed large block whose pages the quarantine keeps left accessible:FuzzMisuse"
 	"HARDALLOC_BUG=21:the metadata guard never makes a page read-only again (its open count read before the decrement):FuzzMisuse"
+	"HARDALLOC_BUG=22:a purge verifies the quarantined slots of a wholly free slab, which has none (a write after free goes with the pages):FuzzMisuse"
 	"HARDALLOC_FAULT=1:worker frees capsule:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=2:capsule double free:FuzzThreadLifecycle"
 	"HARDALLOC_FAULT=3:late unlock after release:FuzzThreadLifecycle"

@@ -54,7 +54,7 @@ else
 	echo "anchor: no hardened_malloc (needs $HM_SRC and clang-19)" >&2
 fi
 declare -a G=("hardalloc-release:release:hardalloc" "hardalloc-hardened:hardened:hardalloc"
-	"hardalloc-hardened-stacks:hardened:hardalloc-stacks" "hardalloc-hardened-q64k:hardened:hardalloc-q64k"
+	"hardalloc-hardened-stacks:hardened:hardalloc-stacks" "hardalloc-hardened-q256k:hardened:hardalloc-q256k"
 	"go-make:release:gomake")
 if [ -n "${BEFORE:-}" ]; then
 	# The same Go side built against another checkout of hardalloc: a copy

@@ -75,7 +75,9 @@ func Quarantined(a *hardened.Allocator, b []byte) bool { return ctl.Quarantined(
 // Released reports whether b, a freed small block, lies in a slab the
 // allocator gave back to the OS (purged: two wholly free slabs of a class
 // are not kept): its pages read as zeros again, and a write after free
-// there lands in memory no check of the allocator's can see.
+// there lands in memory no check of the allocator's can see. (A write
+// made before the purge is not lost: the purge verifies the slab's free
+// slots and keeps a damaged slab mapped.)
 func Released(a *hardened.Allocator, b []byte) bool { return ctl.Released(a, b) }
 
 // SiteRecord returns the bytes of live small block b's site record when

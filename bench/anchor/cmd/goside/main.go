@@ -8,11 +8,14 @@
 //
 // CONFIG: hardalloc (Options{Seed: 1, StackDepth: -1}: in hardened builds
 // goroutine and sequence number per site, no stacks), hardalloc-stacks
-// (Options{Seed: 1}: 16-frame stacks in hardened builds), hardalloc-q64k
-// (no stacks, a 64 KiB quarantine instead of the default 4 MiB: closer to
-// hardened_malloc's default slab quarantine of one random and one queued
-// slot per size class, so the table shows what the quarantine's size
-// costs), gomake (make, garbage collected).
+// (Options{Seed: 1}: 16-frame stacks in hardened builds), hardalloc-q256k
+// (no stacks, a 256 KiB quarantine instead of the default 4 MiB: the
+// bytes hardened_malloc's default slab quarantine holds for one size
+// class, a 128 KiB random array and a 128 KiB queue, since h_malloc.c
+// scales CONFIG_SLAB_QUARANTINE_RANDOM_LENGTH and _QUEUE_LENGTH (1 each)
+// by 2^(17 - log2 size) slots; on a one-size pair workload the two
+// quarantines then hold the same memory), gomake (make, garbage
+// collected).
 package main
 
 import (
@@ -168,7 +171,7 @@ func mixed(al allocator, steps int) {
 
 func main() {
 	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: goside pair|mixed hardalloc|hardalloc-stacks|hardalloc-q64k|gomake T_ms|STEPS")
+		fmt.Fprintln(os.Stderr, "usage: goside pair|mixed hardalloc|hardalloc-stacks|hardalloc-q256k|gomake T_ms|STEPS")
 		os.Exit(2)
 	}
 	arg, err := strconv.Atoi(os.Args[3])
@@ -179,13 +182,13 @@ func main() {
 	var al allocator = gomake{}
 	var h *hardened.Allocator
 	switch os.Args[2] {
-	case "hardalloc", "hardalloc-stacks", "hardalloc-q64k":
+	case "hardalloc", "hardalloc-stacks", "hardalloc-q256k":
 		opts := hardened.Options{Seed: 1, StackDepth: -1}
 		switch os.Args[2] {
 		case "hardalloc-stacks":
 			opts.StackDepth = 0
-		case "hardalloc-q64k":
-			opts.QuarantineBytes = 64 << 10
+		case "hardalloc-q256k":
+			opts.QuarantineBytes = 256 << 10
 		}
 		if h, err = hardened.New(opts); err != nil {
 			fmt.Fprintln(os.Stderr, err)
