@@ -270,10 +270,12 @@ func (r *runner) misuse(i int, op Op) error {
 		if harness.Released(a, p) {
 			// Out of the quarantine, and its slab went back to the OS
 			// while the pairs ran (a class keeps one wholly free slab,
-			// and the big pairs let the others empty): its pages read
-			// as zeros again, and a write there lands in memory no
-			// check can see. No misuse is made.
-			return nil
+			// and the big pairs let the others empty): the slab is
+			// read-only until reused, so the write faults, and
+			// CatchFault makes it a report.
+			m.kind = hardened.UseAfterFree
+			a.CatchFault(func() { flip(p, op.Aux%max(len(p), 1), 0x5a) })
+			break
 		}
 		poke(op.Aux % max(len(p), 1))
 		a.Check() // the poison is verified now, and the block withdrawn

@@ -93,8 +93,10 @@ func remoteSmall(rng *bookRange, m remoteMem, addr, delta uintptr) *Report {
 	}
 	switch {
 	case v == 0:
+		// The book does not say which slabs are purged (sealed
+		// read-only in hardened builds, so a write faults there).
 		return &Report{Kind: InvalidAccess, Op: "fault", Addr: addr, Size: -1, Class: c,
-			Detail: "an access to a slot that holds no block: never allocated, or forgotten by Reset"}
+			Detail: "an access to a slot that holds no block: never allocated, forgotten by Reset, or freed and its slab's pages given back to the OS"}
 	case !live:
 		return remoteReport(rng, m, UseAfterFree, addr, slot, c, idx, in, h, delta, "an access to a freed block")
 	case addr < slot+headerSize+h.off:

@@ -82,6 +82,10 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 				if err := a.reserve(int64(slabCommit[c])); err != nil {
 					return 0, err
 				}
+				if err := a.unseal(a.slabMem(c, s)); err != nil {
+					a.mapped.Add(-int64(slabCommit[c]))
+					return 0, err
+				}
 			}
 			if !st.reserve {
 				cl.empty-- // a purged slab counted as empty; a reserve one did not
@@ -167,6 +171,7 @@ func (a *Allocator) purge(c, s int) {
 	size := uintptr(1) << classSlabShift[c]
 	lo := a.classBase(c) + uintptr(s)*size
 	unix.Madvise(a.mem[lo:lo+size], unix.MADV_DONTNEED) // headers read as zero: "never used"
+	a.seal(a.slabMem(c, s))
 	if !cl.slabs[s].purged {
 		cl.unpurged--
 	}
@@ -243,6 +248,12 @@ type central struct {
 	// Stats.Mapped against it.
 	unpurged int
 	_        [64]byte
+}
+
+// slabMem is the committed part of slab s of class c (slabCommit).
+func (a *Allocator) slabMem(c, s int) []byte {
+	lo := a.classBase(c) + uintptr(s)<<classSlabShift[c]
+	return a.mem[lo : lo+slabCommit[c]]
 }
 
 // slabPurged reports whether the slab holding class c's slot soff is

@@ -67,6 +67,14 @@ func (a *Allocator) explainSmall(addr, off uintptr) *Report {
 		}
 	}
 	switch {
+	case old == 0 && a.slabPurged(c, soff):
+		// A block freed before its slab emptied and went back to the
+		// OS (hardened builds seal the slab read-only, so a write there
+		// faults). The site record outlives the pages.
+		r := &Report{Kind: UseAfterFree, Op: "fault", Addr: addr, Size: -1, Class: c,
+			Detail: "an access to a freed slot whose slab's pages went back to the OS"}
+		a.fillSites(r, c, soff)
+		return r
 	case old == 0:
 		return &Report{Kind: InvalidAccess, Op: "fault", Addr: addr, Size: -1, Class: c,
 			Detail: "an access to a slot that holds no block: never allocated, or forgotten by Reset"}

@@ -124,6 +124,11 @@ func (a *Allocator) usable(p unsafe.Pointer, size int) int { return a.slotRoom(p
 // class at its Limit could take back (release builds have none).
 func (a *Allocator) quarantineHolds() bool { return false }
 
+// seal and unseal: release builds leave a purged slab writable (its
+// pages read as zeros until used again).
+func (a *Allocator) seal(mem []byte)         {}
+func (a *Allocator) unseal(mem []byte) error { return nil }
+
 // keepDamaged: release builds have no poison to verify before a purge.
 func (a *Allocator) keepDamaged(c, s int, used uint32) bool { return false }
 

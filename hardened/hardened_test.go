@@ -432,3 +432,50 @@ func TestWriteAfterFreeKeepsSlab(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteIntoPurgedSlabFaults: a slab whose slots are all free goes
+// back to the OS read-only, so a write through a stale pointer into it
+// faults at the write, and the fault is a use-after-free report with the
+// block's sites; a read sees zeros, and a second Free is still a report.
+// The slab is writable again once reused.
+func TestWriteIntoPurgedSlabFaults(t *testing.T) {
+	if asanBuild {
+		t.Skip("-asan builds: the shadow stops the write first (TestAccessCatalog)")
+	}
+	a, c := newAllocWith(t, hardened.Options{QuarantineBytes: -1, Limit: 64 << 20}, oneCache)
+	x := make([][]byte, 300)
+	for i := range x {
+		x[i] = mustAlloc(t, a, 4000)
+	}
+	for i := len(x) - 1; i >= 0; i-- { // x[0]'s slab empties last: the class already keeps one
+		a.Free(x[i])
+	}
+	b := x[0]
+	if !harness.Released(a, b) {
+		t.Fatal("the first slab was not purged")
+	}
+	if b[7] != 0 {
+		t.Fatalf("a purged slab reads %#x, want zeros", b[7])
+	}
+	r := a.CatchFault(func() { b[7] = 1 })
+	if r == nil || r.Kind != hardened.UseAfterFree || r.Addr != uintptr(unsafe.Pointer(&b[7])) || !r.Alloc.Known() || !r.Free.Known() {
+		t.Fatalf("write into a purged slab: report %v, want a UseAfterFree at the write with both sites", r)
+	}
+	if got := c.take(); len(got) != 1 {
+		t.Fatalf("OnReport got %d reports, want the fault's", len(got))
+	}
+	a.Free(b)
+	if got := c.take(); len(got) != 1 || got[0].Kind != hardened.DoubleFree {
+		t.Fatalf("Free into a purged slab: %v, want a DoubleFree", got)
+	}
+	for i := range x { // the slabs come back, writable
+		x[i] = mustAlloc(t, a, 4000)
+		x[i][0], x[i][3999] = 1, 1
+	}
+	for _, p := range x {
+		a.Free(p)
+	}
+	if err := harness.Audit(a); err != nil {
+		t.Fatal(err)
+	}
+}

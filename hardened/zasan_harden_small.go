@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hardalloc/hardalloc/quarantine"
 	"github.com/hardalloc/hardalloc/redzone"
 )
@@ -364,6 +366,33 @@ func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint
 		// Close and Reset only (check): the slot is on a free list, and
 		// nothing runs beside them that could hand it out.
 		return a.verifyPoison(op, slot, c, soff, hd)
+	}
+	return nil
+}
+
+// seal makes a purged slab's committed pages read-only, as
+// hardened_malloc maps PROT_NONE over a slab it gives back: a write
+// through a stale pointer into it faults at the write (CatchFault, the
+// crash monitor: a use after free, with the slot's last sites, which the
+// site records keep) instead of landing in a page of zeros that the
+// slot's next Alloc clears unseen. Reads still see zeros, which is what
+// Free of a stale pointer, Check, Explain and Reset look for in a slot's
+// header there (slabPurged); they never write to a slot that reads as
+// never used. If the kernel refuses (too many mappings), the slab stays
+// writable, as release builds leave it.
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) seal(mem []byte) { unix.Mprotect(mem, unix.PROT_READ) }
+
+// unseal makes a purged slab writable again before its slots are
+// handed out (take's revival).
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) unseal(mem []byte) error {
+	if err := unix.Mprotect(mem, unix.PROT_READ|unix.PROT_WRITE); err != nil {
+		return mmapErr(err)
 	}
 	return nil
 }
