@@ -111,7 +111,7 @@ func BenchmarkMixed(b *testing.B) {
 // budgets: in hardened builds each free evicts a block freed budget/80
 // frees earlier, whose poison is verified in memory long gone from cache.
 func BenchmarkQuarantineSize(b *testing.B) {
-	for _, q := range []int64{-1, 64 << 10, 1 << 20, 4 << 20} {
+	for _, q := range []int64{-1, 64 << 10, 256 << 10, 1 << 20, 4 << 20} {
 		b.Run(fmt.Sprint(q), func(b *testing.B) {
 			a, err := hardened.New(hardened.Options{Seed: 1, StackDepth: -1, QuarantineBytes: q})
 			if err != nil {

@@ -34,6 +34,10 @@ type slabState struct {
 	// or Reset: slots at or above it have header 0, so walks stop there.
 	// Lowest-first takes keep it tight.
 	used uint32
+	// touched bounds the slots handed out since the slab was carved or
+	// Reset, purges included: -asan builds make the shadow of those, and
+	// of no other, redzone again at Reset (asanClasses).
+	touched uint32
 	// damaged: the slab emptied but was not purged, because a free
 	// slot's poison was damaged (hardened builds, keepDamaged): it stays
 	// mapped, so the write after free is reported when that slot is
@@ -114,6 +118,7 @@ func takeBits(st *slabState, dst []uint32, base, stride uint32) int {
 			i := uint32(w)*64 + b
 			dst[n] = base + i*stride
 			st.used = max(st.used, i+1)
+			st.touched = max(st.touched, i+1)
 			n++
 		}
 		if n == len(dst) {

@@ -179,3 +179,62 @@ func closeMore(t *testing.T) {
 		a.Close()
 	}
 }
+
+// TestResetShadowRedzone: after Reset every slot of every slab a class
+// carved is redzone in the shadow again, byte for byte, the slabs purged
+// before it (whose freed slots' shadow said freed) included: Reset marks
+// only the slots handed out since the last one (slabState.touched).
+func TestResetShadowRedzone(t *testing.T) {
+	a, err := New(Options{Seed: 5, QuarantineBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var bs [][]byte
+	for range 400 {
+		b, err := a.Alloc(3000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs = append(bs, b)
+	}
+	c := sizeClass(uintptr(3000 + a.h.front + a.h.rear))
+	for i := len(bs) - 1; i >= 0; i-- { // the high slabs empty first and are purged
+		if i%2 == 0 || i > 100 {
+			a.Free(bs[i])
+		}
+	}
+	purged := 0
+	for _, st := range a.classes[c].slabs {
+		if st.purged {
+			purged++
+		}
+	}
+	if purged == 0 {
+		t.Fatal("no slab was purged")
+	}
+	a.reset(6)
+	stride := uintptr(classSize[c] + headerSize)
+	for s := range a.classes[c].slabs {
+		base := uintptr(a.slotAt(c, uint32(s)<<classSlabShift[c]))
+		if i, v := firstShadowNot(base, uintptr(classSlots[c])*stride, shadowRedzone); i >= 0 {
+			t.Fatalf("slab %d of %d (%d purged): shadow byte %d is %#x after Reset, want redzone %#x", s, len(a.classes[c].slabs), purged, i, v, shadowRedzone)
+		}
+	}
+}
+
+// firstShadowNot returns the index of the first shadow byte of [p, p+n)
+// that is not v, and that byte; -1 if all are v. //go:norace: an
+// instrumented read of the shadow would check the shadow's shadow.
+//
+//go:norace
+//go:nocheckptr
+func firstShadowNot(p, n uintptr, v byte) (int, byte) {
+	sh := unsafe.Slice((*byte)(addrPtr(shadowOf(p))), n>>shadowScale)
+	for i, b := range sh {
+		if b != v {
+			return i, b
+		}
+	}
+	return -1, 0
+}
