@@ -260,8 +260,11 @@ func explainBook(b *bookLayout, addr, delta uintptr) *Report {
 		return &Report{Kind: InvalidAccess, Op: "fault", Addr: addr, Size: 0, Class: -1,
 			Detail: "an access through a 0-byte block (Alloc(0)): every such block's address is in a region where nothing may be read or written"}
 	}
+	// A committed slot's memory does not fault, except in a slab a
+	// hardened build purged: read-only until reused (seal). The book does
+	// not say which slabs are purged.
 	return &Report{Kind: InvalidAccess, Op: "fault", Addr: addr, Size: -1, Class: -1,
-		Detail: fmt.Sprintf("an access to the address space of allocator #%d that holds no committed slot (a stray pointer, or an overflow past a slab's end)", rng.allocator)}
+		Detail: fmt.Sprintf("an access to the address space of allocator #%d where no block is: a stray pointer, an overflow past a slab's end, or a write through a pointer to a block freed before its slab went back to the OS (read-only until reused)", rng.allocator)}
 }
 
 func largeBookReport(r *bookRec, addr, delta uintptr) *Report {

@@ -80,6 +80,24 @@ var monitorCases = []monitorCase{
 		want: []string{`ERROR: invalid-access on address 0x[0-9a-f]+ \(fault\)`, `0-byte block \(Alloc\(0\)\)`, `hardened_test\.write1`},
 	},
 	{
+		// A slab whose slots are all free goes back to the OS read-only:
+		// a write through a stale pointer into it faults.
+		name:         "purged-slab-write",
+		hardenedOnly: true,
+		opts:         hardened.Options{QuarantineBytes: -1, Limit: 64 << 20},
+		run: func(a *hardened.Allocator) {
+			x := make([][]byte, 300)
+			for i := range x {
+				x[i], _ = a.Alloc(4000)
+			}
+			for i := len(x) - 1; i >= 0; i-- {
+				a.Free(x[i])
+			}
+			write1(unsafe.Pointer(&x[0][7]))
+		},
+		want: []string{`ERROR: invalid-access on address 0x[0-9a-f]+ \(fault\)`, `a block freed before its slab went back to the OS`, `hardened_test\.write1`},
+	},
+	{
 		name: "after-close",
 		run: func(a *hardened.Allocator) {
 			b, _ := a.Alloc(100)
