@@ -397,8 +397,7 @@ func (a *Allocator) grow(c int) error {
 	if err := a.reserve(int64(slabCommit[c])); err != nil {
 		return err
 	}
-	lo := a.classBase(c) + uintptr(start)
-	if err := unix.Mprotect(a.mem[lo:lo+slabCommit[c]], unix.PROT_READ|unix.PROT_WRITE); err != nil {
+	if err := unix.Mprotect(a.slabMem(c, len(cl.slabs)), unix.PROT_READ|unix.PROT_WRITE); err != nil {
 		a.mapped.Add(-int64(slabCommit[c]))
 		return mmapErr(err)
 	}

@@ -226,12 +226,18 @@ func (a *Allocator) verifyPoison(op string, slot unsafe.Pointer, c int, soff uin
 	if !patterns {
 		return nil
 	}
-	body := unsafe.Add(slot, headerSize)
-	w := redzone.Poison(a.h.poisonKey, uintptr(slot))
-	if i := redzone.Verify(slice(body, uintptr(classSize[c])), uintptr(body), w); i >= 0 {
+	if i, w := a.poisonBroken(slot, c); i >= 0 {
 		return a.poisonDamage(op, slot, c, soff, hd, w, i)
 	}
 	return nil
+}
+
+// poisonBroken returns the first byte of a freed slot's body whose poison
+// w is damaged, or -1 (the slot's header says it holds poison).
+func (a *Allocator) poisonBroken(slot unsafe.Pointer, c int) (i int, w uint64) {
+	body := unsafe.Add(slot, headerSize)
+	w = redzone.Poison(a.h.poisonKey, uintptr(slot))
+	return redzone.Verify(slice(body, uintptr(classSize[c])), uintptr(body), w), w
 }
 
 // poisonDamage is the WriteAfterFree report for a freed slot whose
@@ -385,9 +391,7 @@ func (a *Allocator) keepDamaged(c, s int, used uint32) bool {
 			return true // damaged header: its Alloc reports it
 		}
 		if hd.state == poisoned {
-			body := unsafe.Add(slot, headerSize)
-			w := redzone.Poison(a.h.poisonKey, uintptr(slot))
-			if redzone.Verify(slice(body, uintptr(classSize[c])), uintptr(body), w) >= 0 {
+			if i, _ := a.poisonBroken(slot, c); i >= 0 {
 				return true
 			}
 		}

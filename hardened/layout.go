@@ -91,14 +91,7 @@ func (a *Allocator) releasedAt(b []byte) bool {
 		return false
 	}
 	_, c, soff, ok := a.locate(off)
-	if !ok {
-		return false
-	}
-	s, _ := a.slabIndex(c, soff)
-	cl := &a.classes[c]
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	return s < len(cl.slabs) && cl.slabs[s].purged
+	return ok && a.slabPurged(c, soff)
 }
 
 // MaxSmall is the largest slot payload: a request that, with its
