@@ -36,13 +36,11 @@ const (
 // classRegion is the address space of one class.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) classRegion() uintptr { return 1 << a.shift }
 
 // regionSize is the address space of all classes.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) regionSize() uintptr { return numClasses << a.shift }
 
 // An Allocator hands out off-heap memory. It is safe for concurrent use;
@@ -248,7 +246,6 @@ func mmapErr(err error) error {
 // sizeClass returns the class of an n-byte payload, n <= maxSmall.
 //
 //go:norace
-//go:nocheckptr
 func sizeClass(n uintptr) int {
 	if n <= 1024 {
 		return int(sizeToClass16[(n+15)>>4])

@@ -68,7 +68,6 @@ type header struct {
 // single-bit flip in 65536; FuzzMisuse found one.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) checksum(slot unsafe.Pointer, v uint64) uint64 {
 	crc := crcT[0][byte(v)] ^ crcT[1][byte(v>>8)] ^ crcT[2][byte(v>>16)] ^
 		crcT[3][byte(v>>24)] ^ crcT[4][byte(v>>32)] ^ crcT[5][byte(v>>40)]
@@ -122,7 +121,6 @@ var crcT = func() (t [6][256]uint16) {
 // encode packs h into a header word sealed for slot.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) encode(slot unsafe.Pointer, h header) uint64 {
 	v := uint64(h.size) | uint64(h.off/16)<<hdrOffShift | uint64(h.class)<<hdrClsShift |
 		uint64(h.state)<<hdrStShift | hdrUsedBit
@@ -135,7 +133,6 @@ func (a *Allocator) encode(slot unsafe.Pointer, h header) uint64 {
 // checksum changes: one table lookup instead of a full checksum.
 //
 //go:norace
-//go:nocheckptr
 func restate(old uint64, st slotState) uint64 {
 	nw := old&^(7<<hdrStShift) | uint64(st)<<hdrStShift
 	return nw ^ uint64(crcT[5][byte((nw^old)>>40)])<<hdrSumShift
@@ -144,7 +141,6 @@ func restate(old uint64, st slotState) uint64 {
 // decode unpacks v; ok is false when the checksum does not match.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) decode(slot unsafe.Pointer, v uint64) (h header, ok bool) {
 	return fields(v), v&hdrUsedBit != 0 && v>>hdrSumShift == a.checksum(slot, v)
 }

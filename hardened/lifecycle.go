@@ -70,7 +70,6 @@ func (a *Allocator) smallBorn(c int, off uint32, n int, payOff uintptr, seq uint
 // redzones).
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) smallDies(op string, slot unsafe.Pointer, c int, soff uint32, old uint64) bool {
 	asanSlotDead(slot, c)
 	if done, ok := a.quarantineSmall(op, slot, c, soff, old); done {

@@ -21,7 +21,6 @@ func procUnpin()
 // with the same cache and must not block in between.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) pin() *cache {
 	pid := procPin()
 	if uint(pid) < uint(len(a.pinned)) {
@@ -54,7 +53,6 @@ func (a *Allocator) pinChosen() *cache {
 // unpin ends what pin began.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) unpin(c *cache) {
 	if c.shared {
 		c.mu.Unlock()
@@ -76,7 +74,6 @@ func (c *cache) unlockForRead() {}
 // countdown has run out instead, it returns false with seq seqSample.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) popFast(c, n int) (uint32, uint64, bool) {
 	pid := procPin()
 	if uint(pid) < uint(len(a.pinned)) {
@@ -101,7 +98,6 @@ func (a *Allocator) popFast(c, n int) (uint32, uint64, bool) {
 // pushFast pushes a freed slot onto this P's cache if it has room.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) pushFast(c int, off uint32, size int) bool {
 	if bug(bugDoublePush) {
 		return false // the seeded bug lives in pushSlot

@@ -38,11 +38,16 @@ import "unsafe"
 // bookkeeping included, which made an Alloc+Free pair ten times Go's make
 // (the runtime, which implements make, is never instrumented). The
 // functions of the release Alloc and Free paths therefore carry
-// //go:norace and //go:nocheckptr: they touch only allocator-owned state
-// (header words through sync/atomic, the pinned per-P cache in
-// pin_norace.go, lookup tables), which neither ASan nor the race detector
-// has anything to say about. The race detector still sees the locked
-// per-P caches of race builds (pin_race.go, not marked).
+// //go:norace: they touch only allocator-owned state (header words
+// through sync/atomic, the pinned per-P cache in pin_norace.go, lookup
+// tables), which neither ASan nor the race detector has anything to say
+// about. The race detector still sees the locked per-P caches of race
+// builds (pin_race.go, not marked). Those that convert pointers also carry
+// //go:nocheckptr (checkptr, on in every -asan build, would look each
+// pointer up in Go's heap), and only those: while checkptr is on, the
+// inliner refuses every function marked so, and a small helper that
+// became a call cost the -asan pair more than checkptr would have
+// (internal/asangen marks the generated copies by the same rule).
 
 // ASan's shadow values for its heap (compiler-rt asan_internal.h).
 const (
@@ -54,7 +59,6 @@ const (
 // only addressable bytes of the slot.
 //
 //go:norace
-//go:nocheckptr
 func asanSlotLive(slot unsafe.Pointer, c int, payOff uintptr, n int) {
 	if !asanEnabled {
 		return
@@ -72,7 +76,6 @@ func asanSlotLive(slot unsafe.Pointer, c int, payOff uintptr, n int) {
 // slot can be handed out again.
 //
 //go:norace
-//go:nocheckptr
 func asanSlotDead(slot unsafe.Pointer, c int) {
 	if asanEnabled {
 		shadowSet(uintptr(slot)+headerSize, uintptr(classSize[c]), shadowFreed)

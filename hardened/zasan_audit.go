@@ -195,7 +195,6 @@ func (a *Allocator) auditSlots() error {
 // Audit.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) mappedBytes() int64 {
 	var n int64
 	for c := range numClasses {
@@ -214,7 +213,6 @@ func (a *Allocator) mappedBytes() int64 {
 }
 
 //go:norace
-//go:nocheckptr
 func auditKey(c int, off uint32) uint64 { return uint64(c)<<32 | uint64(off) }
 
 // auditList is one of Audit's sorted key lists (a slot in a per-P cache,
@@ -228,7 +226,6 @@ type auditList struct {
 // next returns the smallest key not yet consumed (all ones: none left).
 //
 //go:norace
-//go:nocheckptr
 func (l *auditList) next() uint64 {
 	if l.i < len(l.keys) {
 		return l.keys[l.i]
@@ -237,7 +234,6 @@ func (l *auditList) next() uint64 {
 }
 
 //go:norace
-//go:nocheckptr
 func (l *auditList) start(leftover string) {
 	slices.Sort(l.keys)
 	l.i, l.leftover = 0, leftover
@@ -248,7 +244,6 @@ func (l *auditList) start(leftover string) {
 // slot never handed out, or outside every slab.
 //
 //go:norace
-//go:nocheckptr
 func (l *auditList) count(k uint64, bad func(c int, off uint32, format string, args ...any)) int {
 	for x := l.next(); x < k; x = l.next() {
 		bad(int(x>>32), uint32(x), l.leftover, l.take(x))
@@ -259,7 +254,6 @@ func (l *auditList) count(k uint64, bad func(c int, off uint32, format string, a
 // take consumes the run of key k at the list's head and returns its length.
 //
 //go:norace
-//go:nocheckptr
 func (l *auditList) take(k uint64) int {
 	n := 0
 	for l.i < len(l.keys) && l.keys[l.i] == k {

@@ -34,7 +34,6 @@ type cache struct {
 // allCaches returns every per-P cache and the spare one.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) allCaches() []*cache {
 	return a.caches[:len(a.caches)+1] // New put the spare after them
 }
@@ -42,14 +41,12 @@ func (a *Allocator) allCaches() []*cache {
 // chosen is the per-P cache the harness's Cache (ctl.Extra) picks for this operation.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) chosen() *cache { return a.caches[uint(a.x.Cache())%uint(len(a.caches))] }
 
 // pop takes a free slot of class c from the cache (pinned or locked),
 // counting an n-byte allocation; false if it has none.
 //
 //go:norace
-//go:nocheckptr
 func (pc *cache) pop(c, n int) (uint32, bool) {
 	k := pc.n[c]
 	pc.tick--
@@ -66,7 +63,6 @@ func (pc *cache) pop(c, n int) (uint32, bool) {
 // locked) if it holds fewer than max; false if it is full.
 //
 //go:norace
-//go:nocheckptr
 func (pc *cache) push(c int, off uint32, size int, max uint8) bool {
 	k := pc.n[c]
 	if k >= max {
@@ -82,7 +78,6 @@ func (pc *cache) push(c int, off uint32, size int, max uint8) bool {
 // (pinned or locked); Stats sums the caches.
 //
 //go:norace
-//go:nocheckptr
 func (pc *cache) noteAlloc(c, n int) {
 	pc.allocs[c]++
 	pc.requested += int64(n)
@@ -91,7 +86,6 @@ func (pc *cache) noteAlloc(c, n int) {
 // noteFree counts the free of a size-byte block of class c.
 //
 //go:norace
-//go:nocheckptr
 func (pc *cache) noteFree(c, size int) {
 	pc.frees[c]++
 	pc.requested -= int64(size)
@@ -108,7 +102,6 @@ var (
 // before carving a new slab. It returns the class of the slot it took.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) popSlot(c int, n int) (int, uint32, uint64, error) {
 	if off, seq, ok := a.popFast(c, n); ok {
 		return c, off, seq, nil
@@ -198,7 +191,6 @@ const (
 // free too, pushing their own blocks out of the queue sooner.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) spill(c, n int) (int, uint32, uint64, bool) {
 	if a.always[c].Load() {
 		return 0, 0, 0, false
@@ -229,7 +221,6 @@ func (a *Allocator) spill(c, n int) (int, uint32, uint64, bool) {
 // to the central list when it is full.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) pushSlot(c int, off uint32, size int) {
 	pc := a.pin()
 	if size >= 0 { // size -1: already counted as freed (hardened quarantine)
@@ -273,7 +264,6 @@ func (a *Allocator) pushSlot(c int, off uint32, size int) {
 // countFree counts a free of a size-byte block without recycling its slot.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) countFree(c int, size int) {
 	pc := a.pin()
 	pc.noteFree(c, size)

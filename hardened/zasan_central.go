@@ -51,7 +51,6 @@ type slabState struct {
 // slabIndex returns the slab and slot index of a class-region offset.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) slabIndex(c int, off uint32) (slab int, idx uint32) {
 	slab = int(off >> classSlabShift[c])
 	in := uint64(off) & (uint64(1)<<classSlabShift[c] - 1)
@@ -64,7 +63,6 @@ func (a *Allocator) slabIndex(c int, off uint32) (slab int, idx uint32) {
 // its next one. It returns how many it took; 0 means the class must grow.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 	cl := &a.classes[c]
 	stride := classSize[c] + headerSize
@@ -118,7 +116,6 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 }
 
 //go:norace
-//go:nocheckptr
 func takeBits(st *slabState, dst []uint32, base, stride uint32) int {
 	n := 0
 	for w := range st.bits {
@@ -142,7 +139,6 @@ func takeBits(st *slabState, dst []uint32, base, stride uint32) int {
 // advanceLowest moves the search start past slabs with nothing to give.
 //
 //go:norace
-//go:nocheckptr
 func (cl *central) advanceLowest() {
 	for cl.lowest < len(cl.slabs) && (cl.slabs[cl.lowest].free == 0 || cl.slabs[cl.lowest].purged || cl.slabs[cl.lowest].reserve) {
 		cl.lowest++
@@ -182,7 +178,6 @@ func (a *Allocator) put(c int, offs []uint32) {
 // its pages: such a slab stays mapped and is marked damaged.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) purgeIntact(c, s int) {
 	st := &a.classes[c].slabs[s]
 	if st.damaged = a.keepDamaged(c, s, st.used); !st.damaged {
@@ -191,7 +186,6 @@ func (a *Allocator) purgeIntact(c, s int) {
 }
 
 //go:norace
-//go:nocheckptr
 func (a *Allocator) purge(c, s int) {
 	cl := &a.classes[c]
 	size := uintptr(1) << classSlabShift[c]
@@ -222,7 +216,6 @@ var slabCommit = func() (sc [numClasses]uintptr) {
 // fillAll marks all n slots of the slab free here.
 //
 //go:norace
-//go:nocheckptr
 func (st *slabState) fillAll(n uint32) {
 	st.free = n
 	for w := range st.bits {
@@ -236,7 +229,6 @@ func (st *slabState) fillAll(n uint32) {
 // newSlab records a freshly carved slab with every slot free (cl.mu held).
 //
 //go:norace
-//go:nocheckptr
 func (cl *central) newSlab(c int) {
 	n := classSlots[c]
 	st := slabState{bits: make([]uint64, (n+63)/64)}
@@ -252,7 +244,6 @@ func (cl *central) newSlab(c int) {
 // setHanded marks class c as having handed out slots since Reset.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) setHanded(c int) {
 	w, bit := &a.handed[c/64], uint64(1)<<(c%64)
 	if w.Load()&bit == 0 {
@@ -263,7 +254,6 @@ func (a *Allocator) setHanded(c int) {
 // handedClasses yields the classes marked by setHanded, in order.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) handedClasses(yield func(int) bool) {
 	for i := range a.handed {
 		for m := a.handed[i].Load(); m != 0; m &= m - 1 {
@@ -291,7 +281,6 @@ type central struct {
 // slabMem is the committed part of slab s of class c (slabCommit).
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) slabMem(c, s int) []byte {
 	lo := a.classBase(c) + uintptr(s)<<classSlabShift[c]
 	return a.mem[lo : lo+slabCommit[c]]
@@ -302,7 +291,6 @@ func (a *Allocator) slabMem(c, s int) []byte {
 // about a zero header, an error path, so it takes the class lock.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) slabPurged(c int, soff uint32) bool {
 	cl := &a.classes[c]
 	cl.mu.Lock()

@@ -55,7 +55,6 @@ func (a *Allocator) walk(fn func(slot unsafe.Pointer, c int, soff uint32)) {
 // Every problem is reported through OnReport and returned, joined.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) Check() error {
 	if a.closed.Load() {
 		return &OpError{Op: "Check", Err: ErrClosed}

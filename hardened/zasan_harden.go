@@ -54,7 +54,6 @@ type cacheHard struct {
 }
 
 //go:norace
-//go:nocheckptr
 func newCacheHard(shard int) cacheHard { return cacheHard{qi: shard} }
 
 // resetHard empties the P's batch of frees (Reset cleared their headers)
@@ -62,7 +61,6 @@ func newCacheHard(shard int) cacheHard { return cacheHard{qi: shard} }
 // they are left as they are.
 //
 //go:norace
-//go:nocheckptr
 func (pc *cache) resetHard() { pc.qn, pc.qbytes, pc.seq, pc.seqEnd = 0, 0, 0, 0 }
 
 // hardState is the hardening layer's state.
@@ -102,7 +100,6 @@ type hardState struct {
 // and Wrappers (New, resetWith).
 //
 //go:norace
-//go:nocheckptr
 func (h *hardState) sites(opts Options) {
 	h.depth = 16
 	switch {
@@ -121,7 +118,6 @@ func (h *hardState) sites(opts Options) {
 // layer.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) reconfigureHardened() { a.h.sites(a.opts) }
 
 //go:norace
@@ -180,7 +176,6 @@ func (a *Allocator) initHardened() error {
 //
 //go:noinline
 //go:norace
-//go:nocheckptr
 func (a *Allocator) profileAdd(p uintptr) {
 	if a.h.profile != nil {
 		a.h.profile.Add(p, 1+ownFrames()) // 1: Add itself
@@ -193,7 +188,6 @@ func (a *Allocator) profileAdd(p uintptr) {
 //
 //go:noinline
 //go:norace
-//go:nocheckptr
 func ownFrames() int {
 	var pcs [32]uintptr
 	n := runtime.Callers(2, pcs[:]) // from ownFrames' caller
@@ -212,7 +206,6 @@ func ownFrames() int {
 }
 
 //go:norace
-//go:nocheckptr
 func (a *Allocator) profileRemove(p uintptr) {
 	if a.h.profile != nil {
 		a.h.profile.Remove(p)
@@ -220,7 +213,6 @@ func (a *Allocator) profileRemove(p uintptr) {
 }
 
 //go:norace
-//go:nocheckptr
 func (a *Allocator) closeHardened() {
 	unix.Munmap(a.h.meta)
 	asanUnmap(a.h.zero.mem[:a.h.zero.next])
@@ -231,7 +223,6 @@ func (a *Allocator) closeHardened() {
 // pads returns the front and minimum rear redzone sizes.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) pads() (front, rear int) { return a.h.front, a.h.rear }
 
 // explainHardened explains an address in the hardening layer's own
@@ -253,7 +244,6 @@ func (a *Allocator) explainHardened(addr uintptr) *Report {
 }
 
 //go:norace
-//go:nocheckptr
 func (a *Allocator) resetHardened() {
 	h := a.h
 	h.canaryKey = a.rng.Uint64()
@@ -293,19 +283,16 @@ const cacheBytes = 64 << 10
 // never change place under a Check.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) inPlace(p unsafe.Pointer, size, n int) ([]byte, bool) { return nil, false }
 
 // usable is UsableSize for a live size-byte block: Realloc always moves,
 // so it can grow in place by nothing.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) usable(p unsafe.Pointer, size int) int { return size }
 
 // quarantineHolds reports whether freed blocks may wait in quarantine,
 // which a class at its Limit takes back (drainQuarantine) before failing.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) quarantineHolds() bool { return true }

@@ -55,7 +55,6 @@ func (a *Allocator) verifyLarge(op string, lb *largeBlock) *Report {
 // nothing (an invalid free); FuzzAllocFree's racing frees found the gap.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) retireLarge(op string, lb *largeBlock) bool {
 	l := &a.large
 	l.remember(lb)
@@ -76,7 +75,6 @@ func (a *Allocator) retireLarge(op string, lb *largeBlock) bool {
 // late accesses fault. A damaged block is reported and kept as it is.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) freeLargeHardened(op string, lb *largeBlock) bool {
 	if r := a.verifyLarge(op, lb); r != nil {
 		a.report(r)
@@ -116,7 +114,6 @@ func (a *Allocator) freeLargeHardened(op string, lb *largeBlock) bool {
 // set, otherwise unmapped.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) unquarantine(lb *largeBlock, cache bool) {
 	l := &a.large
 	if lb.kept {

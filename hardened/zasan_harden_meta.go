@@ -29,7 +29,6 @@ type metaGuard struct {
 }
 
 //go:norace
-//go:nocheckptr
 func nop() {}
 
 // siteRecordOf returns the site record of live small block b when the
@@ -51,7 +50,6 @@ func (a *Allocator) siteRecordOf(b []byte) []byte {
 }
 
 //go:norace
-//go:nocheckptr
 func (g *metaGuard) init(mem []byte, on bool) {
 	g.on, g.mem = on, mem
 	g.depth = make(map[uintptr]int)
@@ -77,7 +75,6 @@ func (g *metaGuard) open(p unsafe.Pointer) (closer func()) {
 }
 
 //go:norace
-//go:nocheckptr
 func (g *metaGuard) close(pg uintptr) {
 	g.mu.Lock()
 	last := g.depth[pg] == 1

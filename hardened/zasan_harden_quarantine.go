@@ -26,7 +26,6 @@ const qBatch = ctl.QuarantineBatch
 // quarantineBudget is Options.QuarantineBytes with its default applied.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) quarantineBudget() int64 {
 	if a.opts.QuarantineBytes == 0 {
 		return 4 << 20
@@ -83,7 +82,6 @@ func (a *Allocator) drainQuarantine() {
 // batched and queued blocks together stay within Options.QuarantineBytes.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) pendCap(budget int64) int64 {
 	if budget <= 0 || a.opts.Limit > 0 {
 		// Under a Limit, an allocation that fails drains the quarantine,
@@ -98,7 +96,6 @@ func (a *Allocator) pendCap(budget int64) int64 {
 // whole budget less what the Ps' batches, pendCap bytes each, may hold.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) sharedQuarantineBudget(pendCap int64) int64 {
 	return a.quarantineBudget() - pendCap*int64(len(a.caches)+1)
 }
@@ -210,7 +207,6 @@ func (a *Allocator) quarantineStats() (int64, int64) {
 // at its first Start on the allocator, through package harness).
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) alwaysQuarantine(n int) {
 	h := a.h
 	if n < 0 || n+h.front+h.rear > maxSmall {

@@ -41,7 +41,6 @@ const (
 // class c, under pc's pin: after the slot's last free.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) allocSeq(pc *cache, c int, off uint32) uint64 {
 	return a.takeSeq(pc, a.rec(c, off).freeSeq)
 }
@@ -61,7 +60,6 @@ func (a *Allocator) rec(c int, soff uint32) *siteRec {
 // and the stack.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) site(after uint64) (g, seq uint64, stack uint32) {
 	seq = a.nextSeq(after)
 	g, stack = a.who()
@@ -72,7 +70,6 @@ func (a *Allocator) site(after uint64) (g, seq uint64, stack uint32) {
 // need no P (interning a stack may take a lock).
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) who() (g uint64, stack uint32) {
 	h := a.h
 	g = goid()
@@ -99,7 +96,6 @@ const seqBatch = 256
 // is numbered after its allocation even when another P allocated it.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) nextSeq(after uint64) uint64 {
 	pc := a.pin()
 	s := a.takeSeq(pc, after)
@@ -110,7 +106,6 @@ func (a *Allocator) nextSeq(after uint64) uint64 {
 // takeSeq is nextSeq for a caller that has pinned pc already.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) takeSeq(pc *cache, after uint64) uint64 {
 	s := pc.seq
 	if s >= pc.seqEnd || s <= after {
@@ -122,13 +117,11 @@ func (a *Allocator) takeSeq(pc *cache, after uint64) uint64 {
 }
 
 //go:norace
-//go:nocheckptr
 func (a *Allocator) siteOf(g, seq uint64, stack uint32) Site {
 	return Site{Goroutine: g, Seq: seq, Stack: a.h.depot.get(stack), depth: a.h.depth, wrappers: a.opts.Wrappers}
 }
 
 //go:norace
-//go:nocheckptr
 func (a *Allocator) fillSites(r *Report, c int, soff uint32) {
 	rec := a.rec(c, soff)
 	if rec.allocSeq != 0 {
@@ -166,7 +159,6 @@ const (
 // not fit the entry.
 //
 //go:norace
-//go:nocheckptr
 func seenEntry(h uint64, id uint32) uint64 {
 	if id >= 1<<seenIDBits {
 		return 0
@@ -212,7 +204,6 @@ func (d *depot) intern(pcs []uintptr) uint32 {
 // internLocked is intern's path through the shards' maps.
 //
 //go:norace
-//go:nocheckptr
 func (d *depot) internLocked(pcs []uintptr, h uint64) uint32 {
 	sh := &d.shards[h>>58]
 	sh.mu.RLock()
@@ -242,7 +233,6 @@ func (d *depot) internLocked(pcs []uintptr, h uint64) uint32 {
 // inline expansion, which needs the whole slice).
 //
 //go:norace
-//go:nocheckptr
 func (d *depot) get(id uint32) []uintptr {
 	if id == 0 {
 		return nil

@@ -154,7 +154,6 @@ func (a *Allocator) verifyCanaries(op string, slot unsafe.Pointer, c int, soff u
 // found and expected (avail bytes of pattern remain from bad).
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) damage(k Kind, op string, bad, slot unsafe.Pointer, c int, soff uint32, hd header, w uint64, avail int, detail string) *Report {
 	r := a.newReport(k, op, bad, slot, c, soff, hd, detail)
 	n := min(16, avail)
@@ -243,7 +242,6 @@ func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff 
 }
 
 //go:norace
-//go:nocheckptr
 func (a *Allocator) verifyPoison(op string, slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
 	if !patterns {
 		return nil
@@ -345,7 +343,6 @@ func (a *Allocator) verifyStable(op string, slot unsafe.Pointer, c int, soff uin
 // peekSmall verifies without side effects.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) peekSmall(slot unsafe.Pointer, c int, soff uint32, hd header) *Report {
 	if hd.state == stateAllocated {
 		return a.verifyCanaries("Check", slot, c, soff, hd)
@@ -391,14 +388,12 @@ func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint
 // writable, as release builds leave it.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) seal(mem []byte) { unix.Mprotect(mem, unix.PROT_READ) }
 
 // unseal makes a purged slab writable again before its slots are
 // handed out (take's revival).
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) unseal(mem []byte) error {
 	if err := unix.Mprotect(mem, unix.PROT_READ|unix.PROT_WRITE); err != nil {
 		return mmapErr(err)
@@ -451,7 +446,6 @@ func (a *Allocator) keepDamaged(c, s int, used uint32) bool {
 // reportHeader reports a slot whose header word v fails its checksum.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) reportHeader(op string, slot unsafe.Pointer, c int, v uint64) {
 	a.report(a.headerReport(op, slot, c, v))
 }

@@ -37,7 +37,6 @@ type zeroBlock struct {
 const zeroRegionSize = 64 << 20
 
 //go:norace
-//go:nocheckptr
 func (z *zeroRegion) init() error {
 	mem, err := unix.Mmap(-1, 0, zeroRegionSize, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
@@ -121,7 +120,6 @@ func (a *Allocator) freeZero(op string, p unsafe.Pointer) bool {
 // (nil: nothing); freed names the kind and detail for an already freed one.
 //
 //go:norace
-//go:nocheckptr
 func zeroMisuse(op string, p unsafe.Pointer, zb *zeroBlock, freed Kind, detail string) *Report {
 	switch {
 	case zb == nil:
@@ -191,5 +189,4 @@ func (a *Allocator) explainZero(addr uintptr) *Report {
 }
 
 //go:norace
-//go:nocheckptr
 func (a *Allocator) zeroContains(p uintptr) bool { return a.h.zero.contains(p) }

@@ -95,7 +95,6 @@ func (a *Allocator) reset(seed uint64) error {
 // any other is refused with an error, before anything is reset.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) resetWith(opts Options, x ctl.Extra) error {
 	o := a.opts
 	if opts.Limit != o.Limit || opts.Redzone != o.Redzone || opts.QuarantineBytes != o.QuarantineBytes ||
@@ -129,7 +128,6 @@ func (a *Allocator) resetWith(opts Options, x ctl.Extra) error {
 // seedBytes expands a non-zero seed into a ChaCha8 key (splitmix64).
 //
 //go:norace
-//go:nocheckptr
 func seedBytes(s uint64) [32]byte {
 	var seed [32]byte
 	for i := 0; i < 4; i++ {

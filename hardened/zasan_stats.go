@@ -36,7 +36,6 @@ type ClassStats struct {
 // Stats returns current counters.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) Stats() Stats {
 	var s Stats
 	a.readStats(&s)
@@ -100,7 +99,6 @@ func (a *Allocator) readStats(s *Stats) {
 // allocated, then freed.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) countedClasses(buf *[numClasses]uint8) []uint8 {
 	n := 1 // class 0
 	for c := range a.handedClasses {

@@ -63,7 +63,6 @@ type Quarantine struct {
 // the random placement, so runs replay.
 //
 //go:norace
-//go:nocheckptr
 func New(classes int, budget int64, seed uint64) *Quarantine {
 	return &Quarantine{
 		budget: max(budget, 0),
@@ -80,7 +79,6 @@ func New(classes int, budget int64, seed uint64) *Quarantine {
 // SetAlways makes class c always quarantined, outside the budget.
 //
 //go:norace
-//go:nocheckptr
 func (q *Quarantine) SetAlways(c int) {
 	q.mu.Lock()
 	if q.always[c] == nil {
@@ -94,7 +92,6 @@ func (q *Quarantine) SetAlways(c int) {
 // buf: pass a small stack array's slice to avoid allocating.
 //
 //go:norace
-//go:nocheckptr
 func (q *Quarantine) Push(it Item, buf []Item) (evicted []Item) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -102,7 +99,6 @@ func (q *Quarantine) Push(it Item, buf []Item) (evicted []Item) {
 }
 
 //go:norace
-//go:nocheckptr
 func (q *Quarantine) push(it Item, evicted []Item) []Item {
 	q.count++
 	if !q.isTouched[it.Class] {
@@ -172,7 +168,6 @@ func (q *Quarantine) takeRandom(c, newest int) Item {
 // instructions, where math/rand's IntN cost more than the rest of push).
 //
 //go:norace
-//go:nocheckptr
 func (q *Quarantine) place() int {
 	q.rng += 0x9e3779b97f4a7c15
 	z := q.rng
@@ -183,7 +178,6 @@ func (q *Quarantine) place() int {
 }
 
 //go:norace
-//go:nocheckptr
 func (q *Quarantine) take(c, i int) Item {
 	q.used[c][i] = false
 	q.nused[c]--
@@ -245,7 +239,6 @@ func (q *Quarantine) Drain() []Item {
 // Len returns the number of items and the budgeted bytes held.
 //
 //go:norace
-//go:nocheckptr
 func (q *Quarantine) Len() (items int, bytes int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -259,13 +252,11 @@ type fifo struct {
 }
 
 //go:norace
-//go:nocheckptr
 func (f *fifo) len() int { return f.size }
 
 // Its length is a power of two, so positions wrap with a mask.
 //
 //go:norace
-//go:nocheckptr
 func (f *fifo) push(it Item) {
 	if f.size == len(f.buf) {
 		nb := make([]Item, max(16, 2*len(f.buf)))
@@ -279,7 +270,6 @@ func (f *fifo) push(it Item) {
 }
 
 //go:norace
-//go:nocheckptr
 func (f *fifo) pop() Item {
 	it := f.buf[f.head]
 	f.head = (f.head + 1) & (len(f.buf) - 1)

@@ -31,7 +31,6 @@ type Shards struct {
 // Always classes is held); seed drives the random placement.
 //
 //go:norace
-//go:nocheckptr
 func NewShards(n, classes int, budget int64, seed uint64) *Shards {
 	s := &Shards{shards: make([]*Quarantine, n), held: make([]atomic.Int64, n), budget: max(budget, 0)}
 	for i := range s.shards {
@@ -45,7 +44,6 @@ func NewShards(n, classes int, budget int64, seed uint64) *Shards {
 // shardSeed is shard i's placement seed.
 //
 //go:norace
-//go:nocheckptr
 func shardSeed(seed uint64, i int) uint64 { return seed + uint64(i)*0x9e3779b97f4a7c15 }
 
 // SetAlways makes class c always quarantined, outside the budget.
@@ -96,7 +94,6 @@ func (s *Shards) PushAll(i int, items []Item, buf []Item) []Item {
 // empty.
 //
 //go:norace
-//go:nocheckptr
 func (s *Shards) victim(own int) int {
 	best, most := -1, int64(0)
 	for k := range s.held {
@@ -165,7 +162,6 @@ func (s *Shards) Reset(budget int64, seed uint64) {
 // bytes freed.
 //
 //go:norace
-//go:nocheckptr
 func (q *Quarantine) evict(want int64, out []Item) ([]Item, int64) {
 	var freed int64
 	for freed < want && q.bytes > 0 {

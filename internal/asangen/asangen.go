@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"fmt"
 	"go/format"
+	"regexp"
 	"strings"
 )
 
@@ -35,7 +36,7 @@ func Transform(src []byte, name string) ([]byte, error) {
 	build := strings.Replace(lines[0], "!asan", "asan", 1)
 	build = strings.Replace(build, "hardened && asan", "asan", 1)
 	out = append(out, build)
-	for _, l := range lines[1:] {
+	for i, l := range lines[1:] {
 		if strings.HasPrefix(l, "//go:generate ") {
 			continue // the original's directive makes the copies
 		}
@@ -44,7 +45,11 @@ func Transform(src []byte, name string) ([]byte, error) {
 			for j := len(out) - 1; j >= 0 && strings.HasPrefix(out[j], "//"); j-- {
 				have[strings.TrimSpace(out[j])] = true
 			}
-			for _, p := range []string{"//go:norace", "//go:nocheckptr"} {
+			want := []string{"//go:norace"}
+			if have["//go:nocheckptr"] || Checkptr(body(lines[1+i:])) {
+				want = append(want, "//go:nocheckptr")
+			}
+			for _, p := range want {
 				if !have[p] {
 					out = append(out, p)
 				}
@@ -58,6 +63,38 @@ func Transform(src []byte, name string) ([]byte, error) {
 	}
 	return res, nil
 }
+
+// body returns the text of the function whose declaration starts
+// lines[0]: up to its closing brace at the start of a line, or the one
+// line of a function written on one.
+func body(lines []string) string {
+	if strings.HasSuffix(lines[0], "}") {
+		return lines[0]
+	}
+	for j, l := range lines {
+		if l == "}" {
+			return strings.Join(lines[:j+1], "\n")
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// checkptrOps are the operations -d=checkptr instruments: a conversion to
+// unsafe.Pointer (from a uintptr: checkptrArithmetic), unsafe.Add and
+// unsafe.Slice or String (the same check), a conversion of an
+// unsafe.Pointer to a typed pointer (checkptrAlignment), a range loop
+// that takes the elements' values (the compiler walks a slice with such a
+// conversion), and the package's own one-line helpers that are such a
+// conversion and inline where they are called (header.go).
+var checkptrOps = regexp.MustCompile(`unsafe\.(Pointer|Add|Slice|String)\(|\(\*[][\w.*]+\)\(|\bfor \w+, \w+ :?= range\b|\b(hdrWord|loadHeader|storeHeader|slice)\(`)
+
+// Checkptr reports whether the function text fn holds an operation that
+// -d=checkptr (on in every -asan build) instruments. Only such a function
+// needs //go:nocheckptr, and the pragma has a price there: the inliner
+// refuses every function marked with it while checkptr is on, so a copy
+// that marked all its functions would make every small helper of the hot
+// path a call.
+func Checkptr(fn string) bool { return checkptrOps.MatchString(fn) }
 
 // Same reports whether copy is what Transform makes of src.
 func Same(src, copy []byte, name string) (bool, error) {
