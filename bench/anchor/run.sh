@@ -8,6 +8,14 @@
 #   bench/anchor/run.sh                  # ROUNDS=5 PAIR_MS=150 STEPS=200000
 #   ROUNDS=3 PAIR_MS=50 bench/anchor/run.sh
 #   BEFORE=/path/to/older/checkout bench/anchor/run.sh   # adds its hardened rows
+#   PIN=0 bench/anchor/run.sh            # run every job on CPU 0 (default: the
+#                                        # last CPU; PIN= runs unpinned)
+#
+# Every job runs on one CPU (taskset), so a round's ratios compare
+# allocators on the same core: on the 2-vCPU machines this runs on, one
+# vCPU has been measured running the same binary at half the other's
+# speed (glibc's 16-byte pair: 7.9 ns on one, 14.9 ns on the other, for
+# minutes at a time), which an unpinned job lands on at random.
 #
 # C allocators: glibc, and each of these that is installed (Debian
 # packages: libclang-rt-<v>-dev or libclang-rt-dev for Scudo, libjemalloc2,
@@ -26,6 +34,9 @@ PAIR_MS=${PAIR_MS:-150}
 STEPS=${STEPS:-200000}
 HM_SRC=${HM_SRC:-$root/../shared/anchors/hm}
 work=${WORK:-$(mktemp -d)}
+PIN=${PIN-$(($(nproc) - 1))}
+pin=()
+if [ -n "$PIN" ] && command -v taskset >/dev/null; then pin=(taskset -c "$PIN"); fi
 mkdir -p "$work/bin"
 raw=$work/raw.txt
 : >"$raw"
@@ -72,10 +83,10 @@ job() { # kind spec workload arg
 	label=${spec%%:*}
 	if [ "$kind" = c ]; then
 		lib=${spec#*:}
-		LD_PRELOAD=$lib "$work/bin/workload" "$wl" "$arg"
+		LD_PRELOAD=$lib "${pin[@]}" "$work/bin/workload" "$wl" "$arg"
 	else
 		IFS=: read -r label build cfg <<<"$spec"
-		"$work/bin/goside-$build" "$wl" "$cfg" "$arg"
+		"${pin[@]}" "$work/bin/goside-$build" "$wl" "$cfg" "$arg"
 	fi | sed "s/^/R $label $r /" >>"$raw"
 }
 
