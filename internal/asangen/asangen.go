@@ -1,7 +1,8 @@
 // Package asangen makes the -asan copy of a Go source file: the same
-// code with every function marked //go:norace and //go:nocheckptr, which
-// in an -asan build turns off AddressSanitizer's instrumentation of the
-// function and checkptr's. The original is built everywhere else (its
+// code with every function marked //go:norace, which in an -asan build
+// turns off AddressSanitizer's instrumentation of the function, and those
+// that convert pointers (Checkptr) also //go:nocheckptr, which turns off
+// checkptr's. The original is built everywhere else (its
 // build line says !asan; the copy's says asan, and drops a hardened term:
 // every -asan build has the hardening layer), so race builds keep the
 // race detector's instrumentation of it: -race and -asan never meet in
