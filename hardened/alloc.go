@@ -273,6 +273,28 @@ func (a *Allocator) Alloc(n int) ([]byte, error) {
 	// (with the hardened redzones: pads) is small, from this P's cache,
 	// born as on the general path. After Close the caches are empty, so
 	// this falls through to the checks.
+	if releaseFast && n > 0 && n <= maxSmall && a.minAlign == 16 {
+		// Release builds: the fast path below (popFast, then smallBorn)
+		// in this one frame, the pin the only call. Two calls fewer were
+		// 10-14% of the release pair at 16-256 B.
+		c := sizeClass(uintptr(n))
+		pid := procPin()
+		if uint(pid) < uint(len(a.pinned)) {
+			pc := a.pinned[pid]
+			if off, ok := pc.pop(c, n); ok {
+				procUnpin()
+				slot := a.slotAt(c, off)
+				a.armSmall(slot, c, off, n, 0, 0) // release: junk for the harnesses' JunkFill only
+				v := uint64(n) | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
+				publish(slot, v|a.checksum(slot, v)<<hdrSumShift)
+				b := slice(unsafe.Add(slot, headerSize), uintptr(n))
+				clear(b)
+				return b, nil
+			}
+			pc.tick++ // pop counted this request down; the path below counts it again
+		}
+		procUnpin()
+	}
 	front, rear := a.pads()
 	slack := int(a.minAlign) - 16 // Options.MinAlign: the most alignment padding a slot needs
 	if n > 0 && n <= maxSmall-front-rear-slack {

@@ -37,6 +37,16 @@ func (a *Allocator) Free(b []byte) {
 				unsafe.Add(slot, headerSize+uintptr(old>>hdrOffShift&(1<<hdrOffBits-1))*16) == p &&
 				old>>hdrSumShift == a.checksum(slot, old) &&
 				a.releaseSlot(slot, old, stateFreeing) {
+				if releaseFast {
+					// Release builds: smallDies (no shadow, no
+					// quarantine: pushFast) in this frame.
+					pid := procPin()
+					if uint(pid) < uint(len(a.pinned)) && a.pinned[pid].push(c, soff, int(old&(1<<hdrSizeBits-1)), a.ccap[c]) {
+						procUnpin()
+						return
+					}
+					procUnpin()
+				}
 				a.smallDies("Free", slot, c, soff, old)
 				return
 			}

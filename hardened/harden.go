@@ -248,6 +248,9 @@ func (a *Allocator) resetHardened() {
 // them), and so do the sites, the quarantine and the header checks.
 const patterns = !asanEnabled
 
+// hardening is true: this build has the hardening layer.
+const hardening = true
+
 // cacheBytes is about what each P's cache holds of one class (in slots,
 // from 2 to cacheCap): twice release builds', so that the blocks one
 // quarantine batch evicts at once (up to pendCap, 32 KiB, all into this

@@ -14,6 +14,9 @@ var errProfileRelease = errors.New("Options.ProfileName needs -tags hardened: re
 // a release build compiles them away (internal/race's norace.go). A
 // release Allocator carries no hardening state.
 
+// hardening is false: release builds have no hardening layer.
+const hardening = false
+
 //lint:ignore U1000 embedded in Allocator, empty here
 type hardAlloc struct{}
 

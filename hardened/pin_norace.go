@@ -2,20 +2,8 @@
 
 package hardened
 
-import (
-	_ "unsafe" // for go:linkname
-)
-
-// procPin disables preemption and returns the current P's id. While pinned
-// the goroutine owns that P's cache outright: no lock, no atomic. It must not
-// block, so every path that may sleep (a mutex, a syscall) unpins first.
-// runtime.procPin is kept linkable for this use (go.dev/issue/67401).
-//
-//go:linkname procPin runtime.procPin
-func procPin() int
-
-//go:linkname procUnpin runtime.procUnpin
-func procUnpin()
+// lockedCaches is false: the caches are per P, pinned (procpin.go).
+const lockedCaches = false
 
 // pin returns the cache of the current P, pinned. Callers must call unpin
 // with the same cache and must not block in between.

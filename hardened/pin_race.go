@@ -9,6 +9,9 @@ import "math/rand/v2"
 // goroutines. Race builds therefore lock a cache chosen at random: the same
 // code paths, checked for real.
 
+// lockedCaches is true: every cache is taken under its lock.
+const lockedCaches = true
+
 func (a *Allocator) pin() *cache {
 	var c *cache
 	if a.x.Cache != nil {
