@@ -21,7 +21,8 @@ func (a *Allocator) Free(b []byte) {
 	if p == nil {
 		return
 	}
-	// Fast path, the same in every build: a live small block with a good
+	// Fast path, the same in every build (release builds inline its
+	// smallDies, below): a live small block with a good
 	// header, freed through the start of its payload (aligned ones too),
 	// is released with one compare-and-swap and dies. Anything else (and
 	// everything after Close, when no slab is committed any more) takes
