@@ -77,7 +77,7 @@ func TestAuditConservation(t *testing.T) {
 	for c = range numClasses {
 		cl = &a.classes[c]
 		cl.mu.Lock()
-		k, _ := a.take(c, one[:], false)
+		k, _ := a.take(c, one[:], false, 0)
 		cl.mu.Unlock()
 		if k == 1 {
 			break

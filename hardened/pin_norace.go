@@ -49,6 +49,24 @@ func (a *Allocator) unpin(c *cache) {
 	procUnpin()
 }
 
+// owner names this P's cache to central.take, which prefers the slabs it
+// has taken from before: its index + 1. 0 (no preference) when the
+// harness chooses the caches (ctl.Extra.Cache), whose choices the program
+// replays and the running P must not change.
+//
+//go:norace
+func (a *Allocator) owner() uint16 {
+	if a.x.Cache != nil {
+		return 0
+	}
+	pid := procPin()
+	procUnpin()
+	if uint(pid) < uint(len(a.pinned)) {
+		return uint16(pid + 1)
+	}
+	return 0
+}
+
 // lockForRead and unlockForRead bracket a read of another P's counters.
 // Without the race detector the counters are read without a lock (word
 // reads of a snapshot that is approximate under concurrency anyway).

@@ -25,6 +25,10 @@ func (a *Allocator) pin() *cache {
 
 func (a *Allocator) unpin(c *cache) { c.mu.Unlock() }
 
+// owner is 0: race builds lock a cache chosen at random per operation,
+// which no slab can follow.
+func (a *Allocator) owner() uint16 { return 0 }
+
 func (c *cache) lockForRead()   { c.mu.Lock() }
 func (c *cache) unlockForRead() { c.mu.Unlock() }
 

@@ -112,15 +112,16 @@ func (a *Allocator) popSlot(c int, n int) (int, uint32, uint64, error) {
 	var batch [cacheCap]uint32
 	cl := &a.classes[c]
 	want := max(1, int(a.ccap[c]+1)/2)
+	owner := a.owner()
 	cl.mu.Lock()
-	k, err := a.take(c, batch[:want], false)
+	k, err := a.take(c, batch[:want], false, owner)
 	if err == nil && k == 0 {
 		cl.mu.Unlock()
 		if d, off, seq, ok := a.spill(c, n); ok {
 			return d, off, seq, nil
 		}
 		cl.mu.Lock()
-		k, err = a.take(c, batch[:want], true)
+		k, err = a.take(c, batch[:want], true, owner)
 	}
 	if err == nil && k == 0 {
 		err = a.grow(c)
@@ -131,13 +132,13 @@ func (a *Allocator) popSlot(c int, n int) (int, uint32, uint64, error) {
 			cl.mu.Unlock()
 			a.drainQuarantine()
 			cl.mu.Lock()
-			k, err = a.take(c, batch[:want], true)
+			k, err = a.take(c, batch[:want], true, owner)
 			if err == nil && k == 0 {
 				err = a.grow(c)
 			}
 		}
 		if err == nil && k == 0 {
-			k, err = a.take(c, batch[:want], true)
+			k, err = a.take(c, batch[:want], true, owner)
 		}
 	}
 	cl.mu.Unlock()
@@ -205,7 +206,7 @@ func (a *Allocator) spill(c, n int) (int, uint32, uint64, bool) {
 		var one [1]uint32
 		cl := &a.classes[d]
 		cl.mu.Lock()
-		k, _ := a.take(d, one[:], false)
+		k, _ := a.take(d, one[:], false, a.owner())
 		cl.mu.Unlock()
 		if k == 1 {
 			pc := a.pin()

@@ -21,8 +21,12 @@ import (
 // are reused, lowest first, before a new slab is carved. All fields are
 // guarded by mu.
 type slabState struct {
-	free   uint32   // free slots held here
-	bits   []uint64 // 1 = slot free here
+	free uint32   // free slots held here
+	bits []uint64 // 1 = slot free here
+	// owner is the cache (its index + 1) whose refills took from this
+	// slab first since it was last wholly free; 0: none. Refills prefer
+	// their own slabs (take), so two Ps' blocks do not share cache lines.
+	owner  uint16
 	purged bool
 	// reserve: set by Reset on every slab. A reserve slab is invisible
 	// to takes and spills and not counted in central.empty until the
@@ -57,25 +61,42 @@ func (a *Allocator) slabIndex(c int, off uint32) (slab int, idx uint32) {
 	return slab, uint32(in * uint64(a.divMul[c]) >> 32)
 }
 
-// take moves up to len(dst) free slots into dst (cl.mu held), lowest
-// slab first; only when no other slab has free slots, and if revive, it
+// take moves up to len(dst) free slots into dst (cl.mu held) for the
+// cache owner names (0: none), lowest slab first among the slabs that
+// cache has taken from or nobody has (claiming those), else from any
+// other cache's; only when no slab has free slots, and if revive, it
 // revives the lowest purged or reserve slab, as a new class would carve
 // its next one. It returns how many it took; 0 means the class must grow.
+// Keeping each P's blocks in slabs of its own keeps two Ps from writing
+// the same cache lines: hardened builds' quarantine hands a P a stream of
+// different slots, and with lowest-first takes alone two Ps' slots
+// interleave (a third to a half of the allocations of a two-P pair
+// shared a line with the other P's block).
 //
 //go:norace
-func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
+func (a *Allocator) take(c int, dst []uint32, revive bool, owner uint16) (int, error) {
 	cl := &a.classes[c]
 	stride := classSize[c] + headerSize
 	n := 0
-	for s := cl.lowest; s < len(cl.slabs) && n < len(dst); s++ {
-		st := &cl.slabs[s]
-		if st.free == 0 || st.purged || st.reserve {
-			continue
+	// Slabs owner has taken from, or nobody has, first (claiming those);
+	// then, rather than carve or revive a slab, any.
+	for pass := 0; pass < 2 && n == 0; pass++ {
+		for s := cl.lowest; s < len(cl.slabs) && n < len(dst); s++ {
+			st := &cl.slabs[s]
+			if st.free == 0 || st.purged || st.reserve {
+				continue
+			}
+			if pass == 0 {
+				if st.owner != owner && st.owner != 0 {
+					continue
+				}
+				st.owner = owner
+			}
+			if st.free == classSlots[c] {
+				cl.empty-- // an empty slab is in use again
+			}
+			n += takeBits(st, dst[n:], uint32(s)<<classSlabShift[c], stride)
 		}
-		if st.free == classSlots[c] {
-			cl.empty-- // an empty slab is in use again
-		}
-		n += takeBits(st, dst[n:], uint32(s)<<classSlabShift[c], stride)
 	}
 	if n > 0 {
 		cl.advanceLowest()
@@ -105,6 +126,7 @@ func (a *Allocator) take(c int, dst []uint32, revive bool) (int, error) {
 				cl.unpurged++
 			}
 			st.purged, st.reserve = false, false
+			st.owner = owner
 			n = takeBits(st, dst, uint32(s)<<classSlabShift[c], stride)
 			a.setHanded(c)
 			cl.lowest = min(cl.lowest, s)
@@ -165,6 +187,7 @@ func (a *Allocator) put(c int, offs []uint32) {
 			cl.lowest = s
 		}
 		if emptied {
+			st.owner = 0
 			cl.empty++
 			if cl.empty > 1 {
 				a.purgeIntact(c, s)

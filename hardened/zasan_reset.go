@@ -46,7 +46,7 @@ func (a *Allocator) reset(seed uint64) error {
 				st.fillAll(classSlots[c])
 				st.used = 0
 			}
-			st.touched = 0
+			st.touched, st.owner = 0, 0
 			st.reserve, st.damaged = true, false // check above reported the damage
 			a.setFresh(c, s, false)              // its bytes are the last program's, not the OS's zeros
 			if a.opts.Limit > 0 && !st.purged {
