@@ -287,7 +287,12 @@ func (a *Allocator) Alloc(n int) ([]byte, error) {
 				slot := a.slotAt(c, off)
 				a.armSmall(slot, c, off, n, 0, 0) // release: junk for the harnesses' JunkFill only
 				v := uint64(n) | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
-				publish(slot, v|a.checksum(slot, v)<<hdrSumShift)
+				if old := loadHeader(slot); (old^v)&(1<<hdrSumShift-1)&^(7<<hdrStShift) == 0 {
+					v = restate(old, stateAllocated) // as in smallBorn
+				} else {
+					v |= a.checksum(slot, v) << hdrSumShift
+				}
+				publish(slot, v)
 				b := slice(unsafe.Add(slot, headerSize), uintptr(n))
 				clear(b)
 				return b, nil

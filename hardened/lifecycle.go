@@ -47,7 +47,18 @@ func (a *Allocator) smallBorn(c int, off uint32, n int, payOff uintptr, seq uint
 		return nil
 	}
 	v := uint64(n) | uint64(payOff/16)<<hdrOffShift | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
-	publish(slot, v|a.checksum(slot, v)<<hdrSumShift) // encode, inlined
+	if old := loadHeader(slot); (old^v)&(1<<hdrSumShift-1)&^(7<<hdrStShift) == 0 {
+		// The free header holds these very fields (freed from a block of
+		// this size and place, the common case): only the state differs,
+		// and restate re-seals the old word with one table load instead
+		// of checksum's six. A word damaged while free stays damaged
+		// under restate (the CRC is linear; the key part is the slot's),
+		// so Free reports it where a fresh seal would have hidden it.
+		v = restate(old, stateAllocated)
+	} else {
+		v |= a.checksum(slot, v) << hdrSumShift // encode, inlined
+	}
+	publish(slot, v)
 	asanSlotLive(slot, c, payOff, n)
 
 	b := unsafe.Slice((*byte)(unsafe.Add(slot, headerSize+payOff)), n)

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hardalloc/hardalloc/hardened"
+	"github.com/hardalloc/hardalloc/internal/harness"
 )
 
 // allocSite allocates on behalf of the catalog so that reports can be
@@ -284,6 +285,40 @@ func TestRejectedBlockNeverReused(t *testing.T) {
 		if addr(x) == bad {
 			t.Fatal("a slot whose free was rejected was handed out again")
 		}
+	}
+	runtime.KeepAlive(b)
+}
+
+// TestFreeHeaderDamageReported: a free slot's header damaged while free
+// (here one checksum bit, so its fields still match the next block's) is
+// reported when the slot comes back, in every build: hardened builds
+// verify the free header at Alloc and withdraw the slot; release builds
+// re-seal a same-size slot's header from the free one (smallBorn), which
+// keeps the damage for Free to find.
+func TestFreeHeaderDamageReported(t *testing.T) {
+	// One cache, so the slot comes straight back; no quarantine, so it
+	// comes back at the next Alloc of its size in hardened builds too.
+	a, c := newAllocWith(t, hardened.Options{QuarantineBytes: -1}, harness.Extra{Cache: func() int { return 0 }})
+	b := mustAlloc(t, a, 56)
+	bad := addr(b)
+	a.Free(b)
+	flip(b, headerOffset()+7, 0x01) // the checksum's top byte
+	for range 4 {
+		x := mustAlloc(t, a, 56)
+		a.Free(x)
+	}
+	r := c.take()
+	hdr := uintptr(int(bad) + headerOffset())
+	if len(r) != 1 || r[0].Kind != hardened.HeaderCorruption || r[0].Addr != hdr {
+		t.Fatalf("reports %v, want one header corruption at %#x", r, hdr)
+	}
+	// The slot is withdrawn, never handed out again; its header stays
+	// damaged, and Close says so once more.
+	if err := a.Close(); !errors.Is(err, hardened.HeaderCorruption) {
+		t.Fatalf("Close: %v, want the header corruption again", err)
+	}
+	if r := c.take(); len(r) != 1 || r[0].Kind != hardened.HeaderCorruption || r[0].Addr != hdr {
+		t.Fatalf("Close reported %v", r)
 	}
 	runtime.KeepAlive(b)
 }
