@@ -12,7 +12,7 @@ FUZZTIME ?= 10s
 TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
 MODES    ?= release hardened
 
-.PHONY: clients anchor anchor-smoke arrow-suites test test-asan test-arrow native-libfuzzer-smoke fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
+.PHONY: clients anchor scaling anchor-smoke arrow-suites test test-asan test-arrow native-libfuzzer-smoke fuzz seeded lint corpus bench nightly-smoke gofuzz-smoke libfuzzer tools
 
 # Every check CI runs: formatting, vet, staticcheck, and the tests (seed
 # corpora included) with and without the race detector and -tags hardened.
@@ -121,6 +121,11 @@ bench:
 # workloads, interleaved; prints the medians and the ratio table.
 anchor:
 	bench/anchor/run.sh
+
+# Two-goroutine scaling, release and hardened, beside the compute loop's;
+# robust to the two vCPUs running at different speeds (scripts/scaling.sh).
+scaling:
+	scripts/scaling.sh
 
 # arrow-go's own test suites with their allocator swapped for arrowalloc
 # (release and hardened) beside arrow's: pass/fail, reports, leaks by site.
