@@ -11,8 +11,9 @@ import (
 
 // central is a class's stock of free slots that are in no per-P cache,
 // kept per slab as a bitmap. Refills take slots from the lowest-address
-// slab that has any (jemalloc's and hardened_malloc's policy), so the
-// highest slabs drain; a slab whose every slot is free here is purged
+// slab that has any (jemalloc's and hardened_malloc's policy), among
+// the slabs of the refilling P's cache first (take), so the highest
+// slabs drain; a slab whose every slot is free here is purged
 // (MADV_DONTNEED, no longer counted as mapped) once the class already
 // holds one empty slab, which damps purge/refault thrash, and unless a
 // free slot in it shows a write after free (purgeIntact). Purged slabs

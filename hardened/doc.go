@@ -57,7 +57,9 @@
 //
 //  2. Per-class central lists (central). When a cache is empty it takes
 //     half a cache of offsets from its class's central list, under that
-//     class's lock; when full, it gives half back. With Options.Limit set
+//     class's lock, from slabs that P's cache has taken from before or
+//     nobody has (so two Ps' blocks do not share cache lines), else from
+//     any; when full, it gives half back. With Options.Limit set
 //     there are no per-P caches, so the limit is exact. A class whose
 //     central list is empty borrows one free slot from the next larger
 //     classes (up to six classes, at most 1.75 times its size) before it
