@@ -101,7 +101,7 @@ func (a *Allocator) popSlot(c int, n int) (int, uint32, uint64, error) {
 	k, err := a.take(c, batch[:want], false, owner)
 	if err == nil && k == 0 {
 		cl.mu.Unlock()
-		if d, off, seq, ok := a.spill(c, n); ok {
+		if d, off, seq, ok := a.spill(c, n, owner); ok {
 			return d, off, seq, nil
 		}
 		cl.mu.Lock()
@@ -169,12 +169,12 @@ const (
 )
 
 // spill takes one free slot for an n-byte request from a class above c,
-// from this P's cache or the class's central list, without reviving a
-// purged slab. Always-quarantined classes (thread capsules) neither
+// from this P's cache or the class's central list (preferring owner's
+// slabs, as take does), without reviving a purged slab. Always-quarantined classes (thread capsules) neither
 // borrow nor lend: their blocks must stay in their own class, and a
 // smaller request's block in their slots would be quarantined on every
 // free too, pushing their own blocks out of the queue sooner.
-func (a *Allocator) spill(c, n int) (int, uint32, uint64, bool) {
+func (a *Allocator) spill(c, n int, owner uint16) (int, uint32, uint64, bool) {
 	if a.always[c].Load() {
 		return 0, 0, 0, false
 	}
@@ -188,7 +188,7 @@ func (a *Allocator) spill(c, n int) (int, uint32, uint64, bool) {
 		var one [1]uint32
 		cl := &a.classes[d]
 		cl.mu.Lock()
-		k, _ := a.take(d, one[:], false, a.owner())
+		k, _ := a.take(d, one[:], false, owner)
 		cl.mu.Unlock()
 		if k == 1 {
 			pc := a.pin()
