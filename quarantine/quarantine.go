@@ -21,7 +21,10 @@
 // they mean is the caller's business. The package is a leaf.
 package quarantine
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Item is a quarantined block.
 type Item struct {
@@ -39,6 +42,7 @@ const AlwaysDepth = 256
 
 // Quarantine is a size-class quarantine with a byte budget.
 type Quarantine struct {
+	_      [64]byte // Shards: no line shared with a neighbouring shard
 	mu     sync.Mutex
 	budget int64
 	bytes  int64
@@ -54,6 +58,20 @@ type Quarantine struct {
 	// visits only those (a fuzz harness resets per exec).
 	touched   []int
 	isTouched []bool
+
+	// As a shard of Shards (mu held): the budget it has reserved, and
+	// its size as last published in shown, which other shards read
+	// without its lock on every push that evicts; reserves and publishes
+	// count the reservations and the stores to shown. On a line of their
+	// own, which a push that reserves nothing and publishes nothing does
+	// not write.
+	_         [64]byte
+	reserved  int64
+	published int64
+	shown     atomic.Int64
+	reserves  int
+	publishes int
+	_         [64]byte
 }
 
 // New returns a quarantine for classes size classes with a budget in
@@ -189,13 +207,19 @@ func (q *Quarantine) Reset(budget int64, seed uint64) {
 	q.queue.head, q.queue.size = 0, 0
 	q.held, q.bytes, q.count = 0, 0, 0
 	q.budget, q.rng = max(budget, 0), seed
+	q.reserved, q.published = 0, 0
+	q.shown.Store(0)
 }
 
 // Drain removes and returns everything held.
 func (q *Quarantine) Drain() []Item {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var out []Item
+	return q.drain(nil)
+}
+
+// drain is Drain appending to out (q.mu held).
+func (q *Quarantine) drain(out []Item) []Item {
 	for q.queue.len() > 0 {
 		out = append(out, q.queue.pop())
 	}

@@ -171,12 +171,26 @@ func TestShards(t *testing.T) {
 		push(1+int(id%2), id+1000, int(id%3))
 	}
 	foreign = 0
+	shared := func() (n int) { // writes other shards' Ps read
+		for _, q := range s.shards {
+			n += q.reserves + q.publishes
+		}
+		return n
+	}
+	before := shared()
 	for id := range uint64(4000) {
 		push(1+int(id%2), id+10000, int(id%3))
 	}
 	t.Logf("foreign evictions: %d of 4000", foreign)
 	if foreign > 400 {
 		t.Errorf("%d of 4000 evictions went to another shard's P", foreign)
+	}
+	// The budget is full and the load even: pushes reserve nothing, and
+	// publish a shard's size only when it moved by the slack (the
+	// budget/64 of 16-byte items: here, two items).
+	t.Logf("reservations and publications: %d", shared()-before)
+	if n := shared() - before; n > 400 {
+		t.Errorf("%d reservations and publications in 4000 even pushes", n)
 	}
 	// Always classes are held in every shard, outside the budget.
 	for id := range uint64(10) {

@@ -17,14 +17,25 @@ import "sync/atomic"
 // parallel hardened Alloc+Free). A program that frees on one P only
 // still gets the whole budget: shards are not given a fixed share.
 //
+// The budget is shared by reservation. A shard holds at most what it has
+// reserved; it reserves more from the shared count while the budget has
+// room, and when it has none, it evicts its own blocks or takes another
+// shard's (the reservation moves with them). Once the budget is full and
+// the load even, a push therefore writes nothing another P reads: each
+// shard publishes what it holds (for the others' choice of a victim) only
+// when that moved by a sixty-fourth of the budget. A shared count written
+// by every push, and every shard's size stored on one line, made two
+// goroutines' hardened pair 1.2-1.45 times one goroutine's instead of
+// 1.75-1.8 with nothing shared.
+//
 // After PushAll returns, the budgeted bytes of all shards together are
 // within the budget, unless other pushes are under way at that moment.
 // Always classes keep their own FIFO, AlwaysDepth deep, in every shard.
 type Shards struct {
 	shards []*Quarantine
-	held   []atomic.Int64 // budgeted bytes per shard, mirrored for lock-free reads
 	budget int64
-	bytes  atomic.Int64 // budgeted bytes in all shards
+	slack  int64        // how far a shard's published size may lag
+	bytes  atomic.Int64 // bytes reserved by all shards
 }
 
 // NewShards returns n shards sharing budget (0 or less: nothing but the
@@ -32,9 +43,11 @@ type Shards struct {
 //
 //go:norace
 func NewShards(n, classes int, budget int64, seed uint64) *Shards {
-	s := &Shards{shards: make([]*Quarantine, n), held: make([]atomic.Int64, n), budget: max(budget, 0)}
+	s := &Shards{shards: make([]*Quarantine, n)}
+	s.budget = max(budget, 0)
+	s.slack = s.budget / 64
 	for i := range s.shards {
-		// Each shard may hold the whole budget; the shared count is
+		// Each shard may hold the whole budget; the reservations are
 		// what is enforced (PushAll).
 		s.shards[i] = New(classes, s.budget, shardSeed(seed, i))
 	}
@@ -64,47 +77,113 @@ func (s *Shards) SetAlways(c int) {
 func (s *Shards) PushAll(i int, items []Item, buf []Item) []Item {
 	q := s.shards[i]
 	q.mu.Lock()
-	before := q.bytes
 	evicted := buf[:0]
 	for _, it := range items {
 		evicted = q.push(it, evicted)
 	}
-	delta := q.bytes - before
-	s.held[i].Store(q.bytes)
-	q.mu.Unlock()
-	over := s.bytes.Add(delta) - s.budget
-	for over > 0 {
-		v := s.victim(i)
-		if v < 0 {
-			break // nothing left to evict anywhere
+	need := q.bytes - q.reserved
+	if need > 0 {
+		if got := s.reserve(need); got > 0 {
+			q.reserved += got
+			q.reserves++
+			need -= got
 		}
+	}
+	v := -1
+	if need > 0 {
+		if v = s.victim(i, q.bytes); v == i {
+			var freed int64
+			evicted, freed = q.evict(need, evicted)
+			need -= freed
+		}
+	}
+	s.publish(q)
+	q.mu.Unlock()
+	for need > 0 && v >= 0 && v != i {
 		vq := s.shards[v]
 		vq.mu.Lock()
 		var freed int64
-		evicted, freed = vq.evict(over, evicted)
-		s.held[v].Store(vq.bytes)
+		evicted, freed = vq.evict(need, evicted)
+		vq.reserved -= freed
+		s.publishExact(vq) // so the next victim choice does not pick it again for nothing
 		vq.mu.Unlock()
-		over = s.bytes.Add(-freed) - s.budget
+		q.mu.Lock()
+		q.reserved += freed
+		need -= freed
+		if need > 0 {
+			v = s.victim(i, q.bytes)
+			if v == i {
+				evicted, freed = q.evict(need, evicted)
+				need -= freed
+			}
+		}
+		s.publish(q)
+		q.mu.Unlock()
 	}
 	return evicted
 }
 
-// victim picks the shard to evict from: shard own while it holds at least
-// 7/8 of what the fullest shard holds, else the fullest; -1 if all are
-// empty.
+// reserve takes up to want bytes of the budget's room for a shard and
+// returns how many it took. A full budget is read, not written.
 //
 //go:norace
-func (s *Shards) victim(own int) int {
-	best, most := -1, int64(0)
-	for k := range s.held {
-		if b := s.held[k].Load(); b > most {
+func (s *Shards) reserve(want int64) int64 {
+	for {
+		cur := s.bytes.Load()
+		take := min(want, s.budget-cur)
+		if take <= 0 {
+			return 0
+		}
+		if s.bytes.CompareAndSwap(cur, cur+take) {
+			return take
+		}
+	}
+}
+
+// publish stores q's size for other shards' victim choice (q.mu held)
+// when it moved by more than the slack since it was last stored, or
+// became zero (an empty shard must read as empty, or the victim choice
+// would keep picking it).
+//
+//go:norace
+func (s *Shards) publish(q *Quarantine) {
+	if d := q.bytes - q.published; d > s.slack || -d > s.slack || q.bytes == 0 && q.published != 0 {
+		s.publishExact(q)
+	}
+}
+
+// publishExact stores q's size for other shards' victim choice (q.mu
+// held).
+//
+//go:norace
+func (s *Shards) publishExact(q *Quarantine) {
+	if q.bytes != q.published {
+		q.published = q.bytes
+		q.shown.Store(q.bytes)
+		q.publishes++
+	}
+}
+
+// victim picks the shard to evict from for shard own, which holds
+// ownBytes: own while it holds at least 7/8 of what the fullest shard
+// holds (as published), else the fullest; -1 if all are empty.
+//
+//go:norace
+//go:nocheckptr
+func (s *Shards) victim(own int, ownBytes int64) int {
+	best, most := own, ownBytes
+	for k, q := range s.shards {
+		if k == own {
+			continue
+		}
+		if b := q.shown.Load(); b > most {
 			best, most = k, b
 		}
 	}
 	if most == 0 {
 		return -1
 	}
-	if b := s.held[own].Load(); b > 0 && b >= most-most/8 {
+	if ownBytes > 0 && ownBytes >= most-most/8 {
 		return own
 	}
 	return best
@@ -116,15 +195,13 @@ func (s *Shards) victim(own int) int {
 //go:nocheckptr
 func (s *Shards) Drain() []Item {
 	var out []Item
-	for i, q := range s.shards {
-		d := q.Drain()
-		for _, it := range d {
-			if q.always[it.Class] == nil {
-				s.bytes.Add(-it.Bytes)
-			}
-		}
-		s.held[i].Store(0)
-		out = append(out, d...)
+	for _, q := range s.shards {
+		q.mu.Lock()
+		out = q.drain(out)
+		s.bytes.Add(-q.reserved)
+		q.reserved = 0
+		s.publish(q)
+		q.mu.Unlock()
 	}
 	return out
 }
@@ -149,9 +226,9 @@ func (s *Shards) Count() (items int, bytes int64) {
 //go:nocheckptr
 func (s *Shards) Reset(budget int64, seed uint64) {
 	s.budget = max(budget, 0)
+	s.slack = s.budget / 64
 	for i, q := range s.shards {
 		q.Reset(s.budget, shardSeed(seed, i))
-		s.held[i].Store(0)
 	}
 	s.bytes.Store(0)
 }
