@@ -12,3 +12,8 @@ func fpCallers(skip int, pcs []uintptr) int
 //
 //go:noinline
 func callers(skip int, pcs []uintptr) int { return fpCallers(skip+1, pcs) }
+
+// fpHash walks as fpCallers(skip, pcs[:max]) does, from its caller's
+// frame, and returns n, how many return addresses that would write, and
+// their stackHash, storing none of them.
+func fpHash(skip, max int) (hash uint64, n int)

@@ -52,3 +52,53 @@ next:
 done:
 	MOVQ R8, ret+32(FP)
 	RET
+
+// func fpHash(skip, max int) (hash uint64, n int)
+//
+// fpCallers's walk, storing nothing: it returns how many return addresses
+// fpCallers(skip, pcs[:max]) would write and their stackHash. Hashing in
+// the walk costs little more than the walk: the multiply chain and the
+// chain of frame-pointer loads run side by side.
+TEXT ·fpHash(SB), NOSPLIT, $0-32
+	MOVQ skip+0(FP), AX
+	MOVQ max+8(FP), CX
+	MOVQ BP, DX
+	MOVQ (TLS), R10
+	MOVQ 0(R10), R11 // g.stack.lo
+	MOVQ 8(R10), R12 // g.stack.hi
+	XORQ R8, R8
+	XORQ BX, BX
+	MOVQ $0x9e3779b97f4a7c15, SI
+hloop:
+	CMPQ DX, R11
+	JCS hdone
+	LEAQ 16(DX), R13
+	CMPQ R13, R12
+	JHI hdone
+	CMPQ R8, CX
+	JGE hdone
+	MOVQ 8(DX), R9
+	TESTQ R9, R9
+	JZ hdone
+	TESTQ AX, AX
+	JZ hmix
+	DECQ AX
+	JMP hnext
+hmix:
+	XORQ R9, BX
+	ROLQ $27, BX
+	IMULQ SI, BX
+	INCQ R8
+hnext:
+	MOVQ 0(DX), R13
+	CMPQ R13, DX
+	JLS hdone
+	MOVQ R13, DX
+	JMP hloop
+hdone:
+	XORQ R8, BX
+	ROLQ $27, BX
+	IMULQ SI, BX
+	MOVQ BX, hash+16(FP)
+	MOVQ R8, n+24(FP)
+	RET

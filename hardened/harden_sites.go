@@ -3,7 +3,6 @@
 package hardened
 
 import (
-	"math/bits"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -29,11 +28,7 @@ type siteRec struct {
 // straddle pages.
 var _ [0]struct{} = [unsafe.Sizeof(siteRec{}) & (unsafe.Sizeof(siteRec{}) - 1)]struct{}{}
 
-const (
-	recSize     = unsafe.Sizeof(siteRec{})
-	stackSlop   = 6 // frames inside this package above the caller
-	wrapperSlop = 8 // more, for Options.Wrappers' frames
-)
+const recSize = unsafe.Sizeof(siteRec{})
 
 // allocSeq takes the sequence number of an allocation from slot off of
 // class c, under pc's pin: after the slot's last free.
@@ -59,14 +54,25 @@ func (a *Allocator) site(after uint64) (g, seq uint64, stack uint32) {
 }
 
 // who captures the current goroutine and stack, the parts of a site that
-// need no P (interning a stack may take a lock).
+// need no P (interning a stack may take a lock). The frame-pointer walk
+// hashes the stack as it goes and stores nothing: a stack seen before is
+// named by its hash alone, and only a new one is walked again into pcs
+// (from this same frame, so the walk finds the same frames). Storing
+// every walk into a zeroed array and hashing it in a second pass was
+// most of a site's cost.
+//
+//go:noinline
 func (a *Allocator) who() (g uint64, stack uint32) {
 	h := a.h
 	g = goid()
 	if h.depth > 0 {
-		var pcs [64 + stackSlop + wrapperSlop]uintptr
-		n := callers(0, pcs[:h.depth+h.slop]) // own and wrapper frames are dropped by Site.Frames
-		stack = h.depot.intern(pcs[:n])
+		max := h.depth + h.slop // own and wrapper frames are dropped by Site.Frames
+		sum, _ := fpHash(0, max)
+		if stack = h.depot.lookup(sum); stack == 0 {
+			var pcs [maxWalk]uintptr
+			n := callers(0, pcs[:max])
+			stack = h.depot.intern(pcs[:n])
+		}
 	}
 	return
 }
@@ -154,11 +160,9 @@ type depotShard struct {
 	_   [32]byte
 }
 
-func (d *depot) intern(pcs []uintptr) uint32 {
-	h := uint64(len(pcs))
-	for _, pc := range pcs {
-		h = bits.RotateLeft64(h^uint64(pc), 27) * 0x9e3779b97f4a7c15
-	}
+// lookup returns the id of the stack whose hash (stackHash) is h, or 0
+// when no such stack is interned.
+func (d *depot) lookup(h uint64) uint32 {
 	top := h &^ (1<<seenIDBits - 1)
 	for k := range uint64(seenProbes) {
 		e := d.seen[(h+k)%depotSeen].Load()
@@ -169,7 +173,27 @@ func (d *depot) intern(pcs []uintptr) uint32 {
 			return uint32(e & (1<<seenIDBits - 1))
 		}
 	}
+	sh := &d.shards[h>>58]
+	sh.mu.RLock()
+	id := sh.ids[h]
+	sh.mu.RUnlock()
+	if id != 0 {
+		d.remember(h, id)
+	}
+	return id
+}
+
+// intern returns the id of stack pcs, interning it if it is new.
+func (d *depot) intern(pcs []uintptr) uint32 {
+	h := stackHash(pcs)
 	id := d.internLocked(pcs, h)
+	d.remember(h, id)
+	return id
+}
+
+// remember puts id, the stack with hash h, in the lock-free cache when
+// there is room in its probe run.
+func (d *depot) remember(h uint64, id uint32) {
 	if e := seenEntry(h, id); e != 0 {
 		for k := range uint64(seenProbes) {
 			slot := &d.seen[(h+k)%depotSeen]
@@ -178,7 +202,6 @@ func (d *depot) intern(pcs []uintptr) uint32 {
 			}
 		}
 	}
-	return id
 }
 
 // internLocked is intern's path through the shards' maps.
