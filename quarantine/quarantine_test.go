@@ -1,6 +1,10 @@
 package quarantine
 
-import "testing"
+import (
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
 
 func TestBudgetNeverExceeded(t *testing.T) {
 	q := New(4, 1000, 1)
@@ -219,5 +223,86 @@ func TestShards(t *testing.T) {
 	}
 	if _, b := s.Count(); b != budget {
 		t.Fatalf("after Drain a shard holds %d bytes, want %d", b, budget)
+	}
+}
+
+// TestShardsConcurrent pushes from several goroutines at once, each mostly
+// into its own shard and sometimes into another's, with sizes that leave
+// reservations uneven: steals and reservations race. Once all pushes have
+// returned, the budget holds, the reservations add up to the shared count
+// and none is negative, and every item is held or was evicted exactly once.
+func TestShardsConcurrent(t *testing.T) {
+	const (
+		shards  = 4
+		budget  = 64 << 10
+		perG    = 20000
+		maxSize = 2048
+	)
+	for round := range 3 {
+		s := NewShards(shards, 8, budget, uint64(round))
+		var (
+			mu      sync.Mutex
+			evicted = map[uint64]bool{}
+			wg      sync.WaitGroup
+		)
+		for g := range shards {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(uint64(round), uint64(g)))
+				var buf [64]Item
+				batch := make([]Item, 0, 32)
+				for i := range perG {
+					id := uint64(g)<<32 | uint64(i) + 1
+					batch = append(batch, Item{Class: rng.IntN(8), ID: id, Bytes: int64(16 + rng.IntN(maxSize))})
+					if len(batch) < 1+rng.IntN(32) {
+						continue
+					}
+					shard := g
+					if rng.IntN(8) == 0 {
+						shard = rng.IntN(shards)
+					}
+					ev := s.PushAll(shard, batch, buf[:0])
+					batch = batch[:0]
+					mu.Lock()
+					for _, e := range ev {
+						if evicted[e.ID] {
+							t.Errorf("item %#x evicted twice", e.ID)
+						}
+						evicted[e.ID] = true
+					}
+					mu.Unlock()
+				}
+				if len(batch) > 0 {
+					ev := s.PushAll(g, batch, buf[:0])
+					mu.Lock()
+					for _, e := range ev {
+						evicted[e.ID] = true
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		n, b := s.Count()
+		if b > budget {
+			t.Errorf("round %d: %d bytes held, budget %d", round, b, budget)
+		}
+		var reserved int64
+		for i, q := range s.shards {
+			if q.reserved < 0 {
+				t.Errorf("round %d: shard %d has a negative reservation %d", round, i, q.reserved)
+			}
+			if q.bytes > q.reserved {
+				t.Errorf("round %d: shard %d holds %d bytes on a reservation of %d", round, i, q.bytes, q.reserved)
+			}
+			reserved += q.reserved
+		}
+		if got := s.bytes.Load(); got != reserved {
+			t.Errorf("round %d: shared count %d, reservations add up to %d", round, got, reserved)
+		}
+		if n+len(evicted) != shards*perG {
+			t.Errorf("round %d: %d held + %d evicted, %d pushed", round, n, len(evicted), shards*perG)
+		}
 	}
 }

@@ -72,6 +72,10 @@ func (s *Shards) SetAlways(c int) {
 // PushAll quarantines items in shard i and returns the items evicted to
 // bring all shards back within the budget, appended to buf[:0].
 //
+// What the shard still needs to reserve is read from its state each time
+// its lock is taken again, never carried across an unlock: another shard
+// may take blocks from it meanwhile.
+//
 //go:norace
 //go:nocheckptr
 func (s *Shards) PushAll(i int, items []Item, buf []Item) []Item {
@@ -81,45 +85,42 @@ func (s *Shards) PushAll(i int, items []Item, buf []Item) []Item {
 	for _, it := range items {
 		evicted = q.push(it, evicted)
 	}
-	need := q.bytes - q.reserved
-	if need > 0 {
+	for {
+		need := q.bytes - q.reserved
+		if need <= 0 {
+			break
+		}
 		if got := s.reserve(need); got > 0 {
 			q.reserved += got
 			q.reserves++
-			need -= got
+			continue
 		}
-	}
-	v := -1
-	if need > 0 {
-		if v = s.victim(i, q.bytes); v == i {
-			var freed int64
-			evicted, freed = q.evict(need, evicted)
-			need -= freed
+		v := s.victim(i, q.bytes)
+		if v < 0 {
+			break // nothing held anywhere (then need <= 0: not reached)
 		}
-	}
-	s.publish(q)
-	q.mu.Unlock()
-	for need > 0 && v >= 0 && v != i {
+		if v == i {
+			evicted, _ = q.evict(need, evicted)
+			continue
+		}
+		s.publish(q)
+		q.mu.Unlock()
 		vq := s.shards[v]
 		vq.mu.Lock()
 		var freed int64
 		evicted, freed = vq.evict(need, evicted)
-		vq.reserved -= freed
+		// The reservation moves with the blocks, as far as the victim
+		// has one: a victim in the middle of its own push may hold more
+		// than it has reserved, and its need shrinks by the rest.
+		give := min(freed, max(vq.reserved, 0))
+		vq.reserved -= give
 		s.publishExact(vq) // so the next victim choice does not pick it again for nothing
 		vq.mu.Unlock()
 		q.mu.Lock()
-		q.reserved += freed
-		need -= freed
-		if need > 0 {
-			v = s.victim(i, q.bytes)
-			if v == i {
-				evicted, freed = q.evict(need, evicted)
-				need -= freed
-			}
-		}
-		s.publish(q)
-		q.mu.Unlock()
+		q.reserved += give
 	}
+	s.publish(q)
+	q.mu.Unlock()
 	return evicted
 }
 
