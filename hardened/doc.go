@@ -141,18 +141,20 @@
 //     (the payload's in the pass that zeroes it) or at Close, wherever it
 //     waited (WriteAfterFree). Each P batches its frees (up to 32 blocks,
 //     an eighth of the budget shared by the Ps) and pushes them under one
-//     lock into its own shard of the quarantine; shards share the budget,
-//     and a push evicts from its own shard while that holds its share, so
-//     each P recycles the slots it freed (one shared queue made slots
-//     migrate between CPUs, and their header lines bounce), into its own
-//     cache, which holds a batch's evictions. The blocks a batch evicts
+//     lock into its own shard of the quarantine; shards share the budget
+//     by reservation (a push at a full budget writes nothing another P
+//     reads), and a push evicts from its own shard while that holds its
+//     share, so each P recycles the slots it freed (one shared queue made
+//     slots migrate between CPUs, and their header lines bounce), into
+//     its own cache, which holds a batch's evictions. The blocks a batch evicts
 //     were freed a quarantine ago and are cold, so their headers, first
 //     lines and site records are prefetched together before the headers
 //     are swapped;
 //   - with no quarantine budget (QuarantineBytes < 0), ordinary frees skip
 //     poison and the quarantine: their slots are reused at once;
 //   - each slot's last allocation and first free site (goroutine, sequence
-//     number, stack in a deduplicating depot) are kept out of band, in a
+//     number, stack in a deduplicating depot, looked up by a hash taken
+//     during the frame-pointer walk) are kept out of band, in a
 //     metadata region that Options.ProtectMetadata keeps read-only except
 //     inside a scoped guard;
 //   - large blocks are PROT_NONE on Free and held in a bounded quarantine

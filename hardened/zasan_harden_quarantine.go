@@ -116,6 +116,7 @@ func (a *Allocator) prefetchSlot(e quarantine.Item) {
 		prefetch(s + l)
 	}
 	prefetch(uintptr(unsafe.Pointer(a.rec(e.Class, uint32(e.ID)))))
+	prefetchShadow(s)
 }
 
 // quarantineBatch pushes a P's batch of freed blocks into the quarantine
