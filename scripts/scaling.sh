@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Two-goroutine scaling of the Alloc+Free pair, release and hardened,
-# beside the compute loop's (BenchmarkAllocFreeParallel and
-# BenchmarkComputeParallel, ./hardened).
+# beside a compute loop's and a 64 KiB clear's (BenchmarkAllocFreeParallel,
+# BenchmarkComputeParallel and BenchmarkClearParallel, ./hardened).
 #
 #   scripts/scaling.sh                 # ROUNDS=4 BENCHTIME=150ms
 #
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-4}
 BENCHTIME=${BENCHTIME:-150ms}
-RX=${RX:-AllocFreeParallel|ComputeParallel}
+RX=${RX:-AllocFreeParallel|ComputeParallel|ClearParallel}
 command -v taskset >/dev/null || { echo "scaling: needs taskset (util-linux)" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || { echo "scaling: needs two CPUs" >&2; exit 1; }
 work=$(mktemp -d)
