@@ -19,7 +19,6 @@ func shadowLive(p, n uintptr)                   {}
 func asanRegister(a *Allocator)                 {}
 func asanUnregister(a *Allocator)               {}
 func storeHeader(slot unsafe.Pointer, v uint64) { *hdrWord(slot) = v }
-func prefetchShadow(p uintptr)                  {}
 
 // keepClosed keeps nothing: without -asan a closed allocator's memory is
 // unmapped (a late access faults; CatchFault and the crash monitor say

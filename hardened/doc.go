@@ -220,8 +220,8 @@
 // cache) · stats.go (Stats) · check.go (Check, Trim, Close) ·
 // unsupported.go (the build stops off 64-bit Linux).
 //
-// Sites and reports: callers_amd64.go, callers_other.go (the
-// frame-pointer unwinder) · goid.go, goid_asm.go, goid_noasm.go,
+// Sites and reports: callers.go, callers_amd64.go, callers_other.go (the
+// frame-pointer unwinder and the stack hash) · goid.go, goid_asm.go, goid_noasm.go,
 // goid_amd64.s, goid_arm64.s (the goroutine id) · report.go (Report, its
 // text and JSON forms, what the allocator prints) · errors.go (OpError,
 // Error) · explain.go (Explain, CatchFault).
@@ -238,7 +238,8 @@
 //
 // AddressSanitizer: shadow.go (every shadow change), asan.go and asan0.go
 // (the -asan build's report callback, the reporter process and what Close
-// keeps, and their release half), asan_remote.go (the reporter's reads of
+// keeps, and their release half), harden_noasan.go (what the hardening
+// layer asks of the shadow, without -asan), asan_remote.go (the reporter's reads of
 // the stopped process), harden_sites_asan.go (the site record layout it
 // reads), zasan_*.go (generated -asan copies; never edit them, run go
 // generate). Sampling and faults: sample.go (the sampled pool), book.go
