@@ -52,11 +52,14 @@ func (a *Allocator) unpin(c *cache) {
 // owner names this P's cache to central.take, which prefers the slabs it
 // has taken from before: its index + 1. 0 (no preference) when the
 // harness chooses the caches (ctl.Extra.Cache), whose choices the program
-// replays and the running P must not change.
+// replays and the running P must not change; and under a Limit, where
+// the caches hold no slots, so there is no per-P stream of slots to keep
+// apart, and the P a goroutine happens to run on must not change which
+// slab its blocks come from.
 //
 //go:norace
 func (a *Allocator) owner() uint16 {
-	if a.x.Cache != nil {
+	if a.x.Cache != nil || a.opts.Limit > 0 {
 		return 0
 	}
 	pid := procPin()
