@@ -187,7 +187,7 @@ func TestStackDepthOff(t *testing.T) {
 
 func TestLiveProfile(t *testing.T) {
 	const name = "hardalloc.test.live"
-	a, _ := newAlloc(t, hardened.Options{ProfileName: name})
+	a, ac := newAlloc(t, hardened.Options{ProfileName: name})
 	p := pprof.Lookup(name)
 	if p == nil {
 		t.Fatal("profile not registered")
@@ -217,6 +217,35 @@ func TestLiveProfile(t *testing.T) {
 	}
 	if _, err := hardened.New(hardened.Options{ProfileName: name}); err == nil {
 		t.Fatal("a second allocator took the same profile name")
+	}
+	// After Close (a block leaked: Close reports it and takes it out of
+	// the profile), the next allocator of the name takes the profile
+	// over, empty.
+	mustAlloc(t, a, 64)
+	a.Close()
+	if r := ac.take(); len(r) != 1 || r[0].Kind != hardened.Leak {
+		t.Fatalf("Close reported %v, want the one leak", r)
+	}
+	if p.Count() != 0 {
+		t.Fatalf("a closed allocator's profile holds %d blocks", p.Count())
+	}
+	b, _ := newAlloc(t, hardened.Options{ProfileName: name})
+	if pprof.Lookup(name) != p {
+		t.Fatal("the profile was not taken over")
+	}
+	b.Free(mustAlloc(t, b, 10))
+	kept := mustAlloc(t, b, 10)
+	if p.Count() != 1 {
+		t.Fatalf("the new allocator's profile holds %d blocks, want 1", p.Count())
+	}
+	b.Free(kept)
+	// A profile hardalloc did not make is not taken.
+	const foreign = "hardalloc.test.foreign"
+	if pprof.Lookup(foreign) == nil {
+		pprof.NewProfile(foreign)
+	}
+	if _, err := hardened.New(hardened.Options{ProfileName: foreign}); err == nil {
+		t.Fatal("New took a profile it did not make")
 	}
 }
 

@@ -54,10 +54,12 @@ type Options struct {
 	// ProfileName, when set in hardened builds, exports live blocks as the
 	// runtime/pprof custom profile of that name (pprof.Lookup(name)), each
 	// with its allocation stack: `go tool pprof` then shows who holds
-	// memory. It costs a profile lock and a stack per Alloc and Free. The
-	// name must be unique in the process; runtime/pprof cannot unregister a
-	// profile, so after Close it stays, empty. Its stacks start at the
-	// allocator's caller. Release builds record no stacks: New fails.
+	// memory. It costs a profile lock and a stack per Alloc and Free. No
+	// two open allocators may share the name, nor may a profile hardalloc
+	// did not make; runtime/pprof cannot unregister a profile, so after
+	// Close it stays, empty, and the next allocator of that name takes it
+	// over. Its stacks start at the allocator's caller. Release builds
+	// record no stacks: New fails.
 	ProfileName string
 	// MinAlign, when set, is the alignment of every block: a power of two
 	// no larger than MaxAlign (0 means 16). Alloc and Realloc then return
