@@ -230,6 +230,8 @@
 // reset and the live-block profile) with a file per subsystem
 // (harden_small.go: canaries and poison; harden_quarantine.go: quarantine
 // batching and eviction; harden_sites.go: sites and the stack depot;
+// harden_profile.go: the live-block profiles by name, shared with -asan
+// builds rather than copied;
 // harden_large.go; harden_zero.go: 0-byte blocks; harden_meta.go: the
 // metadata guard; harden_store_asm.go, harden_store_other.go,
 // harden_store_*.s: header stores with release ordering), and
