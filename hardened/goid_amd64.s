@@ -1,13 +1,5 @@
 #include "textflag.h"
 
-// func getg() unsafe.Pointer
-TEXT ·getg(SB), NOSPLIT, $0-8
-	MOVQ (TLS), AX
-	MOVQ AX, ret+0(FP)
-	RET
-
-// func fpCallers(skip int, pcs []uintptr) int
-//
 // Frame-pointer unwinding, as the runtime's tracer does: BP is the frame
 // pointer of our Go caller; 0(BP) is its caller's frame pointer and 8(BP)
 // the return address into its caller. The chain ends at a zero frame
@@ -15,27 +7,52 @@ TEXT ·getg(SB), NOSPLIT, $0-8
 // the goroutine's stack [g.stack.lo, g.stack.hi) or not above the one
 // before: a goroutine that a cgo callback runs (libFuzzer's harness calls
 // into Go from C) has C frames beyond its first, whose frame pointers may
-// be anything.
+// be anything. fpCallers and fpHash walk alike (the macros below), one
+// storing each return address, the other mixing it into a hash.
+//
+// Registers: AX frames left to skip, CX the most to take, R8 frames
+// taken, DX the frame pointer, R11 and R12 the stack's bounds, R9 the
+// return address, R13 scratch.
+
+// WALK_START loads the walk's registers from skip and the limit in CX.
+#define WALK_START \
+	MOVQ skip+0(FP), AX; \
+	MOVQ BP, DX; \
+	MOVQ (TLS), R10; \
+	MOVQ 0(R10), R11; \
+	MOVQ 8(R10), R12; \
+	XORQ R8, R8
+
+// WALK_FRAME jumps to done unless DX is a frame record inside the stack
+// (the record's 16 bytes included), fewer than CX frames are taken and
+// the record's return address, loaded into R9, is not zero.
+#define WALK_FRAME(done) \
+	CMPQ DX, R11; \
+	JCS done; \
+	LEAQ 16(DX), R13; \
+	CMPQ R13, R12; \
+	JHI done; \
+	CMPQ R8, CX; \
+	JGE done; \
+	MOVQ 8(DX), R9; \
+	TESTQ R9, R9; \
+	JZ done
+
+// WALK_NEXT moves DX to the caller's frame, or jumps to done when that
+// is not above this one.
+#define WALK_NEXT(done) \
+	MOVQ 0(DX), R13; \
+	CMPQ R13, DX; \
+	JLS done; \
+	MOVQ R13, DX
+
+// func fpCallers(skip int, pcs []uintptr) int
 TEXT ·fpCallers(SB), NOSPLIT, $0-40
-	MOVQ skip+0(FP), AX
 	MOVQ pcs_base+8(FP), DI
 	MOVQ pcs_len+16(FP), CX
-	MOVQ BP, DX
-	MOVQ (TLS), R10
-	MOVQ 0(R10), R11 // g.stack.lo
-	MOVQ 8(R10), R12 // g.stack.hi
-	XORQ R8, R8
+	WALK_START
 loop:
-	CMPQ DX, R11
-	JCS done // below the stack (zero included)
-	LEAQ 16(DX), R13
-	CMPQ R13, R12
-	JHI done // the frame record would end past the stack's top
-	CMPQ R8, CX
-	JGE done
-	MOVQ 8(DX), R9
-	TESTQ R9, R9
-	JZ done
+	WALK_FRAME(done)
 	TESTQ AX, AX
 	JZ store
 	DECQ AX
@@ -44,10 +61,7 @@ store:
 	MOVQ R9, (DI)(R8*8)
 	INCQ R8
 next:
-	MOVQ 0(DX), R13
-	CMPQ R13, DX
-	JLS done // a caller's frame is above its callee's
-	MOVQ R13, DX
+	WALK_NEXT(done)
 	JMP loop
 done:
 	MOVQ R8, ret+32(FP)
@@ -60,26 +74,12 @@ done:
 // the walk costs little more than the walk: the multiply chain and the
 // chain of frame-pointer loads run side by side.
 TEXT ·fpHash(SB), NOSPLIT, $0-32
-	MOVQ skip+0(FP), AX
 	MOVQ max+8(FP), CX
-	MOVQ BP, DX
-	MOVQ (TLS), R10
-	MOVQ 0(R10), R11 // g.stack.lo
-	MOVQ 8(R10), R12 // g.stack.hi
-	XORQ R8, R8
+	WALK_START
 	XORQ BX, BX
 	MOVQ $0x9e3779b97f4a7c15, SI
 hloop:
-	CMPQ DX, R11
-	JCS hdone
-	LEAQ 16(DX), R13
-	CMPQ R13, R12
-	JHI hdone
-	CMPQ R8, CX
-	JGE hdone
-	MOVQ 8(DX), R9
-	TESTQ R9, R9
-	JZ hdone
+	WALK_FRAME(hdone)
 	TESTQ AX, AX
 	JZ hmix
 	DECQ AX
@@ -90,10 +90,7 @@ hmix:
 	IMULQ SI, BX
 	INCQ R8
 hnext:
-	MOVQ 0(DX), R13
-	CMPQ R13, DX
-	JLS hdone
-	MOVQ R13, DX
+	WALK_NEXT(hdone)
 	JMP hloop
 hdone:
 	XORQ R8, BX
@@ -101,4 +98,10 @@ hdone:
 	IMULQ SI, BX
 	MOVQ BX, hash+16(FP)
 	MOVQ R8, n+24(FP)
+	RET
+
+// func getg() unsafe.Pointer
+TEXT ·getg(SB), NOSPLIT, $0-8
+	MOVQ (TLS), AX
+	MOVQ AX, ret+0(FP)
 	RET
