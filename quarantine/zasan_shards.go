@@ -97,7 +97,7 @@ func (s *Shards) PushAll(i int, items []Item, buf []Item) []Item {
 		}
 		v := s.victim(i, q.bytes)
 		if v < 0 {
-			break // nothing held anywhere (then need <= 0: not reached)
+			break // nothing held anywhere: then need = -q.reserved <= 0, so not reached
 		}
 		if v == i {
 			evicted, _ = q.evict(need, evicted)
