@@ -139,13 +139,16 @@ func (a *Allocator) auditSlots() error {
 					continue // damaged: reported when found, never reused
 				case (h.state == stateFree || h.state == stateFreePoisoned) && n != 1:
 					bad(c, off, "free, but in %d free lists (cached %d, bitmap %v)", n, nc, inBits)
-				case h.state == stateQuarantined && (n != 1 || inBits):
-					bad(c, off, "quarantined, but in %d places (bitmap %v)", n, inBits)
-				case h.state == stateWithdrawn && (n-nq != 0 || nq > 1):
+				case h.state == stateQuarantined && n != 1:
+					// In the quarantine, or evicted from it to one free
+					// list with its header left to its next Alloc.
+					bad(c, off, "quarantined, but in %d places (cached %d, queued %d, bitmap %v)", n, nc, nq, inBits)
+				case h.state == stateWithdrawn && n > 1:
 					// Withdrawn while quarantined (Check found its
-					// poison damaged): it may wait in the queue, whose
-					// eviction skips it, but in no free list.
-					bad(c, off, "withdrawn, but in %d free lists and %d queues", n-nq, nq)
+					// poison damaged): it may still wait in the queue,
+					// or on the free list its eviction put it on, until
+					// the Alloc that takes it drops it.
+					bad(c, off, "withdrawn, but in %d free lists and queues", n)
 				case (h.state == stateAllocated || h.state == stateDamaged) && n != 0:
 					bad(c, off, "state %d, but also in %d free lists or queues", h.state, n)
 				}

@@ -19,7 +19,7 @@ const (
 	bugTrimPurged
 	bugQuarantineLast
 	bugAsanGranule
-	bugEvictCompact
+	bugEvictedUnverified
 	bugReuseClear
 	bugReuseRedzones
 	bugSampleKeeps

@@ -53,11 +53,12 @@ const (
 	// addressable to AddressSanitizer, so up to 7 bytes past its end can
 	// be read and written unseen (-asan builds).
 	BugAsanGranule
-	// BugEvictKeepsWithdrawn: a batch of evictions counts the blocks it
-	// recycles but does not move them down over the ones a report
-	// withdrew ("n counts them"), so a withdrawn block goes back to a
-	// free list and a healthy one is lost.
-	BugEvictKeepsWithdrawn
+	// BugEvictedUnverified: an Alloc that takes a slot evicted from the
+	// quarantine (its header still says quarantined) claims it as free
+	// rather than free and poisoned ("it has left the quarantine"), so
+	// its poison is not verified: a write after free into it goes
+	// unseen.
+	BugEvictedUnverified
 	// BugReuseClearsPayload: a poisoned slot handed out again has the
 	// poison around the new payload verified, but the payload only
 	// zeroed ("it is zeroed anyway"), so a write after free into the
@@ -85,34 +86,34 @@ const (
 	// count before decrementing it, so the last closer never makes the
 	// page read-only again: site records stay writable.
 	BugMetaLeftOpen
-	// BugPurgeUnverified: the verification before a purge looks for the
-	// quarantined state instead of the free, poisoned one: a slab whose
-	// every slot is free has none, so a write after free into it goes
-	// with its pages.
+	// BugPurgeUnverified: the verification before a purge looks only
+	// for slots in the free, poisoned state; a slot evicted from the
+	// quarantine still says quarantined until its next Alloc, so a
+	// write after free into it goes with the slab's pages.
 	BugPurgeUnverified
 
-	bugReallocShort    = BugReallocShort
-	bugDoublePush      = BugDoublePush
-	bugNoZero          = BugNoZero
-	bugFlushLoses      = BugFlushLoses
-	bugRefillDup       = BugRefillDup
-	bugPlainFree       = BugPlainFree
-	bugEvictTwice      = BugEvictTwice
-	bugCanarySkip      = BugCanarySkip
-	bugSpillNoZero     = BugSpillNoZero
-	bugPurgeSkip       = BugPurgeSkip
-	bugChecksumPage    = BugChecksumPage
-	bugTrimPurged      = BugTrimPurged
-	bugQuarantineLast  = BugQuarantineLast
-	bugAsanGranule     = BugAsanGranule
-	bugEvictCompact    = BugEvictKeepsWithdrawn
-	bugReuseClear      = BugReuseClearsPayload
-	bugReuseRedzones   = BugReuseSkipsRedzones
-	bugSampleKeeps     = BugSampleKeepsPage
-	bugSampleGuard     = BugSampleGuardOpen
-	bugLargeKept       = BugLargeKeptOpen
-	bugMetaLeftOpen    = BugMetaLeftOpen
-	bugPurgeUnverified = BugPurgeUnverified
+	bugReallocShort      = BugReallocShort
+	bugDoublePush        = BugDoublePush
+	bugNoZero            = BugNoZero
+	bugFlushLoses        = BugFlushLoses
+	bugRefillDup         = BugRefillDup
+	bugPlainFree         = BugPlainFree
+	bugEvictTwice        = BugEvictTwice
+	bugCanarySkip        = BugCanarySkip
+	bugSpillNoZero       = BugSpillNoZero
+	bugPurgeSkip         = BugPurgeSkip
+	bugChecksumPage      = BugChecksumPage
+	bugTrimPurged        = BugTrimPurged
+	bugQuarantineLast    = BugQuarantineLast
+	bugAsanGranule       = BugAsanGranule
+	bugEvictedUnverified = BugEvictedUnverified
+	bugReuseClear        = BugReuseClearsPayload
+	bugReuseRedzones     = BugReuseSkipsRedzones
+	bugSampleKeeps       = BugSampleKeepsPage
+	bugSampleGuard       = BugSampleGuardOpen
+	bugLargeKept         = BugLargeKeptOpen
+	bugMetaLeftOpen      = BugMetaLeftOpen
+	bugPurgeUnverified   = BugPurgeUnverified
 )
 
 // injecting says the fault-injection layer is compiled in.

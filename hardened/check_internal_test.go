@@ -12,15 +12,20 @@ import (
 // took the poison for an overflow. Here the owner's Free runs
 // deterministically inside that window, for a block freed into the
 // quarantine and for one freed and handed out again at once (the same
-// slot, an identical header). Check must stay silent either way.
+// slot, an identical header); and, the other way round, the Alloc that
+// takes a slot evicted from the quarantine, whose header still says
+// quarantined and whose poison Check is about to verify, runs there.
+// Check must stay silent every time.
 func TestHookCheckWindow(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		q       int64
 		realloc bool
+		evicted bool // freed before Check, evicted at once; the hook only reallocates
 	}{
-		{"freed", 64 << 10, false},
-		{"freed-and-reused", -1, true},
+		{"freed", 64 << 10, false, false},
+		{"freed-and-reused", -1, true, false},
+		{"evicted-and-reused", 1, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var reports []*Report
@@ -36,13 +41,21 @@ func TestHookCheckWindow(t *testing.T) {
 				b[i] = byte(i)
 			}
 			target := unsafe.Pointer(unsafe.SliceData(b))
+			if tc.evicted {
+				a.Free(b)
+				if _, _, h, ok := a.smallAt(target, uintptr(target)-uintptr(a.base)); !ok || h.state != stateQuarantined || a.quarantinedAt(b) {
+					t.Fatalf("the freed block's slot: header ok %v, state %d, in the quarantine %v; want evicted, its header still quarantined", ok, h.state, a.quarantinedAt(b))
+				}
+			}
 			hits := 0
 			checkHook = func(slot unsafe.Pointer) {
 				if uintptr(target)-uintptr(slot) >= 4096 || hits > 0 {
 					return
 				}
 				hits++
-				a.Free(b)
+				if !tc.evicted {
+					a.Free(b)
+				}
 				if tc.realloc {
 					b = allocT(t, a, 100)
 					if unsafe.Pointer(unsafe.SliceData(b)) != target {

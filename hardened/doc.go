@@ -146,10 +146,12 @@
 //     reads), and a push evicts from its own shard while that holds its
 //     share, so each P recycles the slots it freed (one shared queue made
 //     slots migrate between CPUs, and their header lines bounce), into
-//     its own cache, which holds a batch's evictions. The blocks a batch evicts
-//     were freed a quarantine ago and are cold, so their headers, first
-//     lines and site records are prefetched together before the headers
-//     are swapped;
+//     its own cache, which holds a batch's evictions. An eviction does
+//     not touch the slot: its header says quarantined until the Alloc
+//     that takes it claims it with one compare-and-swap (which settles
+//     any race with Check) and verifies its poison. The blocks a batch
+//     evicts were freed a quarantine ago and are cold, so their headers,
+//     first lines and site records are prefetched as they go back;
 //   - with no quarantine budget (QuarantineBytes < 0), ordinary frees skip
 //     poison and the quarantine: their slots are reused at once;
 //   - each slot's last allocation and first free site (goroutine, sequence

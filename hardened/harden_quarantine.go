@@ -12,9 +12,15 @@ import (
 
 // This file is the hardening layer's quarantine of small blocks: each P
 // batches its frees (qBatch) and pushes them into the shared, sharded
-// quarantine under one lock; what the quarantine evicts is marked free
-// and poisoned (evict; the poison is verified when the slot is handed out
-// again, harden_small.go) and goes back to this P's cache.
+// quarantine under one lock; what the quarantine evicts goes back to this
+// P's cache as it is. Its header still says quarantined: the Alloc that
+// takes the slot claims it from that state with a compare-and-swap (which
+// settles any race with Check, which may withdraw it first) and verifies
+// its poison in the pass that zeroes it (armSmall, harden_small.go). An
+// eviction that changed the header itself read a line freed a quarantine
+// ago, cold in every cache, and swapped it: 10-13% of the 16-256 B pair,
+// for a state change the Alloc that takes the slot, which writes that
+// line anyway, makes for almost nothing.
 // Also the budgets, the drain an out-of-memory Alloc does, and the walks
 // Stats and Audit make.
 
@@ -29,9 +35,10 @@ func (a *Allocator) quarantineBudget() int64 {
 	return a.opts.QuarantineBytes
 }
 
-// evict takes a slot out of quarantine: one compare-and-swap to free,
-// poisoned (free without patterns, -asan builds), which settles any race
-// with Check, which may withdraw it first.
+// evict takes a slot out of quarantine eagerly, for the paths that are
+// not a P's push (drainQuarantine, two seeded bugs): one compare-and-swap
+// to free, poisoned (free without patterns, -asan builds), which settles
+// any race with Check, which may withdraw it first.
 func (a *Allocator) evict(c int, soff uint32) bool {
 	slot := a.slotAt(c, soff)
 	old := loadHeader(slot)
@@ -86,13 +93,10 @@ func (a *Allocator) sharedQuarantineBudget(pendCap int64) int64 {
 	return a.quarantineBudget() - pendCap*int64(len(a.caches)+1)
 }
 
-// evictAhead is how many evictions ahead quarantineBatch prefetches.
-const evictAhead = 6
-
-// prefetchSlot requests the first lines of a quarantined slot (evict
-// swaps its header; the Alloc that takes the slot next, most often soon
-// and from this P's cache, verifies its poison and streams the rest) and
-// its site record, which that Alloc writes.
+// prefetchSlot requests the first lines of a slot leaving the quarantine
+// (the Alloc that takes it next, most often soon and from this P's cache,
+// claims its header, verifies its poison and streams the rest) and its
+// site record, which that Alloc writes.
 func (a *Allocator) prefetchSlot(e quarantine.Item) {
 	s := uintptr(a.slotAt(e.Class, uint32(e.ID)))
 	for l := uintptr(0); l < min(3*64, uintptr(classSize[e.Class])+headerSize); l += 64 {
@@ -103,9 +107,10 @@ func (a *Allocator) prefetchSlot(e quarantine.Item) {
 }
 
 // quarantineBatch pushes a P's batch of freed blocks into the quarantine
-// and releases what it evicts. Evicted blocks were freed a quarantine ago
-// and are long gone from the CPU caches: their first lines and site
-// records are prefetched ahead, so the misses overlap.
+// and puts what it evicts back on free lists, headers untouched (see the
+// top of this file). Evicted blocks were freed a quarantine ago and are
+// long gone from the CPU caches: their first lines and site records are
+// prefetched, so that the Allocs that take them soon find them there.
 func (a *Allocator) quarantineBatch(shard int, items []quarantine.Item) {
 	var buf [2 * qBatch]quarantine.Item
 	if bug(bugQuarantineLast) && len(items) > 1 {
@@ -120,24 +125,10 @@ func (a *Allocator) quarantineBatch(shard int, items []quarantine.Item) {
 		}()
 	}
 	ev := a.h.q.PushAll(shard, items, buf[:])
-	// Software-pipelined: the lines of the item evictAhead places on are
-	// requested while this one is verified, so the misses overlap without
-	// asking for more lines at once than the core can have in flight.
-	for i := range min(evictAhead, len(ev)) {
-		a.prefetchSlot(ev[i])
+	for _, e := range ev {
+		a.prefetchSlot(e)
 	}
-	n := 0
-	for i, e := range ev {
-		if i+evictAhead < len(ev) {
-			a.prefetchSlot(ev[i+evictAhead])
-		}
-		if a.evict(e.Class, uint32(e.ID)) {
-			if !bug(bugEvictCompact) {
-				ev[n] = e
-			}
-			n++
-		}
-	}
+	n := len(ev)
 	// Back to this P's cache under one pin; what does not fit goes the
 	// slow way.
 	k := 0

@@ -364,11 +364,16 @@ func TestWriteAfterFreeFoundAtReuse(t *testing.T) {
 	}
 }
 
+// TestWriteAfterEvictionFound: a write into a block that has left the
+// quarantine for a free list is reported once, with both sites, by
+// whichever looks first: Check (the slot's header still says quarantined
+// until its next Alloc claims it), the Alloc that takes the slot, or
+// Close. Check on the same slot before the write reports nothing.
 func TestWriteAfterEvictionFound(t *testing.T) {
 	if asanBuild {
 		t.Skip(skipPatterns)
 	}
-	for _, atClose := range []bool{false, true} {
+	for _, by := range []string{"Check", "Alloc", "Close"} {
 		a, c := newAllocWith(t, hardened.Options{QuarantineBytes: 512}, oneCache) // as in TestWriteAfterFreeFoundAtReuse
 		b := mustAlloc(t, a, 100)
 		a.Free(b)
@@ -376,26 +381,41 @@ func TestWriteAfterEvictionFound(t *testing.T) {
 			if k == 10_000 {
 				t.Fatal("the block never left a 512-byte quarantine")
 			}
-			a.Free(mustAlloc(t, a, 100)) // may take b's slot and free it again: it ends free
+			a.Free(mustAlloc(t, a, 100)) // may take b's slot and free it again: it ends evicted
+		}
+		if err := a.Check(); err != nil || c.count() != 0 {
+			t.Fatalf("%s: Check of an intact evicted slot: %v, %v", by, err, c.take())
 		}
 		flip(b, 7, 0x01)
-		if err := a.Check(); err != nil || len(c.take()) != 0 {
-			t.Fatalf("Check looked at a free slot: %v", err)
-		}
-		var r []*hardened.Report
-		if atClose {
-			a.Close()
-			r = c.take()
-		} else {
+		switch by {
+		case "Check":
+			if err := a.Check(); !errors.Is(err, hardened.WriteAfterFree) {
+				t.Fatalf("Check: %v, want a WriteAfterFree", err)
+			}
+		case "Alloc":
 			for range 10_000 {
 				if a.Free(mustAlloc(t, a, 100)); c.count() != 0 {
 					break
 				}
 			}
-			r = c.take()
+		case "Close":
+			a.Close()
 		}
-		if len(r) < 1 || r[0].Kind != hardened.WriteAfterFree || r[0].Offset != 7 || !r[0].Alloc.Known() || !r[0].Free.Known() {
-			t.Fatalf("atClose=%v: reports %v, want a WriteAfterFree at offset 7 with both sites", atClose, r)
+		r := c.take()
+		if len(r) != 1 || r[0].Kind != hardened.WriteAfterFree || r[0].Op != by || r[0].Offset != 7 || !r[0].Alloc.Known() || !r[0].Free.Known() {
+			t.Fatalf("%s: reports %v, want one WriteAfterFree at offset 7 from %s with both sites", by, r, by)
+		}
+		// Reported once: the slot is withdrawn, dropped by the Alloc
+		// that takes it, and never looked at again.
+		if by != "Close" {
+			for range 1000 {
+				a.Free(mustAlloc(t, a, 100))
+			}
+			a.Check()
+			a.Close()
+		}
+		if r := c.take(); len(r) != 0 {
+			t.Fatalf("%s: %d more reports after the first: %v", by, len(r), r)
 		}
 	}
 }

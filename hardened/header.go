@@ -36,15 +36,18 @@ const (
 type slotState uint8
 
 const (
-	stateFree        slotState = 0
-	stateAllocated   slotState = 1
+	stateFree      slotState = 0
+	stateAllocated slotState = 1
+	// stateQuarantined: freed and poisoned, in the quarantine or, once
+	// evicted, on a free list until an Alloc claims it (hardened).
 	stateQuarantined slotState = 2
 	stateWithdrawn   slotState = 3 // reported; never reused (hardened)
 	stateBusy        slotState = 4 // being poisoned or verified (hardened)
 	stateDamaged     slotState = 5 // live, its redzone damage reported by Check (hardened)
 	// stateFreePoisoned: free, and still holding the poison it was
-	// filled with at Free (it left the quarantine); verified when the
-	// slot is handed out again, or at Close (hardened).
+	// filled with at Free (drained from the quarantine, or claimed by
+	// the Alloc verifying it); verified when the slot is handed out
+	// again, or at Close (hardened).
 	stateFreePoisoned slotState = 6
 )
 

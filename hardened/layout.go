@@ -58,9 +58,10 @@ func (a *Allocator) smallAt(p unsafe.Pointer, off uintptr) (int, uint32, header,
 
 // quarantinedAt reports whether b, a block just freed, waits in the
 // quarantine: a small block's (or a P's batch on its way there) when its
-// slot's header says so and b starts where that header puts the payload;
-// a large block's (hardened builds: PROT_NONE until it leaves) when it is
-// in the large-block quarantine.
+// slot's header says so, b starts where that header puts the payload and
+// the quarantine holds the slot (an evicted slot's header says
+// quarantined until its next Alloc); a large block's (hardened builds:
+// PROT_NONE until it leaves) when it is in the large-block quarantine.
 func (a *Allocator) quarantinedAt(b []byte) bool {
 	p := unsafe.Pointer(unsafe.SliceData(b))
 	off := uintptr(p) - uintptr(a.base)
@@ -78,8 +79,13 @@ func (a *Allocator) quarantinedAt(b []byte) bool {
 		}
 		return false
 	}
-	_, _, h, ok := a.smallAt(p, off)
-	return ok && h.state == stateQuarantined
+	c, soff, h, ok := a.smallAt(p, off)
+	if !ok || h.state != stateQuarantined {
+		return false
+	}
+	held := false
+	a.quarantined(func(qc int, qoff uint32) { held = held || qc == c && qoff == soff })
+	return held
 }
 
 // releasedAt reports whether b, a freed small block, lies in a purged

@@ -27,14 +27,16 @@ import (
 // end of the slot, so an overflow of one byte past n is caught. On Free
 // the canaries are verified, the first free site is recorded, the whole
 // slot body is filled with keyed poison and the slot enters the
-// quarantine. When it leaves, only its header changes (free, poisoned);
-// the poison is verified when the slot is handed out again, the
-// payload's in the same pass that zeroes it (redzone.VerifyClear: a
-// 64 KiB pair read and wrote its payload twice there, once to verify and
-// once to zero), and at Close (WriteAfterFree). A write after free is
-// thus caught wherever the freed slot waits: in the quarantine (Check,
-// or its reuse) or on a free list (its reuse); verified at eviction, a
-// write after it went unseen.
+// quarantine. When it leaves, nothing of it changes: its header says
+// quarantined until the Alloc that takes it claims it (free, poisoned
+// then: the state drainQuarantine's evictions set directly); the poison
+// is verified then, the payload's in the same pass that zeroes it
+// (redzone.VerifyClear: a 64 KiB pair read and wrote its payload twice
+// there, once to verify and once to zero), by Check until then, and at
+// Close (WriteAfterFree). A write after free is thus caught wherever the
+// freed slot waits: in the quarantine or on a free list (Check, its
+// reuse, Close, or the purge of its slab, which keeps a damaged slot's
+// pages for them); verified at eviction, a write after it went unseen.
 
 // armSmall is the hardening layer's part of smallBorn: it verifies the
 // header of a free slot about to be handed out (an overflow into a free
@@ -52,6 +54,20 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 		}
 	} else {
 		hd, ok := a.decode(slot, old)
+		if ok && hd.state == stateQuarantined {
+			// Evicted with its header untouched (quarantineBatch): claim
+			// it, since Check may be verifying it, or have withdrawn it,
+			// right now. Busy makes Check pass it by; a lost race means
+			// Check withdrew it (reported): it is dropped.
+			busy := restate(old, stateBusy)
+			if !atomic.CompareAndSwapUint64(hdrWord(slot), old, busy) {
+				return false, false
+			}
+			old, hd.state = busy, stateFreePoisoned
+			if !patterns || injecting && bug(bugEvictedUnverified) {
+				hd.state = stateFree // -asan builds: no poison
+			}
+		}
 		if ok && hd.state == stateWithdrawn {
 			return false, false // reported when it was withdrawn
 		}
@@ -60,9 +76,10 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 			return false, false
 		}
 		if hd.state == stateFreePoisoned {
-			// Nothing else reaches a slot popped from a free list (Check
-			// leaves free slots alone), so no compare-and-swap. The
-			// seeded bugs that skip smallBorn's zeroing keep it.
+			// Nothing else reaches a slot popped from a free list once
+			// it is free or claimed (Check leaves both alone), so no more
+			// compare-and-swaps. The seeded bugs that skip smallBorn's
+			// zeroing keep it.
 			zeroed = patterns && n >= verifyClearMin && !(injecting && (bug(bugNoZero) || bug(bugSpillNoZero)))
 			var r *Report
 			if zeroed {
@@ -364,8 +381,14 @@ func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint
 			return r
 		}
 	case stateQuarantined:
+		// In the quarantine, or evicted to a free list, where the Alloc
+		// that takes it claims it from this very word: the withdrawal
+		// settles the race, and a lost one means the damage seen may be
+		// that Alloc's zeroing, not a write after free.
 		if r := a.verifyPoison(op, slot, c, soff, hd); r != nil {
-			a.withdraw(slot, old) // its eviction must not report it again
+			if !atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn)) {
+				return nil
+			}
 			return r
 		}
 	case stateFreePoisoned:
@@ -417,9 +440,12 @@ func (a *Allocator) keepDamaged(c, s int, used uint32) bool {
 	if !patterns {
 		return false
 	}
-	poisoned := stateFreePoisoned
+	// A slot evicted from the quarantine holds poison under either
+	// state: freed, poisoned (drainQuarantine) or still quarantined
+	// (quarantineBatch leaves the header to the slot's next Alloc).
+	poisoned, evicted := stateFreePoisoned, stateQuarantined
 	if bug(bugPurgeUnverified) {
-		poisoned = stateQuarantined // seeded bug
+		evicted = stateFreePoisoned // seeded bug: "an evicted slot is free, poisoned"
 	}
 	stride := uint32(classSize[c] + headerSize)
 	base := uint32(s) << classSlabShift[c]
@@ -434,7 +460,10 @@ func (a *Allocator) keepDamaged(c, s int, used uint32) bool {
 		if !ok {
 			return true // damaged header: its Alloc reports it
 		}
-		if hd.state == poisoned {
+		if hd.state == stateWithdrawn {
+			return true // reported; never reused, not even as fresh pages
+		}
+		if hd.state == poisoned || hd.state == evicted {
 			if i, _ := a.poisonBroken(slot, c); i >= 0 {
 				return true
 			}
