@@ -13,13 +13,15 @@ package hardened
 // accessing pc) and then aborts; it knows nothing of hardalloc's blocks.
 // Its error-report callback runs in C on the faulting thread, where Go code
 // cannot run, so the callback hands the address, pc and sp through a pipe
-// to a watcher goroutine and waits (up to five seconds) for its answer.
-// The watcher asks every live allocator to Explain the address and prints
-// that report: the block, the offset, the allocation and free sites, and
-// the accessing goroutine's stack, unwound from the sp ASan reports along
-// the frame-pointer chain. The watcher needs a P other than the faulting
-// goroutine's, so the process needs GOMAXPROCS >= 2 (the default on any
-// machine with two CPUs); otherwise ASan's own report is all there is.
+// to a watcher goroutine and waits (watchTimeout) for its answer. The
+// watcher asks every live allocator to Explain the address and delivers
+// that report like any other (deliver): the block, the offset, the
+// allocation and free sites, and the accessing goroutine's stack, unwound
+// from the sp ASan reports along the frame-pointer chain. The watcher
+// needs a P other than the faulting goroutine's; when it gets none in
+// time (GOMAXPROCS=1, or a stop-the-world waiting for the faulting P),
+// the reporter process below explains the address from outside, and
+// prints the same report without OnReport.
 
 import (
 	"encoding/binary"

@@ -25,8 +25,9 @@ PARALLEL=${PARALLEL:-2}
 # execs/s against 20.5k with GOMAXPROCS=1 (the trivial FuzzBaseline: 61k
 # against 110k). Targets still run their goroutines concurrently, and the
 # seeded thread bugs are found as fast; set FUZZPROCS to override. Under
-# -asan a worker needs a second P: hardalloc's part of an ASan report is
-# printed by a goroutine while the faulting one is stopped.
+# -asan a worker gets a second P, so that hardalloc's part of an ASan
+# report comes from the watcher goroutine at once, through OnReport too
+# (with one P the reporter process prints it after a 500 ms wait).
 FUZZPROCS=${FUZZPROCS:-$(( $(nproc) / PARALLEL > 1 ? $(nproc) / PARALLEL : 1 ))}
 asanflag=()
 if [ -n "$ASAN" ]; then
