@@ -90,7 +90,11 @@ func (a *Allocator) take(c int, dst []uint32, revive bool, owner uint16) (int, e
 			if st.free == classSlots[c] {
 				cl.empty-- // an empty slab is in use again
 			}
-			n += takeBits(st, dst[n:], uint32(s)<<classSlabShift[c], stride)
+			if pass == 0 {
+				n += takeBits(st, dst[n:], uint32(s)<<classSlabShift[c], stride)
+			} else {
+				n += takeBitsHigh(st, dst[n:], uint32(s)<<classSlabShift[c], stride)
+			}
 		}
 	}
 	if n > 0 {
@@ -146,6 +150,31 @@ func takeBits(st *slabState, dst []uint32, base, stride uint32) int {
 		}
 		if n == len(dst) {
 			break
+		}
+	}
+	st.free -= uint32(n)
+	return n
+}
+
+// takeBitsHigh is takeBits from the top of the slab down, for a take
+// from a slab another cache owns, which takes from the bottom up: their
+// slots then meet only when the slab is full. Lowest first, the two
+// caches' slots were neighbours, and a slot's header shares a cache line
+// with the end of the slot below it (strides are 16 bytes past a
+// multiple of 64): two Ps on one 64 KiB pair each, in the one slab the
+// class had, spent a quarter of the pair on that line (loading and
+// swapping the header in Free) and ran 1.5 times as fast as one P.
+func takeBitsHigh(st *slabState, dst []uint32, base, stride uint32) int {
+	n := 0
+	for w := len(st.bits) - 1; w >= 0 && n < len(dst); w-- {
+		for st.bits[w] != 0 && n < len(dst) {
+			b := uint32(63 - bits.LeadingZeros64(st.bits[w]))
+			st.bits[w] &^= 1 << b
+			i := uint32(w)*64 + b
+			dst[n] = base + i*stride
+			st.used = max(st.used, i+1)
+			st.touched = max(st.touched, i+1)
+			n++
 		}
 	}
 	st.free -= uint32(n)

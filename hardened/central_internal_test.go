@@ -47,10 +47,24 @@ func TestSlabAffinity(t *testing.T) {
 		t.Fatalf("owner 1 took from slabs %v then %v, owner 2 from %v: want 0, 0 and 1", slabs(b1), slabs(b3), slabs(b2))
 	}
 	// A third cache finds no slab of its own or of nobody's: it takes
-	// from the others' (lowest first) and carves nothing.
-	b4 := take(3, 1)
+	// from the others' (lowest first) and carves nothing, from the top
+	// of the slab down, as far as it can be from the owner's slots
+	// (taken from the bottom up): its slots share no cache line with
+	// theirs.
+	b4 := take(3, 2)
 	if !one(b4, 0) || len(cl.slabs) != 2 {
 		t.Fatalf("owner 3 took from slabs %v with %d slabs carved: want slab 0 of 2", slabs(b4), len(cl.slabs))
+	}
+	stride := classSize[c] + headerSize
+	for i, off := range b4 {
+		if _, idx := a.slabIndex(c, off); idx != classSlots[c]-1-uint32(i) {
+			t.Fatalf("owner 3's slot %d in slab 0 is slot %d (offset %#x), want %d: the top, down", i, idx, off, classSlots[c]-1-uint32(i))
+		}
+		for _, mine := range append(b1, b3...) {
+			if lo, hi := min(off, mine), max(off, mine); hi/64 <= (lo+stride-1)/64 {
+				t.Fatalf("owner 3's slot %#x and owner 1's slot %#x share a cache line", off, mine)
+			}
+		}
 	}
 	// Slab 0 empties: nobody's, so the next cache to refill claims it.
 	a.put(c, b1)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Two-goroutine scaling of the Alloc+Free pair, release and hardened,
-# beside a compute loop's and a 64 KiB clear's (BenchmarkAllocFreeParallel,
-# BenchmarkComputeParallel and BenchmarkClearParallel, ./hardened).
+# beside a compute loop's, a 64 KiB clear's and a 64 KiB verify, clear and
+# poison over 4 MiB per goroutine (BenchmarkAllocFreeParallel,
+# BenchmarkComputeParallel, BenchmarkClearParallel and
+# BenchmarkPoisonStreamParallel, ./hardened).
 #
 #   scripts/scaling.sh                 # ROUNDS=4 BENCHTIME=150ms
 #
@@ -16,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-4}
 BENCHTIME=${BENCHTIME:-150ms}
-RX=${RX:-AllocFreeParallel|ComputeParallel|ClearParallel}
+RX=${RX:-AllocFreeParallel|ComputeParallel|ClearParallel|PoisonStreamParallel}
 command -v taskset >/dev/null || { echo "scaling: needs taskset (util-linux)" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || { echo "scaling: needs two CPUs" >&2; exit 1; }
 work=$(mktemp -d)
