@@ -165,12 +165,12 @@ func takeBits(st *slabState, dst []uint32, base, stride uint32) int {
 
 // takeBitsHigh is takeBits from the top of the slab down, for a take
 // from a slab another cache owns, which takes from the bottom up: their
-// slots then meet only when the slab is full. Lowest first, the two
-// caches' slots were neighbours, and a slot's header shares a cache line
-// with the end of the slot below it (strides are 16 bytes past a
-// multiple of 64): two Ps on one 64 KiB pair each, in the one slab the
-// class had, spent a quarter of the pair on that line (loading and
-// swapping the header in Free) and ran 1.5 times as fast as one P.
+// slots then meet only when the slab is full. Taken lowest first, the
+// two caches' slots would be neighbours, and a slot's header shares a
+// cache line with the end of the slot below it (strides are 16 bytes
+// past a multiple of 64): two Ps on one 64 KiB pair each, in the one
+// slab the class had, spent a quarter of the pair on that line (loading
+// and swapping the header in Free) and ran 1.5 times as fast as one P.
 //
 //go:norace
 func takeBitsHigh(st *slabState, dst []uint32, base, stride uint32) int {

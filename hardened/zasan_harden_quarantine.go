@@ -19,10 +19,10 @@ import (
 // takes the slot claims it from that state with a compare-and-swap (which
 // settles any race with Check, which may withdraw it first) and verifies
 // its poison in the pass that zeroes it (armSmall, harden_small.go). An
-// eviction that changed the header itself read a line freed a quarantine
-// ago, cold in every cache, and swapped it: 10-13% of the 16-256 B pair,
-// for a state change the Alloc that takes the slot, which writes that
-// line anyway, makes for almost nothing.
+// eviction that changed the header itself would read a line freed a
+// quarantine ago, cold in every cache, and swap it (10-13% of the
+// 16-256 B pair, measured), for a state change that the Alloc taking the
+// slot, which writes that line anyway, makes for almost nothing.
 // Also the budgets, the drain an out-of-memory Alloc does, and the walks
 // Stats and Audit make.
 

@@ -65,7 +65,7 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 			}
 			old, hd.state = busy, stateFreePoisoned
 			if !patterns || injecting && bug(bugEvictedUnverified) {
-				hd.state = stateFree // -asan builds: no poison
+				hd.state = stateFree // -asan builds hold no poison
 			}
 		}
 		if ok && hd.state == stateWithdrawn {
@@ -384,7 +384,8 @@ func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint
 		// In the quarantine, or evicted to a free list, where the Alloc
 		// that takes it claims it from this very word: the withdrawal
 		// settles the race, and a lost one means the damage seen may be
-		// that Alloc's zeroing, not a write after free.
+		// that Alloc's zeroing (a real write after free is then that
+		// Alloc's to report: it verifies the poison first).
 		if r := a.verifyPoison(op, slot, c, soff, hd); r != nil {
 			if !atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn)) {
 				return nil
