@@ -128,13 +128,12 @@ func (a *Allocator) quarantineBatch(shard int, items []quarantine.Item) {
 	for _, e := range ev {
 		a.prefetchSlot(e)
 	}
-	n := len(ev)
 	// Back to this P's cache under one pin; what does not fit goes the
 	// slow way.
 	k := 0
 	if !bug(bugDoublePush) {
 		pc := a.pin()
-		for ; k < n; k++ {
+		for ; k < len(ev); k++ {
 			c := ev[k].Class
 			if pc.n[c] >= a.ccap[c] {
 				break
@@ -144,10 +143,10 @@ func (a *Allocator) quarantineBatch(shard int, items []quarantine.Item) {
 		}
 		a.unpin(pc)
 	}
-	for _, e := range ev[k:n] {
+	for _, e := range ev[k:] {
 		a.pushSlot(e.Class, uint32(e.ID), -1)
 	}
-	if bug(bugEvictTwice) && n > 0 {
+	if bug(bugEvictTwice) && len(ev) > 0 {
 		// Seeded bug: an evicted item goes back into the quarantine,
 		// to be evicted (and recycled) a second time.
 		var again [2 * qBatch]quarantine.Item

@@ -145,22 +145,26 @@ func (a *Allocator) take(c int, dst []uint32, revive bool, owner uint16) (int, e
 //go:norace
 func takeBits(st *slabState, dst []uint32, base, stride uint32) int {
 	n := 0
-	for w := range st.bits {
+	for w := 0; w < len(st.bits) && n < len(dst); w++ {
 		for st.bits[w] != 0 && n < len(dst) {
-			b := uint32(bits.TrailingZeros64(st.bits[w]))
-			st.bits[w] &^= 1 << b
-			i := uint32(w)*64 + b
-			dst[n] = base + i*stride
-			st.used = max(st.used, i+1)
-			st.touched = max(st.touched, i+1)
+			dst[n] = st.claim(w, uint32(bits.TrailingZeros64(st.bits[w])), base, stride)
 			n++
-		}
-		if n == len(dst) {
-			break
 		}
 	}
 	st.free -= uint32(n)
 	return n
+}
+
+// claim takes slot 64*w+b, whose bit is set, out of the slab's free bits
+// and returns its class-region offset.
+//
+//go:norace
+func (st *slabState) claim(w int, b, base, stride uint32) uint32 {
+	st.bits[w] &^= 1 << b
+	i := uint32(w)*64 + b
+	st.used = max(st.used, i+1)
+	st.touched = max(st.touched, i+1)
+	return base + i*stride
 }
 
 // takeBitsHigh is takeBits from the top of the slab down, for a take
@@ -177,12 +181,7 @@ func takeBitsHigh(st *slabState, dst []uint32, base, stride uint32) int {
 	n := 0
 	for w := len(st.bits) - 1; w >= 0 && n < len(dst); w-- {
 		for st.bits[w] != 0 && n < len(dst) {
-			b := uint32(63 - bits.LeadingZeros64(st.bits[w]))
-			st.bits[w] &^= 1 << b
-			i := uint32(w)*64 + b
-			dst[n] = base + i*stride
-			st.used = max(st.used, i+1)
-			st.touched = max(st.touched, i+1)
+			dst[n] = st.claim(w, uint32(63-bits.LeadingZeros64(st.bits[w])), base, stride)
 			n++
 		}
 	}

@@ -179,12 +179,13 @@ func (a *Allocator) damage(k Kind, op string, bad, slot unsafe.Pointer, c int, s
 	return r
 }
 
-// withdraw marks a reported slot so it is never reused nor reported again.
+// withdraw marks a reported slot so it is never reused nor reported again;
+// false if its header is no longer old (the slot moved on).
 //
 //go:norace
 //go:nocheckptr
-func (a *Allocator) withdraw(slot unsafe.Pointer, old uint64) {
-	atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn))
+func (a *Allocator) withdraw(slot unsafe.Pointer, old uint64) bool {
+	return atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn))
 }
 
 // stateFreeing is the state Free's compare-and-swap moves a live block
@@ -387,7 +388,7 @@ func (a *Allocator) verifySmall(op string, slot unsafe.Pointer, c int, soff uint
 		// that Alloc's zeroing (a real write after free is then that
 		// Alloc's to report: it verifies the poison first).
 		if r := a.verifyPoison(op, slot, c, soff, hd); r != nil {
-			if !atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn)) {
+			if !a.withdraw(slot, old) {
 				return nil
 			}
 			return r
