@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -25,8 +28,8 @@ import (
 
 // Each size class owns 2^shift bytes of address space: 1 GiB
 // (maxClassShift) when New can reserve the 89 GiB this takes, less under an
-// address-space limit (ulimit -v), down to minClassShift; a class whose
-// region is full serves its requests as large blocks.
+// address-space limit (ulimit -v: see spaceBudget), down to minClassShift; a
+// class whose region is full serves its requests as large blocks.
 const (
 	maxClassShift = 30
 	minClassShift = 24
@@ -216,7 +219,11 @@ func (a *Allocator) reserveSpace() error {
 		}
 		a.shift = uint(bits.TrailingZeros64(uint64(cs)))
 	}
+	budget := spaceBudget()
 	for ; ; a.shift = max(a.shift-2, minClassShift) {
+		if a.shift > minClassShift && a.regionSize()+hardenedSpace(a.shift) > budget {
+			continue
+		}
 		mem, err := unix.Mmap(-1, 0, int(a.regionSize()), unix.PROT_NONE,
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 		if err == nil {
@@ -234,6 +241,30 @@ func (a *Allocator) reserveSpace() error {
 				a.regionSize()>>20, mmapErr(err))}
 		}
 	}
+}
+
+// spaceBudget is the most address space New reserves: half of what an
+// address-space limit (RLIMIT_AS) leaves this process, so that the Go heap,
+// goroutine stacks and cgo keep the other half. A reservation that took all
+// of it would fit, and the process would die later in the runtime's own
+// "out of memory" on a 4 MiB heap growth.
+func spaceBudget() uintptr {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_AS, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
+		return ^uintptr(0)
+	}
+	used := uint64(0)
+	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if pages, err := strconv.ParseUint(f[0], 10, 64); err == nil {
+				used = pages * uint64(os.Getpagesize())
+			}
+		}
+	}
+	if used >= lim.Cur {
+		return 0
+	}
+	return uintptr((lim.Cur - used) / 2)
 }
 
 func mmapErr(err error) error {

@@ -106,6 +106,26 @@ func (h *hardState) sites(opts Options) {
 	}
 }
 
+// metaLayout lays out the site records of every class at class region size
+// 1<<shift, storing where each class's records start in start, and returns
+// their total size.
+func metaLayout(shift uint, start *[numClasses]uintptr) uintptr {
+	var total uintptr
+	for c := range numClasses {
+		start[c] = total
+		slots := uintptr(1<<shift>>classSlabShift[c]) * uintptr(classSlots[c])
+		total += alignUp(slots*recSize, pageSize)
+	}
+	return total
+}
+
+// hardenedSpace is the address space initHardened maps at class region
+// size 1<<shift: the site records and the zero region.
+func hardenedSpace(shift uint) uintptr {
+	var start [numClasses]uintptr
+	return metaLayout(shift, &start) + zeroRegionSize
+}
+
 // reconfigureHardened applies resetWith's new options to the hardening
 // layer.
 func (a *Allocator) reconfigureHardened() { a.h.sites(a.opts) }
@@ -119,12 +139,7 @@ func (a *Allocator) initHardened() error {
 	}
 	h.rear = h.front
 	h.sites(a.opts)
-	var total uintptr
-	for c := range numClasses {
-		h.metaStart[c] = total
-		slots := uintptr(a.classRegion()>>classSlabShift[c]) * uintptr(classSlots[c])
-		total += alignUp(slots*recSize, pageSize)
-	}
+	total := metaLayout(a.shift, &h.metaStart)
 	prot := unix.PROT_READ | unix.PROT_WRITE
 	if a.opts.ProtectMetadata {
 		prot = unix.PROT_READ

@@ -32,6 +32,7 @@ func (a *Allocator) initHardened() error {
 	return nil
 }
 func (a *Allocator) closeHardened()                               {}
+func hardenedSpace(shift uint) uintptr                            { return 0 }
 func (a *Allocator) reconfigureHardened()                         {}
 func (a *Allocator) resetHardened()                               {}
 func (a *Allocator) pads() (front, rear int)                      { return 0, 0 }

@@ -11,7 +11,8 @@ import (
 )
 
 // New under an address-space limit (ulimit -v): with 8 GB it shrinks the
-// class regions until the reservation fits and works; with 1 GB nothing
+// class regions until the reservation takes at most half of what the limit
+// leaves, works, and leaves the Go heap room for 1 GiB more; with 1 GB nothing
 // fits, and the error says what it tried to reserve and why. Each case runs
 // in a child process under `ulimit -v`; not under -race or -asan, whose
 // runtimes need terabytes of address space themselves.
@@ -27,6 +28,10 @@ func TestNewUnderAddressSpaceLimit(t *testing.T) {
 			}
 			t.Fatalf("NEW FAILED: %v", err)
 		}
+		// The Go heap must still have room: a reservation that took the
+		// whole limit left the runtime to die on its next arena.
+		room := make([]byte, 1<<30)
+		room[len(room)-1] = 1
 		var blocks [][]byte
 		for i := range 2000 {
 			b, err := a.Alloc(i * 37 % 70000)
