@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
-	"slices"
 )
 
 // auditSlots checks slot conservation, for fuzz harnesses and tests: every
@@ -62,7 +61,9 @@ func (a *Allocator) auditSlots() error {
 	// others' slabs are all reserve, as Reset left them (and verified
 	// them), and a slot of theirs in a cache or a queue is reported below
 	// as never handed out.
-	for c := range a.handedClasses {
+	var handed [numClasses]uint8
+	for _, hc := range a.handedList(&handed) {
+		c := int(hc)
 		cl := &a.classes[c]
 		cl.mu.Lock()
 		stride := classSize[c] + headerSize
@@ -227,8 +228,55 @@ func (l *auditList) next() uint64 {
 }
 
 func (l *auditList) start(leftover string) {
-	slices.Sort(l.keys)
+	sortKeys(l.keys)
 	l.i, l.leftover = 0, leftover
+}
+
+// sortKeys sorts k in increasing order (a quicksort, median of three,
+// insertion sort below 12). Not slices.Sort: the standard library is
+// instrumented under -asan, a call into ASan per load and store, and a
+// fuzz exec audits thousands of keys; this file's -asan copy is not.
+func sortKeys(k []uint64) {
+	for len(k) > 12 {
+		m, last := len(k)/2, len(k)-1
+		if k[m] < k[0] {
+			k[0], k[m] = k[m], k[0]
+		}
+		if k[last] < k[0] {
+			k[0], k[last] = k[last], k[0]
+		}
+		if k[last] < k[m] {
+			k[m], k[last] = k[last], k[m]
+		}
+		p := k[m]
+		i, j := 0, last
+		for i <= j {
+			for k[i] < p {
+				i++
+			}
+			for k[j] > p {
+				j--
+			}
+			if i <= j {
+				k[i], k[j] = k[j], k[i]
+				i, j = i+1, j-1
+			}
+		}
+		// Recurse into the smaller part and loop on the larger: the
+		// stack stays logarithmic.
+		if j+1 < len(k)-i {
+			sortKeys(k[:j+1])
+			k = k[i:]
+		} else {
+			sortKeys(k[i:])
+			k = k[:j+1]
+		}
+	}
+	for i := 1; i < len(k); i++ {
+		for j := i; j > 0 && k[j] < k[j-1]; j-- {
+			k[j], k[j-1] = k[j-1], k[j]
+		}
+	}
 }
 
 // count returns how many times k is in the list, after reporting every

@@ -2,6 +2,8 @@ package hardened
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -206,5 +208,35 @@ func TestAuditMissingUnhandedSlot(t *testing.T) {
 		st.free++
 		a.Free(b)
 		a.Close()
+	}
+}
+
+// sortKeys against slices.Sort: random keys with many duplicates, sorted
+// and reversed runs, every length up to 200 (the insertion sort, the
+// partition, and both recursion branches).
+func TestSortKeys(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for n := range 200 {
+		for shape := range 4 {
+			k := make([]uint64, n)
+			for i := range k {
+				switch shape {
+				case 0:
+					k[i] = r.Uint64()
+				case 1:
+					k[i] = r.Uint64N(4)
+				case 2:
+					k[i] = uint64(i)
+				case 3:
+					k[i] = uint64(n - i)
+				}
+			}
+			want := slices.Clone(k)
+			slices.Sort(want)
+			sortKeys(k)
+			if !slices.Equal(k, want) {
+				t.Fatalf("n=%d shape %d: sortKeys gave %v, want %v", n, shape, k, want)
+			}
+		}
 	}
 }

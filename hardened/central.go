@@ -280,15 +280,19 @@ func (a *Allocator) setHanded(c int) {
 	}
 }
 
-// handedClasses yields the classes marked by setHanded, in order.
-func (a *Allocator) handedClasses(yield func(int) bool) {
+// handedList returns the classes marked by setHanded, in order, in buf. A
+// list rather than an iterator: the body of a range-over-func loop is a
+// closure, and the -asan copies' //go:norace does not reach closures, so
+// under -asan every load and store in such a body would call into ASan.
+func (a *Allocator) handedList(buf *[numClasses]uint8) []uint8 {
+	n := 0
 	for i := range a.handed {
 		for m := a.handed[i].Load(); m != 0; m &= m - 1 {
-			if !yield(i*64 + bits.TrailingZeros64(m)) {
-				return
-			}
+			buf[n] = uint8(i*64 + bits.TrailingZeros64(m))
+			n++
 		}
 	}
+	return buf[:n]
 }
 
 // central holds a class's free slots that are in no per-P cache, and the

@@ -18,7 +18,9 @@ import (
 // only a stray write could have made their headers non-zero).
 func (a *Allocator) walk(fn func(slot unsafe.Pointer, c int, soff uint32)) {
 	var used []uint32
-	for c := range a.handedClasses { // the others have handed nothing out since New or Reset: all headers 0
+	var handed [numClasses]uint8
+	for _, hc := range a.handedList(&handed) { // the others have handed nothing out since New or Reset: all headers 0
+		c := int(hc)
 		cl := &a.classes[c]
 		cl.mu.Lock()
 		used = used[:0]

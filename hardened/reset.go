@@ -30,7 +30,9 @@ func (a *Allocator) reset(seed uint64) error {
 	// purged).
 	err := a.check("Reset", true, true)
 	a.asanClasses()
-	for c := range a.handedClasses { // the others are already all reserve
+	var handed [numClasses]uint8
+	for _, hc := range a.handedList(&handed) { // the others are already all reserve
+		c := int(hc)
 		cl := &a.classes[c]
 		// Every slab becomes reserve (see slabState.reserve): the class
 		// starts over as if new, reviving its slabs in order as it grows.

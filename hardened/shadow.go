@@ -108,7 +108,9 @@ func (a *Allocator) asanClasses() {
 	if !asanEnabled {
 		return
 	}
-	for c := range a.handedClasses {
+	var handed [numClasses]uint8
+	for _, hc := range a.handedList(&handed) {
+		c := int(hc)
 		cl := &a.classes[c]
 		stride := uintptr(classSize[c] + headerSize)
 		for s := range cl.slabs { // Reset runs alone: no lock

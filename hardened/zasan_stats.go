@@ -99,9 +99,12 @@ func (a *Allocator) readStats(s *Stats) {
 // allocated, then freed.
 //
 //go:norace
+//go:nocheckptr
 func (a *Allocator) countedClasses(buf *[numClasses]uint8) []uint8 {
 	n := 1 // class 0
-	for c := range a.handedClasses {
+	var handed [numClasses]uint8
+	for _, hc := range a.handedList(&handed) {
+		c := int(hc)
 		if c != 0 {
 			buf[n] = uint8(c)
 			n++

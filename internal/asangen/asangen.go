@@ -13,6 +13,11 @@
 // bookkeeping (headers, site records, queues) is memory the program
 // never touches, and an instrumented load or store of it costs a call
 // into ASan's runtime (about 20 ns), dozens of them per Alloc+Free pair.
+//
+// The pragma covers a function's own body only: a function literal, and
+// the body of a range-over-func loop (the compiler makes it one), stays
+// instrumented, so the copied files keep their loops over many slots or
+// keys out of closures.
 package asangen
 
 import (
