@@ -71,7 +71,10 @@
 //
 //  3. Class regions and slabs. New reserves 1 GiB of address space per
 //     size class (89 classes, 16 B to 144 KiB, PROT_NONE, nothing
-//     committed). A class grows by committing its next slab (mprotect; a
+//     committed); under an address-space limit (ulimit -v) less, down to
+//     16 MiB a class, taking at most half of what the limit leaves so the
+//     Go heap keeps the rest (a full class region then serves its sizes
+//     as large blocks). A class grows by committing its next slab (mprotect; a
 //     power of two from 16 KiB to 1 MiB). Only the slab's slots, rounded up to a page, are
 //     committed: the tail stays PROT_NONE and costs no memory (1.34 ->
 //     1.30 mapped/live on the mixed workload, mean of six runs). So
