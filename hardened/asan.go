@@ -140,7 +140,7 @@ func startWatcher() {
 	fbReq, fbAck := startReporter()
 	asanrt.InstallReportCallback(req[1], rep[0], watchTimeout, fbReq, fbAck)
 	if req[0] >= 0 {
-		go watch(req[0], rep[1])
+		goStarted(func() { watch(req[0], rep[1]) })
 	}
 }
 
@@ -203,7 +203,7 @@ func startReporter() (req, ack int) {
 	// Where Yama restricts ptrace to ancestors, let the reporter read
 	// this process's memory.
 	unix.Prctl(unix.PR_SET_PTRACER, uintptr(cmd.Process.Pid), 0, 0, 0)
-	go cmd.Wait()
+	goStarted(func() { cmd.Wait() })
 	reporterFiles = [2]*os.File{inW, ackR} // kept open for the process's life
 	return int(inW.Fd()), int(ackR.Fd())
 }

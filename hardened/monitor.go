@@ -97,8 +97,23 @@ func startMonitor() error {
 	if err != nil {
 		return err
 	}
-	go cmd.Wait() // reaps the child should it die first
+	goStarted(func() { cmd.Wait() }) // reaps the child should it die first
 	return debug.SetCrashOutput(w, debug.CrashOptions{})
+}
+
+// goStarted runs fn on a new goroutine and returns once that goroutine is
+// running. hardalloc's own goroutines live as long as the process, and
+// goroutine-leak checkers take their baseline when a test starts: one
+// not yet scheduled shows runtime.goexit beneath its entry, which
+// crlib's leaktest (pebble's) leaves out of the baseline, and then fails
+// the first test for "leaking" it.
+func goStarted(fn func()) {
+	running := make(chan struct{})
+	go func() {
+		close(running)
+		fn()
+	}()
+	<-running
 }
 
 // runMonitor is the monitor process: it reads the crash text until the

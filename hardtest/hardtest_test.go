@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/hardalloc/hardalloc/hardened"
@@ -104,6 +105,34 @@ func TestSuiteNewLeak(t *testing.T) {
 	keep = append(keep, must(a.Alloc(77)))
 }
 
+// Goroutine-leak checkers snapshot the goroutines when a test starts and
+// fail it for any that appear after; crlib's leaktest (pebble's) leaves
+// out of its snapshot a goroutine whose stack shows runtime.goexit, as one
+// not yet started does. The goroutines hardalloc starts under Main (the
+// crash monitor's, and under -asan the reporter's and the watcher) must
+// therefore be running when the first test starts, or that test is failed
+// for leaking them.
+func TestSuiteGoroutineBaseline(t *testing.T) {
+	if os.Getenv(caseEnv) == "" {
+		t.Skip("a child's suite")
+	}
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if !strings.Contains(g, "created by github.com/hardalloc/hardalloc/") {
+			continue
+		}
+		n++
+		if strings.Contains(g, "runtime.goexit") {
+			t.Errorf("a goroutine hardalloc started is not running yet when the first test starts:\n%s", g)
+		}
+	}
+	if n == 0 {
+		t.Errorf("no goroutine started by hardalloc (the crash monitor's, at least):\n%s", buf)
+	}
+}
+
 func TestMainVerdicts(t *testing.T) {
 	for _, mode := range []string{"main", "func-exit", "func-return"} {
 		t.Run(mode, func(t *testing.T) { testVerdicts(t, mode) })
@@ -118,6 +147,7 @@ func testVerdicts(t *testing.T, mode string) {
 	}{
 		{"TestSuiteFails", true, []string{`a test of the suite fails`, `hardtest: Default made \d+ small-block allocations`}},
 		{"TestSuiteClean", false, nil},
+		{"TestSuiteGoroutineBaseline", false, nil},
 		{"TestSuiteFinalizer", false, nil},
 		{"TestSuiteLeak", true, []string{
 			`hardtest: LEAK: \d+ block\(s\), \d+ bytes, allocated at github.com/hardalloc/hardalloc/hardtest_test.leak \(\S+hardtest_test.go:\d+\)`,
