@@ -16,6 +16,13 @@
 // blocks); -tags hardened adds redzones, poison, the quarantine and every
 // block's sites; -asan stops bad accesses at the access.
 //
+// The monitor (and, under -asan, ASan's report watcher and reporter) keeps
+// goroutines for the life of the process, started and running before the
+// first test, so a goroutine-leak checker's per-test baseline holds them.
+// A checker that looks once after every test (goleak's VerifyTestMain)
+// sees them; they all run under one function, which it can be told to
+// ignore: goleak.IgnoreAnyFunction("github.com/hardalloc/hardalloc/hardened.goStarted.func1").
+//
 // Default is made on first use, so code that allocates before Main (in
 // an init, say) shares it; cmd/hardalloc's overlays route other modules'
 // manual memory (ristretto's z, arrow's Go allocator, pebble's
