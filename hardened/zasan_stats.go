@@ -99,16 +99,12 @@ func (a *Allocator) readStats(s *Stats) {
 // allocated, then freed.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) countedClasses(buf *[numClasses]uint8) []uint8 {
-	n := 1 // class 0
-	var handed [numClasses]uint8
-	for _, hc := range a.handedList(&handed) {
-		c := int(hc)
-		if c != 0 {
-			buf[n] = uint8(c)
-			n++
-		}
+	handed := a.handedList(buf) // in order: class 0 first if it is there
+	if len(handed) > 0 && handed[0] == 0 {
+		return handed
 	}
-	return buf[:n]
+	copy(buf[1:], handed) // class 0 was not handed, so there is room
+	buf[0] = 0
+	return buf[:len(handed)+1]
 }

@@ -21,13 +21,14 @@ deadline_flake() {
 # with these four packages built uninstrumented, 37,678. They are Go's
 # engine and codecs, not code under test; so is go-fuzz-headers, which
 # decodes each input into operations (its GetNBytes was a quarter of the
-# instrumented loads left in a FuzzAllocFree worker under -asan). The fuzz layer (package fuzz)
-# is built uninstrumented too: under -asan it makes no bad access of its
-# own (its misuses are Free and Realloc calls there), and what ASan's
-# checks of its reads and writes of live blocks would say (a live block
-# poisoned), its shadow oracle (fuzz/shadow_asan.go) checks directly:
-# each op's new blocks whole and every live block's edges after every
-# op, every byte of every block every 16 ops and at the end.
+# instrumented loads left in a FuzzAllocFree worker under -asan). The
+# fuzz layer (package fuzz) is built uninstrumented too: under -asan it
+# makes no bad access of its own (its misuses are Free and Realloc calls
+# there), and what ASan's checks of its reads and writes of live blocks
+# would say (a live block poisoned), its shadow oracle
+# (fuzz/shadow_asan.go) checks directly: each op's new blocks whole and
+# every live block's edges after every op, every byte of every block
+# every 16 ops and at the end.
 # FuzzAllocFree ran 16-25% more steady-state execs so.
 # hardalloc itself keeps every check.
 ASANFLAGS=(-asan
