@@ -152,7 +152,16 @@ func (a *Allocator) initHardened() error {
 	h.guard.init(meta, a.opts.ProtectMetadata)
 	budget := a.quarantineBudget()
 	h.pendCap = a.pendCap(budget)
-	h.q = quarantine.NewShards(len(a.caches)+1, numClasses, a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
+	if asanEnabled {
+		// ASan's shadow catches a freed block at the access for as long
+		// as the block waits, and an -asan build defends against bugs,
+		// not attackers: a FIFO quarantine gives every block the whole
+		// budget of later frees before reuse (the random arrays release
+		// some sooner) and costs less per free.
+		h.q = quarantine.NewShardsFIFO(len(a.caches)+1, numClasses, a.sharedQuarantineBudget(h.pendCap))
+	} else {
+		h.q = quarantine.NewShards(len(a.caches)+1, numClasses, a.sharedQuarantineBudget(h.pendCap), a.rng.Uint64())
+	}
 	h.noBudget = budget <= 0
 	h.largeBudget = max(budget*4, 64<<20)
 	if err := h.zero.init(); err != nil {

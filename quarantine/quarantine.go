@@ -14,6 +14,12 @@
 // a fixed depth, outside the budget: they are quarantined even when the
 // budget is zero.
 //
+// NewFIFO and NewShardsFIFO make a quarantine without the random arrays:
+// every block waits in the one queue, so each stays exactly as long as
+// the budget allows, and a push costs less (AddressSanitizer's
+// quarantine). Reuse order is then predictable, which matters against an
+// attacker shaping the heap, not against a bug.
+//
 // Shards splits a quarantine per CPU under one shared budget, so that
 // blocks are recycled on the CPU that freed them (see Shards).
 //
@@ -54,6 +60,8 @@ type Quarantine struct {
 	held   int   // used places in all classes
 	queue  fifo
 	always []*fifo // nil unless the class is Always
+	// fifoOnly: no random arrays, every budgeted item in queue (NewFIFO).
+	fifoOnly bool
 	// touched lists the classes pushed since New or Reset, so Reset
 	// visits only those (a fuzz harness resets per exec).
 	touched   []int
@@ -90,6 +98,14 @@ func New(classes int, budget int64, seed uint64) *Quarantine {
 	}
 }
 
+// NewFIFO returns a quarantine that holds its budgeted items in one
+// FIFO queue, without random arrays (see the package doc).
+func NewFIFO(classes int, budget int64) *Quarantine {
+	q := New(classes, budget, 0)
+	q.fifoOnly = true
+	return q
+}
+
 // SetAlways makes class c always quarantined, outside the budget.
 func (q *Quarantine) SetAlways(c int) {
 	q.mu.Lock()
@@ -123,15 +139,20 @@ func (q *Quarantine) push(it Item, evicted []Item) []Item {
 		return evicted
 	}
 	q.bytes += it.Bytes
-	i := q.place()
-	if q.used[it.Class][i] {
-		q.queue.push(q.random[it.Class][i])
+	i := -1 // its place in its class's random array
+	if q.fifoOnly {
+		q.queue.push(it)
 	} else {
-		q.used[it.Class][i] = true
-		q.nused[it.Class]++
-		q.held++
+		i = q.place()
+		if q.used[it.Class][i] {
+			q.queue.push(q.random[it.Class][i])
+		} else {
+			q.used[it.Class][i] = true
+			q.nused[it.Class]++
+			q.held++
+		}
+		q.random[it.Class][i] = it
 	}
-	q.random[it.Class][i] = it
 	for q.bytes > q.budget {
 		var out Item
 		if q.queue.len() > 0 {

@@ -359,3 +359,86 @@ func TestShardsStealMidPush(t *testing.T) {
 		}
 	}
 }
+
+// TestFIFO: a FIFO quarantine evicts in exactly the order it was pushed,
+// each item once the budget behind it is full, never early; its Always
+// classes, Each, Drain and Reset work as in the random one.
+func TestFIFO(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	q := NewFIFO(4, 1000)
+	q.SetAlways(3)
+	var order []Item // budgeted items pushed, oldest first, not yet evicted
+	var held int64
+	next := 0
+	for i := range uint64(5000) {
+		it := Item{Class: int(i % 3), ID: i, Bytes: int64(1 + rng.IntN(120))}
+		order = append(order, it)
+		held += it.Bytes
+		ev := q.Push(it, nil)
+		for _, e := range ev {
+			if e != order[next] {
+				t.Fatalf("push %d evicted %v, want the oldest %v", i, e, order[next])
+			}
+			held -= e.Bytes
+			next++
+		}
+		if held > 1000 {
+			t.Fatalf("push %d: %d bytes held, budget 1000", i, held)
+		}
+		// Never early: the oldest item still held would not have fit.
+		if len(ev) > 0 && held+order[next-1].Bytes <= 1000 {
+			t.Fatalf("push %d evicted %v though the budget had room for it", i, order[next-1])
+		}
+		if i%100 == 0 { // an Always item, outside the budget
+			if ev := q.Push(Item{Class: 3, ID: 1<<40 | i, Bytes: 1 << 20}, nil); len(ev) != 0 {
+				t.Fatalf("always class evicted early: %v", ev)
+			}
+		}
+	}
+	seen := map[uint64]bool{}
+	q.Each(func(it Item) { seen[it.ID] = true })
+	for _, it := range order[next:] {
+		if !seen[it.ID] {
+			t.Fatalf("Each misses %v", it)
+		}
+	}
+	if len(seen) != len(order)-next+50 {
+		t.Fatalf("Each saw %d items, want %d budgeted and 50 always", len(seen), len(order)-next)
+	}
+	if d := q.Drain(); len(d) != len(seen) {
+		t.Fatalf("Drain returned %d items, want %d", len(d), len(seen))
+	}
+	q.Reset(100, 0)
+	if ev := q.Push(Item{Class: 0, ID: 1, Bytes: 60}, nil); len(ev) != 0 {
+		t.Fatalf("after Reset: %v evicted at once", ev)
+	}
+	if ev := q.Push(Item{Class: 1, ID: 2, Bytes: 60}, nil); len(ev) != 1 || ev[0].ID != 1 {
+		t.Fatalf("after Reset, budget 100: evicted %v, want item 1", ev)
+	}
+}
+
+// TestShardsFIFO: each shard of NewShardsFIFO evicts its own items
+// oldest first while the load is even, and the shared budget holds.
+func TestShardsFIFO(t *testing.T) {
+	const budget = 64 * 16
+	s := NewShardsFIFO(2, 2, budget)
+	var pushed [2][]uint64
+	var evicted [2]int
+	for id := range uint64(4000) {
+		sh := int(id % 2)
+		pushed[sh] = append(pushed[sh], id)
+		for _, e := range s.PushAll(sh, []Item{{Class: int(id % 2), ID: id, Bytes: 16}}, nil) {
+			from := int(e.ID % 2)
+			if want := pushed[from][evicted[from]]; e.ID != want {
+				t.Fatalf("shard %d evicted %d, want its oldest %d", from, e.ID, want)
+			}
+			evicted[from]++
+		}
+		if _, b := s.Count(); b > budget {
+			t.Fatalf("budget exceeded: %d", b)
+		}
+	}
+	if n, b := s.Count(); b != budget || n != 4000-evicted[0]-evicted[1] {
+		t.Fatalf("Count %d items, %d bytes; want %d, %d", n, b, 4000-evicted[0]-evicted[1], budget)
+	}
+}

@@ -50,6 +50,16 @@ func NewShards(n, classes int, budget int64, seed uint64) *Shards {
 	return s
 }
 
+// NewShardsFIFO returns n shards sharing budget, each a FIFO quarantine
+// (NewFIFO).
+func NewShardsFIFO(n, classes int, budget int64) *Shards {
+	s := NewShards(n, classes, budget, 0)
+	for _, q := range s.shards {
+		q.fifoOnly = true
+	}
+	return s
+}
+
 // shardSeed is shard i's placement seed.
 func shardSeed(seed uint64, i int) uint64 { return seed + uint64(i)*0x9e3779b97f4a7c15 }
 

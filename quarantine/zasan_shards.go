@@ -54,6 +54,19 @@ func NewShards(n, classes int, budget int64, seed uint64) *Shards {
 	return s
 }
 
+// NewShardsFIFO returns n shards sharing budget, each a FIFO quarantine
+// (NewFIFO).
+//
+//go:norace
+//go:nocheckptr
+func NewShardsFIFO(n, classes int, budget int64) *Shards {
+	s := NewShards(n, classes, budget, 0)
+	for _, q := range s.shards {
+		q.fifoOnly = true
+	}
+	return s
+}
+
 // shardSeed is shard i's placement seed.
 //
 //go:norace
