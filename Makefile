@@ -118,9 +118,10 @@ bench:
 
 # hardalloc against glibc, Scudo, jemalloc, mimalloc and hardened_malloc
 # (built from ../shared/anchors/hm when present) on the same C and Go
-# workloads, interleaved; prints the medians and the ratio table.
+# workloads, interleaved; prints the medians and the ratio table. ASAN=1:
+# hardalloc and Go's make under -asan against gcc's ASan allocator in C.
 anchor:
-	bench/anchor/run.sh
+	ASAN=$(ASAN) bench/anchor/run.sh
 
 # Two-goroutine scaling, release and hardened, beside the compute loop's;
 # robust to the two vCPUs running at different speeds (scripts/scaling.sh).
@@ -142,3 +143,4 @@ clients:
 anchor-smoke:
 	cd bench && $(GO) vet ./anchor/...
 	ROUNDS=1 PAIR_MS=2 STEPS=2000 bench/anchor/run.sh >/dev/null
+	ASAN=1 ROUNDS=1 PAIR_MS=2 STEPS=2000 bench/anchor/run.sh >/dev/null

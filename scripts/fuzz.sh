@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 . scripts/fuzzlib.sh
 FUZZTIME=${FUZZTIME:-10s}
 MODES=${MODES:-${TAGS:+${TAGS}}}
-ASAN=${ASAN:-}
+# ASAN=1 (or any value but empty, 0, false and no) turns -asan on.
+case ${ASAN:-} in '' | 0 | false | no) ASAN= ;; *) ASAN=1 ;; esac
 if [ -n "$ASAN" ]; then MODES=${MODES:-hardened}; fi
 MODES=${MODES:-release hardened}
 PARALLEL=${PARALLEL:-2}
@@ -78,9 +79,7 @@ for mode in "${modes[@]}"; do
 			failed=1
 			echo "=== $t [$mode] failed; report:"
 			sed -n '/--- FAIL/,/^FAIL/p' "$out" | head -80
-			key=$(grep -oE 'SUMMARY: hardalloc: .*|fuzz: op -?[0-9]+: .*' "$out" | head -1 | sed 's/fuzz: op -\?[0-9]*: //')
-			[ -n "$key" ] || key=$(grep -m1 -oE 'SUMMARY: AddressSanitizer: [a-z-]+' "$out")
-			[ -n "$key" ] || key=$(grep -m1 -E 'panic:|fatal error:' "$out" || echo "unknown failure")
+			key=$(crash_key "$(cat "$out")")
 			id=$(printf '%s' "$key" | sha1sum | cut -c1-12)
 			mkdir -p "$log/crashers/$id"
 			printf '%s\n' "$key" >"$log/crashers/$id/summary.txt"

@@ -10,6 +10,22 @@ deadline_flake() {
 	[ -z "$2" ] && grep -q 'context deadline exceeded' <<<"$1"
 }
 
+# crash_key OUTPUT prints the line a crash is known by, its dedup key:
+# hardalloc's SUMMARY line or the harness's first failure (without its op
+# number), else ASan's SUMMARY, else the panic. A failure that only a
+# pooled allocator showed wraps the failure it saw: the key is that one,
+# so two different failures of that kind stay two crashes.
+crash_key() {
+	local key
+	key=$(grep -oE 'SUMMARY: hardalloc: .*|fuzz: op -?[0-9]+: .*' <<<"$1" | sed 's/fuzz: op -\?[0-9]*: //' |
+		awk 'NR == 1 { k = $0; if (k !~ /^fails only on a pooled allocator/) { print; done = 1; exit } next }
+			{ print "on a pooled allocator only: " $0; done = 1; exit }
+			END { if (!done && NR > 0) print k }')
+	[ -n "$key" ] || key=$(grep -m1 -oE 'SUMMARY: AddressSanitizer: [a-z-]+' <<<"$1")
+	[ -n "$key" ] || key=$(grep -m1 -E 'panic:|fatal error:' <<<"$1" || echo "unknown failure")
+	printf '%s\n' "$key"
+}
+
 # ASANFLAGS: the flags of every -asan fuzz build. Go builds every package
 # of an -asan binary with ASan's instrumentation, its fuzzing engine too,
 # and the engine walks its coverage counters a byte at a time after every

@@ -57,11 +57,7 @@ for mode in $MODES; do
 			result="flake: Go's fuzztime race (go.dev/issue/75804), no failing input"
 		elif [ $rc -ne 0 ]; then
 			failed=1
-			# The line that names the bug.
-			# (grep matches line by line: .* ends at the line's end.)
-			key=$(grep -oE 'SUMMARY: hardalloc: .*|fuzz: op -?[0-9]+: .*' <<<"$out" | head -1 | sed 's/fuzz: op -\?[0-9]*: //')
-			[ -n "$key" ] || key=$(grep -m1 -oE 'SUMMARY: AddressSanitizer: [a-z-]+' <<<"$out")
-			[ -n "$key" ] || key=$(grep -m1 -E 'panic:|fatal error:' <<<"$out" || echo "unknown failure")
+			key=$(crash_key "$out") # the line that names the bug
 			id=$(printf '%s' "$key" | sha1sum | cut -c1-12)
 			if [ -z "${seen[$id]:-}" ]; then
 				seen[$id]=1

@@ -1,7 +1,8 @@
 // Command sarif turns the nightly fuzz campaign's unique crashes into a
 // SARIF 2.1.0 log (for code-scanning views) and a JSON list, one entry per
-// crash id. It reads CRASHERS/<id>/{summary.txt,report.txt} as
-// scripts/nightly-fuzz.sh writes them.
+// crash id, each with the failure as go test printed it. It reads
+// CRASHERS/<id>/{summary.txt,report.txt} as scripts/nightly-fuzz.sh and
+// scripts/fuzz.sh write them.
 //
 //	go run ./scripts/sarif -crashers .fuzzwork/crashers -sarif crashes.sarif -json crashes.json
 package main
@@ -26,6 +27,37 @@ type crash struct {
 	File    string   `json:"file,omitempty"` // the first frame of the report with a source line
 	Line    int      `json:"line,omitempty"`
 	Inputs  []string `json:"inputs"`
+	// Report is the failure as go test printed it (excerpt): the
+	// summary names the crash, this is what a reader acts on.
+	Report string `json:"report,omitempty"`
+}
+
+// maxReport bounds a crash's report excerpt.
+const maxReport = 16 << 10
+
+// excerpt returns the failure out of a run's output: from the first
+// "--- FAIL" line to the "FAIL" that ends it, or the last 60 lines when
+// there is none (a crash that killed the process), at most maxReport
+// bytes.
+func excerpt(out string) string {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	from, to := -1, len(lines)
+	for i, l := range lines {
+		if from < 0 && strings.HasPrefix(strings.TrimSpace(l), "--- FAIL") {
+			from = i
+		} else if from >= 0 && l == "FAIL" {
+			to = i + 1
+			break
+		}
+	}
+	if from < 0 {
+		from = max(0, len(lines)-60)
+	}
+	r := strings.Join(lines[from:to], "\n")
+	if len(r) > maxReport {
+		r = r[:maxReport] + "\n[...]"
+	}
+	return r
 }
 
 var (
@@ -49,6 +81,9 @@ func main() {
 		c := crash{ID: filepath.Base(d), Summary: strings.TrimSpace(string(sum)), Kind: "fuzz-failure", Inputs: []string{}}
 		if m := kindRE.FindStringSubmatch(c.Summary); m != nil {
 			c.Kind = m[1]
+		}
+		if out, err := os.ReadFile(filepath.Join(d, "report.txt")); err == nil {
+			c.Report = excerpt(string(out))
 		}
 		if f, err := os.Open(filepath.Join(d, "report.txt")); err == nil {
 			sc := bufio.NewScanner(f)
@@ -89,7 +124,11 @@ func toSARIF(crashes []crash) any {
 			rules[c.Kind] = true
 			ruleList = append(ruleList, obj{"id": c.Kind, "shortDescription": obj{"text": "hardalloc: " + c.Kind}})
 		}
-		r := obj{"ruleId": c.Kind, "level": "error", "message": obj{"text": c.Summary + " (crash " + c.ID + ")"},
+		msg := obj{"text": c.Summary + " (crash " + c.ID + ")"}
+		if c.Report != "" {
+			msg["markdown"] = c.Summary + " (crash " + c.ID + ")\n\n```\n" + c.Report + "\n```"
+		}
+		r := obj{"ruleId": c.Kind, "level": "error", "message": msg,
 			"partialFingerprints": obj{"hardallocCrash/v1": c.ID}}
 		if c.File != "" {
 			r["locations"] = []obj{{"physicalLocation": obj{
