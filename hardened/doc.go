@@ -181,7 +181,10 @@
 // a report that names no allocation or free site is not what a user of
 // ASan expects. The shadow catches at the access what canaries and poison
 // would find later, so the layer writes neither there (harden.go's
-// patterns); its sites and quarantine stay. The accessing stack is the
+// patterns); its sites and quarantine stay, the quarantine without its
+// random arrays (quarantine.NewShardsFIFO): ASan's shadow stops an access
+// to a freed block for as long as the block waits, and in one FIFO queue
+// every block waits the whole budget. The accessing stack is the
 // frame-pointer chain from the return address of the instrumented access,
 // never a scan of stack words. The watcher goroutine that prints the report
 // needs the scheduler; when it cannot run (a stop-the-world waiting on the

@@ -65,7 +65,9 @@ else
 		go build -o "$work/bin/table" ./anchor/cmd/table)
 
 	# label:preload ("" = none)
-	declare -a C=("glibc:")
+	# glibc-calloc: glibc's calloc for malloc, which zeroes as hardalloc's
+	# Alloc does (the -calloc suffix on any label does that).
+	declare -a C=("glibc:" "glibc-calloc:")
 	have() { # label lib
 		if [ -f "$2" ]; then C+=("$1:$2"); else echo "anchor: no $1 ($2)" >&2; fi
 	}
@@ -105,7 +107,9 @@ job() { # kind spec workload arg
 		if [ "${lib%%:*}" = asan ]; then
 			ASAN_OPTIONS="detect_leaks=0:${lib#asan:}" "${pin[@]}" "$work/bin/workload-asan" "$wl" "$arg"
 		else
-			LD_PRELOAD=$lib "${pin[@]}" "$work/bin/workload" "$wl" "$arg"
+			local z=()
+			[ "${label%-calloc}" = "$label" ] || z=(calloc)
+			LD_PRELOAD=$lib "${pin[@]}" "$work/bin/workload" "$wl" "$arg" "${z[@]}"
 		fi
 	else
 		IFS=: read -r label build cfg <<<"$spec"

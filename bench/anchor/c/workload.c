@@ -8,6 +8,7 @@
 //	workload mixed STEPS   8192 live slots; each step frees one at random
 //	                       and allocates a log-uniform size (16 B..64 KiB),
 //	                       touching one byte per 4 KiB
+//	... calloc             either, with calloc(1, n) for malloc(n)
 //
 // Times are CPU ns (this process, user + system) per pair or step: the
 // machines are shared, and CPU time holds up under load better than wall
@@ -29,6 +30,12 @@ enum { batch = 1000, slots = 8192 };
 
 static void *volatile sink;
 
+// calloc instead of malloc (a third argument "calloc"): the allocator
+// then zeroes every block, as hardalloc's Alloc does.
+static int zeroed;
+
+static void *alloc(size_t n) { return zeroed ? calloc(1, n) : malloc(n); }
+
 static int64_t cpu_ns(void) {
 	struct timespec ts;
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -37,7 +44,7 @@ static int64_t cpu_ns(void) {
 
 __attribute__((noinline)) static void pairs(size_t n) {
 	for (int i = 0; i < batch; i++) {
-		char *p = malloc(n);
+		char *p = alloc(n);
 		p[0] = (char)i;
 		sink = p;
 		free(p);
@@ -104,7 +111,7 @@ static void mixed(long steps) {
 	long base = rss_now();
 	for (int i = 0; i < slots; i++) {
 		sz[i] = mixed_size();
-		p[i] = malloc(sz[i]);
+		p[i] = alloc(sz[i]);
 		touch(p[i], sz[i]);
 		live += sz[i];
 	}
@@ -115,7 +122,7 @@ static void mixed(long steps) {
 		free(p[i]);
 		live -= sz[i];
 		sz[i] = mixed_size();
-		p[i] = malloc(sz[i]);
+		p[i] = alloc(sz[i]);
 		touch(p[i], sz[i]);
 		live += sz[i];
 		if (live > peak)
@@ -128,10 +135,11 @@ static void mixed(long steps) {
 }
 
 int main(int argc, char **argv) {
-	if (argc != 3) {
-		fprintf(stderr, "usage: workload pair T_ms | mixed STEPS\n");
+	if (argc != 3 && !(argc == 4 && strcmp(argv[3], "calloc") == 0)) {
+		fprintf(stderr, "usage: workload pair T_ms | mixed STEPS [calloc]\n");
 		return 2;
 	}
+	zeroed = argc == 4;
 	long arg = atol(argv[2]);
 	if (strcmp(argv[1], "pair") == 0) {
 		static const size_t sizes[] = {16, 64, 256, 4096, 65536};
