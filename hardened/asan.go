@@ -79,13 +79,18 @@ func shadowSet(p, n uintptr, v byte) {
 		clear(s) // memclr is not instrumented
 		return
 	}
+	// 32 bytes a step, without bounds checks: a 64 KiB block's 8 KiB of
+	// shadow is written at its Alloc and its Free.
 	w := uint64(v) * 0x0101010101010101
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		*(*uint64)(unsafe.Pointer(&s[i])) = w
+	q, m, i := unsafe.Pointer(unsafe.SliceData(s)), uintptr(len(s)), uintptr(0)
+	for ; i+32 <= m; i += 32 {
+		*(*[4]uint64)(unsafe.Add(q, i)) = [4]uint64{w, w, w, w}
 	}
-	for ; i < len(s); i++ {
-		s[i] = v
+	for ; i+8 <= m; i += 8 {
+		*(*uint64)(unsafe.Add(q, i)) = w
+	}
+	for ; i < m; i++ {
+		*(*byte)(unsafe.Add(q, i)) = v
 	}
 }
 
