@@ -13,6 +13,7 @@ func init() {
 	ctl.LayoutOf = func(a any, b []byte) (ctl.Layout, bool) { return a.(*Allocator).layoutOf(b) }
 	ctl.Quarantined = func(a any, b []byte) bool { return a.(*Allocator).quarantinedAt(b) }
 	ctl.Released = func(a any, b []byte) bool { return a.(*Allocator).releasedAt(b) }
+	ctl.SlotLive = func(a any, b []byte) bool { return a.(*Allocator).slotLiveAt(b) }
 	ctl.SiteRecord = func(a any, b []byte) []byte { return a.(*Allocator).siteRecordOf(b) }
 	ctl.ReadStats = func(a, s any) { a.(*Allocator).readStats(s.(*Stats)) }
 	ctl.Hold = func(a any) func() { return a.(*Allocator).hold() }

@@ -100,6 +100,23 @@ func (a *Allocator) releasedAt(b []byte) bool {
 	return ok && a.slabPurged(c, soff)
 }
 
+// slotLiveAt reports whether the small slot holding b, a block freed
+// earlier, is allocated now: handed out again (at any payload offset),
+// and not yet freed.
+func (a *Allocator) slotLiveAt(b []byte) bool {
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	off := uintptr(p) - uintptr(a.base)
+	if p == nil || a.closed.Load() || off >= a.regionSize() {
+		return false
+	}
+	slot, _, _, ok := a.locate(off)
+	if !ok {
+		return false
+	}
+	h, ok := a.decode(slot, loadHeader(slot))
+	return ok && h.state == stateAllocated
+}
+
 // MaxSmall is the largest slot payload: a request that, with its
 // redzones (hardened builds) and alignment slack, needs more than this is
 // a large block, in its own mapping between guard pages.

@@ -64,6 +64,7 @@ var (
 	LayoutOf         func(a any, b []byte) (Layout, bool)
 	Quarantined      func(a any, b []byte) bool
 	Released         func(a any, b []byte) bool
+	SlotLive         func(a any, b []byte) bool
 	SiteRecord       func(a any, b []byte) []byte
 	ReadStats        func(a any, s any)
 	Hold             func(a any) (release func())

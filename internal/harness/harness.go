@@ -80,6 +80,12 @@ func Quarantined(a *hardened.Allocator, b []byte) bool { return ctl.Quarantined(
 // slots and keeps a damaged slab mapped.)
 func Released(a *hardened.Allocator, b []byte) bool { return ctl.Released(a, b) }
 
+// SlotLive reports whether the small slot that held b, a block freed
+// earlier, is allocated again (to anyone, at any payload offset): in a
+// program whose other goroutines allocate, a slot freed without a
+// quarantine may be handed out before the freeing goroutine looks at it.
+func SlotLive(a *hardened.Allocator, b []byte) bool { return ctl.SlotLive(a, b) }
+
 // SiteRecord returns the bytes of live small block b's site record when
 // Options.ProtectMetadata keeps the records read-only (hardened builds),
 // else nil: a write to them must fault.
