@@ -91,12 +91,7 @@ func (a *Allocator) quarantinedAt(b []byte) bool {
 // releasedAt reports whether b, a freed small block, lies in a purged
 // slab (harness.Released).
 func (a *Allocator) releasedAt(b []byte) bool {
-	p := unsafe.Pointer(unsafe.SliceData(b))
-	off := uintptr(p) - uintptr(a.base)
-	if p == nil || a.closed.Load() || off >= a.regionSize() {
-		return false
-	}
-	_, c, soff, ok := a.locate(off)
+	_, c, soff, ok := a.slotOf(b)
 	return ok && a.slabPurged(c, soff)
 }
 
@@ -104,17 +99,24 @@ func (a *Allocator) releasedAt(b []byte) bool {
 // earlier, is allocated now: handed out again (at any payload offset),
 // and not yet freed.
 func (a *Allocator) slotLiveAt(b []byte) bool {
-	p := unsafe.Pointer(unsafe.SliceData(b))
-	off := uintptr(p) - uintptr(a.base)
-	if p == nil || a.closed.Load() || off >= a.regionSize() {
-		return false
-	}
-	slot, _, _, ok := a.locate(off)
+	slot, _, _, ok := a.slotOf(b)
 	if !ok {
 		return false
 	}
 	h, ok := a.decode(slot, loadHeader(slot))
 	return ok && h.state == stateAllocated
+}
+
+// slotOf locates the committed small slot holding b's first byte, for
+// the harness's questions about a block it freed; ok is false after
+// Close, outside the class regions, or in no committed slot.
+func (a *Allocator) slotOf(b []byte) (slot unsafe.Pointer, c int, soff uint32, ok bool) {
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	off := uintptr(p) - uintptr(a.base)
+	if p == nil || a.closed.Load() || off >= a.regionSize() {
+		return nil, 0, 0, false
+	}
+	return a.locate(off)
 }
 
 // MaxSmall is the largest slot payload: a request that, with its

@@ -45,14 +45,14 @@ raw=$work/raw.txt
 : >"$raw"
 
 gcc -O2 -Wall -Wextra -fno-builtin c/workload.c -o "$work/bin/workload"
+(cd .. && go build -o "$work/bin/table" ./anchor/cmd/table)
 base=hardened_malloc
 if [ "${ASAN:-0}" = 1 ]; then
 	# ASan's allocator as a C program gets it: the same workload built
 	# with -fsanitize=address (malloc and free are then ASan's, with its
 	# redzones, quarantine and a stack for every malloc and free).
 	gcc -O2 -Wall -Wextra -fno-builtin -fsanitize=address c/workload.c -o "$work/bin/workload-asan"
-	(cd .. && CC=gcc go build -asan -o "$work/bin/goside-asan" ./anchor/cmd/goside &&
-		go build -o "$work/bin/table" ./anchor/cmd/table)
+	(cd .. && CC=gcc go build -asan -o "$work/bin/goside-asan" ./anchor/cmd/goside)
 	# Defaults, but no leak check at exit (the workloads free everything;
 	# the check would only add its scan to the last job's time, which is
 	# not measured anyway) and one quarantine as large as hardalloc's.
@@ -61,8 +61,7 @@ if [ "${ASAN:-0}" = 1 ]; then
 	base=go-make-asan
 else
 	(cd .. && go build -o "$work/bin/goside-release" ./anchor/cmd/goside &&
-		go build -tags hardened -o "$work/bin/goside-hardened" ./anchor/cmd/goside &&
-		go build -o "$work/bin/table" ./anchor/cmd/table)
+		go build -tags hardened -o "$work/bin/goside-hardened" ./anchor/cmd/goside)
 
 	# label:preload ("" = none)
 	# glibc-calloc: glibc's calloc for malloc, which zeroes as hardalloc's

@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"flag"
 	"log"
@@ -84,12 +83,8 @@ func main() {
 		}
 		if out, err := os.ReadFile(filepath.Join(d, "report.txt")); err == nil {
 			c.Report = excerpt(string(out))
-		}
-		if f, err := os.Open(filepath.Join(d, "report.txt")); err == nil {
-			sc := bufio.NewScanner(f)
-			sc.Buffer(nil, 1<<20)
-			for sc.Scan() {
-				if m := frameRE.FindStringSubmatch(sc.Text()); m != nil && !strings.Contains(m[1], "/usr/local/go/") {
+			for _, l := range strings.Split(string(out), "\n") {
+				if m := frameRE.FindStringSubmatch(l); m != nil && !strings.Contains(m[1], "/usr/local/go/") {
 					c.File, _ = filepath.Rel(absRoot, m[1])
 					if strings.HasPrefix(c.File, "..") {
 						c.File = m[1]
@@ -98,7 +93,6 @@ func main() {
 					break
 				}
 			}
-			f.Close()
 		}
 		ins, _ := filepath.Glob(filepath.Join(d, "Fuzz*"))
 		for _, in := range ins {
