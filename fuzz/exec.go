@@ -441,7 +441,29 @@ func (r *runner) finish(closing bool) error {
 		}
 	}
 	r.freeBulk()
+	if r.owed && !r.paid && r.running.Load() == 0 {
+		return r.purgeOwed(end)
+	}
 	return nil
+}
+
+// purgeOwed runs when a write after free waits in a slot no Alloc
+// reached (misuse.go, reuseNotYet), which close must still find: it frees
+// every live block, releases the quarantine and the caches' slots to the
+// central lists (harness.Settle), so the slot's slab is likely wholly
+// free, and then Trims. A purge must keep that slab: purging it would
+// take the write with the pages, and the slot's next Alloc would take
+// the zeros for a fresh slot.
+func (r *runner) purgeOwed(end int) error {
+	for _, b := range r.live() {
+		if b != r.misused.block {
+			r.a.Free(b.b)
+		}
+		putWant(b.want)
+	}
+	r.slots, r.held, r.orphans = [NumSlots]*block{}, 0, r.orphans[:0]
+	harness.Settle(r.a)
+	return r.trimNow(end)
 }
 
 // freeBulk frees the bulk set, not left to Reset as leaks: a Free costs a
@@ -509,7 +531,16 @@ func (r *runner) close(closing bool) error {
 // longer). The rare others keep Trim's run beside per-P caches that
 // hold slots.
 func (r *runner) trim(i int) error {
-	if r.running.Load() > 0 || r.opts.Limit == 0 && (r.p.Seed>>40)%1024 != 0 {
+	if r.opts.Limit == 0 && (r.p.Seed>>40)%1024 != 0 {
+		return nil
+	}
+	return r.trimNow(i)
+}
+
+// trimNow is trim's Trim and its accounting checks, in every
+// configuration.
+func (r *runner) trimNow(i int) error {
+	if r.running.Load() > 0 {
 		return nil
 	}
 	harness.ReadStats(r.a, &r.stats)

@@ -18,4 +18,5 @@ func init() {
 	ctl.ReadStats = func(a, s any) { a.(*Allocator).readStats(s.(*Stats)) }
 	ctl.Hold = func(a any) func() { return a.(*Allocator).hold() }
 	ctl.AlwaysQuarantine = func(a any, n int) { a.(*Allocator).alwaysQuarantine(n) }
+	ctl.Settle = func(a any) { a.(*Allocator).settle() }
 }

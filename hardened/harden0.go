@@ -42,6 +42,7 @@ func (a *Allocator) profileRemove(p uintptr)                      {}
 func (a *Allocator) quarantineStats() (int64, int64)              { return 0, 0 }
 func (a *Allocator) quarantined(fn func(c int, off uint32))       {}
 func (a *Allocator) drainQuarantine()                             {}
+func (a *Allocator) drainBatches()                                {}
 func (a *Allocator) explainHardened(addr uintptr) *Report         { return nil }
 func (a *Allocator) alwaysQuarantine(n int)                       {}
 func (a *Allocator) siteRecordOf(b []byte) []byte                 { return nil }

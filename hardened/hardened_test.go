@@ -528,3 +528,43 @@ func TestWriteIntoPurgedSlabFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTrimKeepsEvictedDamage: a block evicted from the quarantine whose
+// header still says quarantined (eviction leaves it to the slot's next
+// Alloc), written after free, in a slab that is then wholly free: a purge
+// (Trim) must keep that slab, or the write goes with its pages and the
+// slot's next Alloc takes the zeros for a fresh slot. Close reports it.
+func TestTrimKeepsEvictedDamage(t *testing.T) {
+	if asanBuild {
+		t.Skip("-asan builds: the shadow stops the write first (TestAccessCatalog)")
+	}
+	a, c := newAllocWith(t, hardened.Options{QuarantineBytes: 4096}, oneCache)
+	b := mustAlloc(t, a, 100)
+	a.Free(b)
+	for i := 0; harness.Quarantined(a, b); i++ { // its class's frees displace it, bigger ones push it out
+		if i == 10000 {
+			t.Fatal("the block never left the quarantine")
+		}
+		a.Free(mustAlloc(t, a, 100))
+		a.Free(mustAlloc(t, a, 3000))
+	}
+	if harness.Released(a, b) {
+		t.Fatal("the block's slab went back to the OS before the write")
+	}
+	poke(b, 5, 0x5a)
+	harness.Settle(a)
+	if _, err := a.Trim(); err != nil {
+		t.Fatal(err)
+	}
+	if harness.Released(a, b) {
+		t.Fatal("Trim purged the slab of a freed block written after free: the write is lost")
+	}
+	if got := c.take(); len(got) != 0 {
+		t.Fatalf("reports before Close: %v", got)
+	}
+	a.Close()
+	got := c.take()
+	if len(got) != 1 || got[0].Kind != hardened.WriteAfterFree || got[0].Block != addr(b) {
+		t.Fatalf("Close: reports %v, want the WriteAfterFree in the block at %#x", got, addr(b))
+	}
+}

@@ -262,6 +262,30 @@ func (a *Allocator) pushSlot(c int, off uint32, size int) {
 	cl.mu.Unlock()
 }
 
+// settle releases the quarantine and moves every cache's free slots to
+// the central lists (harness.Settle). The allocator must be quiet: the
+// per-P caches are read and emptied without their Ps.
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) settle() {
+	a.drainBatches()
+	a.drainQuarantine()
+	for _, pc := range a.allCaches() {
+		pc.lockForRead()
+		for c := range numClasses {
+			if k := pc.n[c]; k > 0 {
+				cl := &a.classes[c]
+				cl.mu.Lock()
+				a.put(c, pc.free[c][:k])
+				cl.mu.Unlock()
+				pc.n[c] = 0
+			}
+		}
+		pc.unlockForRead()
+	}
+}
+
 // countFree counts a free of a size-byte block without recycling its slot.
 //
 //go:norace

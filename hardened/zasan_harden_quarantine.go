@@ -82,6 +82,27 @@ func (a *Allocator) drainQuarantine() {
 	}
 }
 
+// drainBatches releases every P's batch of freed blocks, as
+// drainQuarantine does its own P's (settle: the allocator is quiet, so no
+// batch's owner runs meanwhile).
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) drainBatches() {
+	for _, pc := range a.allCaches() {
+		pc.lockForRead()
+		var batch [len(pc.qpend)]quarantine.Item
+		n := copy(batch[:], pc.qpend[:pc.qn])
+		pc.qn, pc.qbytes = 0, 0
+		pc.unlockForRead()
+		for _, e := range batch[:n] {
+			if a.evict(e.Class, uint32(e.ID)) {
+				a.pushSlot(e.Class, uint32(e.ID), -1)
+			}
+		}
+	}
+}
+
 // pendCap is how many bytes of freed blocks each P batches before pushing
 // them into the shared quarantine: an eighth of the budget shared by the
 // Ps, at most 32 KiB, and none under a Limit. The shared quarantine's

@@ -69,6 +69,7 @@ var (
 	ReadStats        func(a any, s any)
 	Hold             func(a any) (release func())
 	AlwaysQuarantine func(a any, n int)
+	Settle           func(a any)
 )
 
 // HeaderSize is the size of a small slot's in-band header.

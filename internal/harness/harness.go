@@ -107,3 +107,9 @@ func Hold(a *hardened.Allocator) (release func()) { return ctl.Hold(a) }
 // from lending its slots to smaller requests: package thread registers
 // its launch capsule on each allocator it starts threads from.
 func AlwaysQuarantine(a *hardened.Allocator, n int) { ctl.AlwaysQuarantine(a, n) }
+
+// Settle releases every block waiting in a's quarantine (poisoned, as
+// its evictions leave them) and moves every free slot parked in its per-P
+// caches to its class's central list, where Trim can purge its slab. a
+// must be quiet: no other goroutine may use it meanwhile.
+func Settle(a *hardened.Allocator) { ctl.Settle(a) }
