@@ -54,9 +54,10 @@ type Allocator struct {
 	report func(*Report)
 	secret uint64
 
-	mem   []byte         // the reservation holding every class region
-	base  unsafe.Pointer // &mem[0]
-	shift uint           // log2 of each class region's size
+	mem        []byte         // the reservation holding every class region
+	base       unsafe.Pointer // &mem[0]
+	shift      uint           // log2 of each class region's size
+	regionMask uintptr        // each class region's size - 1
 
 	caches []*cache // per P (or, under -race, a locked pool)
 	// pinned is caches, indexed by the pinned P's id on the fast paths;
@@ -67,12 +68,12 @@ type Allocator struct {
 	spare  *cache // used when GOMAXPROCS grew beyond len(caches)
 
 	classes [numClasses]central
-	// committed is each class's bytes carved into slabs (grow, under the
-	// class lock), read without it by Free's validation and Stats: kept
-	// apart from the centrals, whose lines their locks bounce between Ps.
-	committed [numClasses]atomic.Uint64
-	divMul    [numClasses]uint32 // slot index = offset*divMul>>32
-	ccap      [numClasses]uint8  // per-class cache capacity
+	// loc is what locate needs of each class, with its committed bytes
+	// (grow, under the class lock), read without it by Free's validation
+	// and Stats: kept apart from the centrals, whose lines their locks
+	// bounce between Ps.
+	loc  [numClasses]classLoc
+	ccap [numClasses]uint8 // per-class cache capacity
 	// always marks the classes every free quarantines, even without a
 	// budget (hardened builds: Options.AlwaysQuarantine, and the sizes a
 	// harness registers, such as package thread's launch capsule). They
@@ -141,9 +142,9 @@ func newWith(opts Options, x ctl.Extra) (*Allocator, error) {
 	}
 	all[n] = &cache{shared: true, cacheHard: newCacheHard(n)}
 	a.caches, a.spare = all[:n], all[n]
+	a.initLoc()
 	for c := range numClasses {
 		stride := classSize[c] + headerSize
-		a.divMul[c] = ^uint32(0)/stride + 1
 		a.ccap[c] = uint8(min(cacheCap, max(2, cacheBytes/stride)))
 		if opts.Limit > 0 {
 			// Slots parked in another P's cache cannot be taken back by a
@@ -228,6 +229,7 @@ func (a *Allocator) reserveSpace() error {
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 		if err == nil {
 			a.mem, a.base = mem, unsafe.Pointer(&mem[0])
+			a.regionMask = a.classRegion() - 1
 			if err = a.initHardened(); err == nil {
 				return nil
 			}
@@ -445,9 +447,9 @@ func validAlign(align int) bool { return align > 0 && align&(align-1) == 0 && al
 // grow carves the next slab of class c (c's central lock held).
 func (a *Allocator) grow(c int) error {
 	cl := &a.classes[c]
-	slab := uint64(1) << classSlabShift[c]
-	start := a.committed[c].Load()
-	if start+slab > uint64(a.classRegion()) {
+	slab := uintptr(1) << classSlabShift[c]
+	start := a.loc[c].committed.Load()
+	if start+slab > a.classRegion() {
 		return errClassFull
 	}
 	if err := a.reserve(int64(slabCommit[c])); err != nil {
@@ -457,10 +459,10 @@ func (a *Allocator) grow(c int) error {
 		a.mapped.Add(-int64(slabCommit[c]))
 		return mmapErr(err)
 	}
-	a.asanSlab(c, start) // (hardened: the slab's site records are NORESERVE, backed on first touch)
+	a.asanSlab(c, uint64(start)) // (hardened: the slab's site records are NORESERVE, backed on first touch)
 	a.setFresh(c, len(cl.slabs), true)
 	cl.newSlab(c)
-	a.committed[c].Store(start + slab)
+	a.loc[c].committed.Store(start + slab)
 	return nil
 }
 

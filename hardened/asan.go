@@ -456,7 +456,7 @@ func (a *Allocator) unmapReservation() error {
 func (a *Allocator) startClosing() {
 	ca := &closedAlloc{a: a}
 	for c := range numClasses {
-		if a.committed[c].Load() > 0 {
+		if a.loc[c].committed.Load() > 0 {
 			ca.carved[c] = a.asanCarved(c)
 		}
 	}
@@ -484,5 +484,5 @@ func explainClosed(addr uintptr) (*Allocator, *Report) {
 // asanCarved is how far from its region's start class c's shadow has been
 // set: its carved slabs and the one after them (asanSlab).
 func (a *Allocator) asanCarved(c int) uintptr {
-	return min(uintptr(a.committed[c].Load())+uintptr(1)<<classSlabShift[c], a.classRegion())
+	return min(uintptr(a.loc[c].committed.Load())+uintptr(1)<<classSlabShift[c], a.classRegion())
 }

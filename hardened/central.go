@@ -55,7 +55,7 @@ type slabState struct {
 func (a *Allocator) slabIndex(c int, off uint32) (slab int, idx uint32) {
 	slab = int(off >> classSlabShift[c])
 	in := uint64(off) & (uint64(1)<<classSlabShift[c] - 1)
-	return slab, uint32(in * uint64(a.divMul[c]) >> 32)
+	return slab, uint32(in * uint64(a.loc[c].divMul) >> 32)
 }
 
 // take moves up to len(dst) free slots into dst (cl.mu held) for the

@@ -158,8 +158,8 @@ func (a *Allocator) Close() error {
 		pc.n = [numClasses]uint8{}
 		pc.unlockForRead()
 	}
-	for c := range a.committed {
-		a.committed[c].Store(0)
+	for c := range a.loc {
+		a.loc[c].committed.Store(0)
 	}
 	if uerr := a.unmapReservation(); uerr != nil {
 		err = errors.Join(err, uerr)

@@ -120,7 +120,7 @@ func (a *Allocator) explainPrev(p unsafe.Pointer, c int, soff uint32) *Report {
 // there first, so the report is about that block when it is live.
 func (a *Allocator) explainTail(off uintptr, c int) *Report {
 	coff := uint64(off & (a.classRegion() - 1))
-	if coff >= a.committed[c].Load() {
+	if coff >= uint64(a.loc[c].committed.Load()) {
 		return nil
 	}
 	stride := uint64(classSize[c] + headerSize)

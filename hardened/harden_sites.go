@@ -39,7 +39,7 @@ func (a *Allocator) allocSeq(pc *cache, c int, off uint32) uint64 {
 func (a *Allocator) rec(c int, soff uint32) *siteRec {
 	slab := uintptr(soff) >> classSlabShift[c]
 	in := uintptr(soff) & (uintptr(1)<<classSlabShift[c] - 1)
-	idx := uintptr(uint32(uint64(in) * uint64(a.divMul[c]) >> 32))
+	idx := uintptr(uint32(uint64(in) * uint64(a.loc[c].divMul) >> 32))
 	i := slab*uintptr(classSlots[c]) + idx
 	return (*siteRec)(unsafe.Add(unsafe.Pointer(&a.h.meta[0]), a.h.metaStart[c]+i*recSize))
 }

@@ -154,7 +154,7 @@ func TestShadowPastSlabEnd(t *testing.T) {
 	next := a.slotAt(c, uint32(1)<<classSlabShift[c])
 	if !asanrt.Poisoned(next) {
 		t.Errorf("the first byte of the slab after the only carved one is addressable: class %d, block %p, slab end %p, committed %d, region %#x, shadow there % x",
-			c, unsafe.SliceData(b), next, a.committed[c].Load(), a.classRegion(), snapshot(addrPtr(shadowOf(uintptr(next))), 4))
+			c, unsafe.SliceData(b), next, a.loc[c].committed.Load(), a.classRegion(), snapshot(addrPtr(shadowOf(uintptr(next))), 4))
 	}
 	a.Free(b)
 	a.Close()

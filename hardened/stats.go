@@ -49,7 +49,7 @@ func (a *Allocator) readStats(s *Stats) {
 	classes = classes[:numClasses]
 	*s = Stats{Mapped: a.mapped.Load(), Classes: classes}
 	for c := range classes {
-		classes[c] = ClassStats{Size: int(classSize[c]), Slabs: int64(a.committed[c].Load() >> classSlabShift[c])}
+		classes[c] = ClassStats{Size: int(classSize[c]), Slabs: int64(a.loc[c].committed.Load() >> classSlabShift[c])}
 	}
 	var buf [numClasses]uint8
 	counted := a.countedClasses(&buf)
