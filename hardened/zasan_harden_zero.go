@@ -84,7 +84,7 @@ func (a *Allocator) allocZero(align uintptr) []byte {
 	asanZero(unsafe.Pointer(&z.mem[off]), false)
 	a.profileAdd(uintptr(unsafe.Pointer(&z.mem[off])))
 	pc := a.pin()
-	pc.allocs[0]++
+	pc.noteAlloc(0, 0)
 	a.unpin(pc)
 	return unsafe.Slice((*byte)(unsafe.Pointer(&z.mem[off])), 0)
 }
@@ -111,7 +111,7 @@ func (a *Allocator) freeZero(op string, p unsafe.Pointer) bool {
 		return false
 	}
 	pc := a.pin()
-	pc.frees[0]++
+	pc.noteFree(0, 0)
 	a.unpin(pc)
 	return true
 }

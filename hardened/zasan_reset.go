@@ -69,6 +69,7 @@ func (a *Allocator) reset(seed uint64) error {
 		pc.n = [numClasses]uint8{}
 		for _, c := range counted {
 			pc.allocs[c], pc.frees[c] = 0, 0
+			pc.allocsWide[c], pc.freesWide[c] = 0, 0
 		}
 		pc.requested = 0
 		pc.resetHard() // the batched frees' headers were just cleared

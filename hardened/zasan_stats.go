@@ -62,11 +62,26 @@ func (a *Allocator) readStats(s *Stats) {
 	counted := a.countedClasses(&buf)
 	for _, pc := range a.allCaches() {
 		pc.lockForRead()
-		for _, c := range counted {
-			classes[c].Allocs += pc.allocs[c]
-			classes[c].Frees += pc.frees[c]
+		var allocs, frees [numClasses]int64
+		var req int64
+		for {
+			// A fold moves counts between words: read around none.
+			g := pc.foldGen.Load()
+			req = pc.requested
+			for _, c := range counted {
+				var r int64
+				allocs[c], frees[c], r = pc.counts(int(c))
+				req += r
+			}
+			if g%2 == 0 && pc.foldGen.Load() == g {
+				break
+			}
 		}
-		s.Requested += pc.requested
+		for _, c := range counted {
+			classes[c].Allocs += allocs[c]
+			classes[c].Frees += frees[c]
+		}
+		s.Requested += req
 		pc.unlockForRead()
 	}
 	for c := range classes {
