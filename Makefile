@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 # repository's .tmp/, which `make test` empties when it ends.
 export TMPDIR := $(CURDIR)/.tmp
 $(shell mkdir -p $(TMPDIR))
-FUZZTIME ?= 10s
+FUZZTIME ?= 20s
 TARGETS  ?= FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse
 MODES    ?= release hardened
 

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Bounded fuzz campaign: runs each native fuzz target with `go test -fuzz`
 # in each of MODES (default "release hardened": the release fast paths and
-# the hardening layer are different code) for FUZZTIME each (default
-# 10s), prints progress as it goes and a summary table at the end. ASAN=1
-# builds every run with -asan, so a bad access is stopped where it
-# happens; every -asan build has the hardening layer, so there MODES
-# defaults to one mode, "hardened". A crasher is left in
-# testdata/fuzz/<Target>/ (go test writes it there), its report is printed, and the script exits non-zero; each
-# distinct crash (by its SUMMARY line) is also written as SARIF and JSON,
-# to $SARIF and $JSON (default fuzz-crashes.sarif and fuzz-crashes.json),
-# for code-scanning views and CI systems (scripts/sarif).
+# the hardening layer are different code) for FUZZTIME each (default 20s:
+# -fuzztime counts the replay of the corpus that gathers baseline
+# coverage, which took 10s of a hardened target here), prints progress as
+# it goes and a summary table at the end; a run that never got past that
+# replay says "base". ASAN=1 builds every run with -asan, so a bad access
+# is stopped where it happens; every -asan build has the hardening layer,
+# so there MODES defaults to one mode, "hardened". A crasher is left in
+# testdata/fuzz/<Target>/ (go test writes it there), its report is
+# printed, and the script exits non-zero; each distinct crash (by its
+# SUMMARY line) is also written as SARIF and JSON, to $SARIF and $JSON
+# (default fuzz-crashes.sarif and fuzz-crashes.json), for code-scanning
+# views and CI systems (scripts/sarif).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/fuzzlib.sh
-FUZZTIME=${FUZZTIME:-10s}
+FUZZTIME=${FUZZTIME:-20s}
 MODES=${MODES:-${TAGS:+${TAGS}}}
 # ASAN=1 (or any value but empty, 0, false and no) turns -asan on.
 case ${ASAN:-} in '' | 0 | false | no) ASAN= ;; *) ASAN=1 ;; esac
@@ -39,6 +42,7 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(FuzzAllocFree FuzzRealloc FuzzAligned FuzzThreadLifecycle FuzzMisuse)
 log=$(mktemp -d)
 failed=0
+baseline=0
 rows=()
 read -r -a modes <<<"$MODES"
 echo "fuzz campaign: ${#targets[@]} targets x ${#modes[@]} modes (${MODES})${ASAN:+ under -asan}, ${FUZZTIME} each, ${PARALLEL} workers (GOMAXPROCS=${FUZZPROCS} each)"
@@ -71,6 +75,10 @@ for mode in "${modes[@]}"; do
 		newc=$(grep -oE 'new interesting: [0-9]+' "$out" | tail -1 | grep -oE '[0-9]+' || echo 0)
 		crasher=$(comm -13 <(echo "$before") <(ls "testdata/fuzz/$t" 2>/dev/null | sort) | head -1)
 		status=ok
+		if [ "$rc" -eq 0 ] && [ "$execs" -eq 0 ] && grep -q 'gathering baseline coverage' "$out"; then
+			status=base
+			baseline=$((baseline + 1))
+		fi
 		if [ "$rc" -ne 0 ] && deadline_flake "$(cat "$out")" "$crasher"; then
 			status=flake
 			echo "=== $t: 'context deadline exceeded' with no failing input: Go's fuzztime race (go.dev/issue/75804), not a crash"
@@ -101,6 +109,9 @@ echo "(execs/s: the fuzzer's execs over its own elapsed time, build excluded)"
 echo "| target               | mode          |      execs |  execs/s |  new | status | crasher"
 echo "|----------------------|---------------|------------|----------|------|--------|--------"
 printf '%s\n' "${rows[@]}"
+if [ "$baseline" -gt 0 ]; then
+	echo "status base: $baseline run(s) spent all of FUZZTIME=$FUZZTIME replaying the corpus (gathering baseline coverage) and fuzzed nothing new; give them a longer FUZZTIME"
+fi
 if [ -d "$log/crashers" ]; then
 	go run ./scripts/sarif -crashers "$log/crashers" -sarif "${SARIF:-fuzz-crashes.sarif}" -json "${JSON:-fuzz-crashes.json}" &&
 		echo "crashes: ${SARIF:-fuzz-crashes.sarif} (SARIF), ${JSON:-fuzz-crashes.json}"
