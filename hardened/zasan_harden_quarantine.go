@@ -66,20 +66,14 @@ func (a *Allocator) evict(c int, soff uint32) bool {
 // drainQuarantine releases every quarantined small block.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) drainQuarantine() {
 	// This P's batch too; other Ps' batches (at most pendCap bytes each)
 	// cannot be touched while their owners may be running.
+	var buf [qBatch]quarantine.Item
 	pc := a.pin()
-	var batch [len(pc.qpend)]quarantine.Item
-	n := copy(batch[:], pc.qpend[:pc.qn])
-	pc.qn, pc.qbytes = 0, 0
+	batch := pc.takeBatch(&buf)
 	a.unpin(pc)
-	for _, e := range append(batch[:n], a.h.q.Drain()...) {
-		if a.evict(e.Class, uint32(e.ID)) {
-			a.pushSlot(e.Class, uint32(e.ID), -1)
-		}
-	}
+	a.recycle(append(batch, a.h.q.Drain()...))
 }
 
 // drainBatches releases every P's batch of freed blocks, as
@@ -89,16 +83,34 @@ func (a *Allocator) drainQuarantine() {
 //go:norace
 //go:nocheckptr
 func (a *Allocator) drainBatches() {
+	var buf [qBatch]quarantine.Item
 	for _, pc := range a.allCaches() {
 		pc.lockForRead()
-		var batch [len(pc.qpend)]quarantine.Item
-		n := copy(batch[:], pc.qpend[:pc.qn])
-		pc.qn, pc.qbytes = 0, 0
+		batch := pc.takeBatch(&buf)
 		pc.unlockForRead()
-		for _, e := range batch[:n] {
-			if a.evict(e.Class, uint32(e.ID)) {
-				a.pushSlot(e.Class, uint32(e.ID), -1)
-			}
+		a.recycle(batch)
+	}
+}
+
+// takeBatch moves the cache's batch of freed blocks into buf (pinned or
+// locked) and returns them.
+//
+//go:norace
+func (pc *cache) takeBatch(buf *[qBatch]quarantine.Item) []quarantine.Item {
+	n := copy(buf[:], pc.qpend[:pc.qn])
+	pc.qn, pc.qbytes = 0, 0
+	return buf[:n]
+}
+
+// recycle puts quarantined blocks back on free lists, each that evict
+// claims.
+//
+//go:norace
+//go:nocheckptr
+func (a *Allocator) recycle(items []quarantine.Item) {
+	for _, e := range items {
+		if a.evict(e.Class, uint32(e.ID)) {
+			a.pushSlot(e.Class, uint32(e.ID), -1)
 		}
 	}
 }
@@ -191,11 +203,7 @@ func (a *Allocator) quarantineBatch(shard int, items []quarantine.Item) {
 		// Seeded bug: an evicted item goes back into the quarantine,
 		// to be evicted (and recycled) a second time.
 		var again [2 * qBatch]quarantine.Item
-		for _, e := range a.h.q.PushAll(shard, ev[:1], again[:0]) {
-			if a.evict(e.Class, uint32(e.ID)) {
-				a.pushSlot(e.Class, uint32(e.ID), -1)
-			}
-		}
+		a.recycle(a.h.q.PushAll(shard, ev[:1], again[:0]))
 	}
 }
 
