@@ -291,7 +291,6 @@ func (a *Allocator) classBase(c int) uintptr { return uintptr(c) << a.shift }
 // slotAt is the address of the slot at offset off of class c's region.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) slotAt(c int, off uint32) unsafe.Pointer {
 	return unsafe.Add(a.base, a.classBase(c)+uintptr(off))
 }

@@ -28,8 +28,8 @@ func TestAsanPairUninstrumented(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go build -asan: %v\n%.2000s", err, out)
 	}
-	hot := regexp.MustCompile(`^` + regexp.QuoteMeta(pkg) + `\.(\(\*Allocator\)\.(Alloc|Free|smallBorn|smallDies|popFast|pushFast|popSlot|pushSlot|quarantineSmall|quarantineBatch|evict|armSmall|locate|allocSeq)|asanSlotLive|asanSlotDead)$`)
-	inlined := regexp.MustCompile(`\.(\(\*Allocator\)\.(checksum|regionSize|classRegion|pads|takeSeq)|restate|fields|sizeClass|loadHeader|hdrWord)\(SB\)`)
+	hot := regexp.MustCompile(`^` + regexp.QuoteMeta(pkg) + `\.(\(\*Allocator\)\.(Alloc|Free|smallBorn|smallDies|popFast|pushFast|popSlot|pushSlot|quarantineSmall|quarantineBatch|evict|armSmall|prefetchSlot|allocSeq)|asanSlotLive|asanSlotDead)$`)
+	inlined := regexp.MustCompile(`\.(\(\*Allocator\)\.(checksum|regionSize|classRegion|pads|takeSeq|locate|slotAt|rec|releaseSlot)|restate|fields|sizeClass|loadHeader|hdrWord|publish)\(SB\)`)
 	seen := map[string]bool{}
 	var fn string
 	sc := bufio.NewScanner(bytes.NewReader(out))

@@ -63,7 +63,6 @@ func (a *Allocator) Free(b []byte) {
 // platform hardalloc builds for), one table, no conversions.
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) locate(off uintptr) (unsafe.Pointer, int, uint32, bool) {
 	// The callers pass off below regionSize, so c is a class (and a
 	// bounds check stops any other).
@@ -199,7 +198,6 @@ func (a *Allocator) validate(op string, p unsafe.Pointer, off uintptr, freed Kin
 // where the fault-injection layer's tests act (releaseInjected).
 //
 //go:norace
-//go:nocheckptr
 func (a *Allocator) releaseSlot(slot unsafe.Pointer, old uint64, state slotState) bool {
 	if injecting {
 		return releaseInjected(slot, old, state)

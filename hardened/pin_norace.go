@@ -83,6 +83,7 @@ func (c *cache) unlockForRead() {}
 // countdown has run out instead, it returns false with seq seqSample.
 //
 //go:norace
+//go:nocheckptr
 func (a *Allocator) popFast(c, n int) (uint32, uint64, bool) {
 	pid := procPin()
 	if uint(pid) < uint(len(a.pinned)) {

@@ -44,10 +44,13 @@ import "unsafe"
 // about. The race detector still sees the locked per-P caches of race
 // builds (pin_race.go, not marked). Those that convert pointers also carry
 // //go:nocheckptr (checkptr, on in every -asan build, would look each
-// pointer up in Go's heap), and only those: while checkptr is on, the
-// inliner refuses every function marked so, and a small helper that
-// became a call cost the -asan pair more than checkptr would have
-// (internal/asangen marks the generated copies by the same rule).
+// pointer up in Go's heap), except the small helpers that must inline
+// (slotAt, locate, releaseSlot, the header's loads and stores;
+// asangen.InlineHelpers): while checkptr is on, the inliner refuses every
+// function marked so, and checkptr instruments an inlined body by its
+// caller's pragma, so those carry none and every caller carries it
+// (internal/asangen marks the generated copies by the same rule;
+// TestAsanPairUninstrumented reads the -asan assembly of the pair).
 
 // ASan's shadow values for its heap (compiler-rt asan_internal.h).
 const (

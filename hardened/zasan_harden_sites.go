@@ -36,12 +36,12 @@ const recSize = unsafe.Sizeof(siteRec{})
 // class c, under pc's pin: after the slot's last free.
 //
 //go:norace
+//go:nocheckptr
 func (a *Allocator) allocSeq(pc *cache, c int, off uint32) uint64 {
 	return a.takeSeq(pc, a.rec(c, off).freeSeq)
 }
 
 //go:norace
-//go:nocheckptr
 func (a *Allocator) rec(c int, soff uint32) *siteRec {
 	slab := uintptr(soff) >> classSlabShift[c]
 	in := uintptr(soff) & (uintptr(1)<<classSlabShift[c] - 1)
@@ -127,6 +127,7 @@ func (a *Allocator) siteOf(g, seq uint64, stack uint32) Site {
 }
 
 //go:norace
+//go:nocheckptr
 func (a *Allocator) fillSites(r *Report, c int, soff uint32) {
 	rec := a.rec(c, soff)
 	if rec.allocSeq != 0 {

@@ -128,7 +128,6 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 // goroutine) sees the canaries and the site record armSmall wrote.
 //
 //go:norace
-//go:nocheckptr
 func publish(slot unsafe.Pointer, v uint64) { storeRelease(hdrWord(slot), v) }
 
 // verifyCanaries checks both redzones of an allocated small block.

@@ -52,7 +52,7 @@ func Transform(src []byte, name string) ([]byte, error) {
 				have[strings.TrimSpace(out[j])] = true
 			}
 			want := []string{"//go:norace"}
-			if have["//go:nocheckptr"] || Checkptr(body(lines[1+i:])) {
+			if have["//go:nocheckptr"] || !inlineHelper(l) && Checkptr(body(lines[1+i:])) {
 				want = append(want, "//go:nocheckptr")
 			}
 			for _, p := range want {
@@ -90,9 +90,37 @@ func body(lines []string) string {
 // unsafe.Slice or String (the same check), a conversion of an
 // unsafe.Pointer to a typed pointer (checkptrAlignment), a range loop
 // that takes the elements' values (the compiler walks a slice with such a
-// conversion), and the package's own one-line helpers that are such a
-// conversion and inline where they are called (header.go).
-var checkptrOps = regexp.MustCompile(`unsafe\.(Pointer|Add|Slice|String)\(|\(\*[][\w.*]+\)\(|\bfor \w+, \w+ :?= range\b|\b(hdrWord|loadHeader|storeHeader|slice)\(`)
+// conversion), and a call of one of the package's inline helpers.
+var checkptrOps = regexp.MustCompile(`unsafe\.(Pointer|Add|Slice|String)\(|\(\*[][\w.*]+\)\(|\bfor \w+, \w+ :?= range\b|\b(` + strings.Join(InlineHelpers, "|") + `)\(`)
+
+// InlineHelpers are the package's small functions that convert pointers
+// and must inline where they are called: the address of a slot, of its
+// header word or its site record, and the header's loads and stores.
+// They carry no //go:nocheckptr (the inliner refuses a function marked so
+// while checkptr is on); their callers carry it instead. -d=checkptr
+// instruments a function's body as it stands after inlining, by the
+// pragma of the function it was inlined into, so a helper inlined into a
+// marked caller is not checked, and one inlined elsewhere is checked
+// (correctly: hardalloc's memory is not Go's heap, so every check
+// passes; it only costs).
+var InlineHelpers = []string{"hdrWord", "loadHeader", "storeHeader", "slice", "slotAt", "locate", "rec", "publish", "releaseSlot"}
+
+// inlineHelper reports whether decl, a func line, declares one of
+// InlineHelpers.
+func inlineHelper(decl string) bool {
+	name := strings.TrimPrefix(decl, "func ")
+	if strings.HasPrefix(name, "(") {
+		if i := strings.Index(name, ") "); i >= 0 {
+			name = name[i+2:]
+		}
+	}
+	for _, h := range InlineHelpers {
+		if strings.HasPrefix(name, h+"(") || strings.HasPrefix(name, h+"[") {
+			return true
+		}
+	}
+	return false
+}
 
 // Checkptr reports whether the function text fn holds an operation that
 // -d=checkptr (on in every -asan build) instruments. Only such a function

@@ -32,6 +32,12 @@ func k(s []int) (n int) {
 }
 
 func m(p unsafe.Pointer) uint64 { return *(*uint64)(p) }
+
+func (a *A) rec(i int) *R { return (*R)(unsafe.Add(a.p, i)) }
+
+func (a *A) recycle(i int) int { return i }
+
+func (a *A) seq(i int) uint64 { return a.rec(i).seq }
 `
 	out, err := Transform([]byte(src), "p.go")
 	if err != nil {
@@ -46,12 +52,15 @@ func m(p unsafe.Pointer) uint64 { return *(*uint64)(p) }
 		"//go:norace\n//go:nocheckptr\nfunc h(",
 		"//go:norace\n//go:nocheckptr\nfunc k(",
 		"//go:norace\n//go:nocheckptr\nfunc m(",
+		"//go:norace\nfunc (a *A) rec(",     // an inline helper: its callers are marked
+		"//go:norace\nfunc (a *A) recycle(", // not a helper's call
+		"//go:norace\n//go:nocheckptr\nfunc (a *A) seq(",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("copy lacks %q:\n%s", want, got)
 		}
 	}
-	if strings.Contains(got, "go:generate") || strings.Count(got, "//go:norace") != 5 {
+	if strings.Contains(got, "go:generate") || strings.Count(got, "//go:norace") != 8 {
 		t.Errorf("copy keeps the directive or doubles a pragma:\n%s", got)
 	}
 	if _, err := Transform([]byte("//go:build hardened\n\npackage p\n"), "q.go"); err == nil {
