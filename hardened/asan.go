@@ -108,6 +108,94 @@ func shadowLive(p, n uintptr) {
 	}
 }
 
+// shadowSmall is the most shadow bytes of a slot (two words: slots of up
+// to 128 bytes with the header) that shadowSlot and shadowDead write word
+// by word, in one pass; a larger slot's are written by shadowSet's loops,
+// one region at a time (at 256 B, composing five words cost 3-7% more
+// than the loops; at 16 and 64 B the composed words take 7-11% off the
+// -asan pair).
+const shadowSmall = 16
+
+// shadowSlot gives the slot at s, whose m shadow bytes (an even number)
+// it covers, a live payload of n bytes from its shadow byte lo on: the
+// payload addressable (its last granule partial, as shadowLive makes
+// it), everything else in the slot heap redzone. A small slot's shadow
+// is written a word at a time, each word composed from the two bounds
+// (three calls of shadowSet and shadowLive, each a loop, cost the -asan
+// pair more than the stores); no store goes past the slot's shadow.
+//
+//go:norace
+//go:nocheckptr
+func shadowSlot(s, m, lo, n uintptr) {
+	if m > shadowSmall {
+		pay := s + lo<<3
+		shadowSet(s, pay-s, shadowRedzone)
+		shadowLive(pay, n)
+		tail := alignUp(pay+n, 8)
+		shadowSet(tail, s+m<<3-tail, shadowRedzone)
+		return
+	}
+	const rz = shadowRedzone * 0x0101010101010101
+	hi := lo + n>>3 // the first shadow byte not wholly addressable
+	part := uint64(n & 7)
+	sh := shadowOf(s)
+	for i := uintptr(0); i < m; i += 8 {
+		w := uint64(rz) &^ (lowBytes(hi-i) &^ lowBytes(lo-i))
+		if part != 0 && hi-i < 8 {
+			w = w&^(0xff<<(8*(hi-i))) | part<<(8*(hi-i))
+		}
+		storeShadow(sh+i, m-i, w)
+	}
+}
+
+// shadowDead marks the body of a freed slot, its m shadow bytes from
+// p's on, freed (kAsanHeapFreeMagic).
+//
+//go:norace
+//go:nocheckptr
+func shadowDead(p, m uintptr) {
+	if m > shadowSmall {
+		shadowSet(p, m<<3, shadowFreed)
+		return
+	}
+	sh := shadowOf(p)
+	for i := uintptr(0); i < m; i += 8 {
+		storeShadow(sh+i, m-i, shadowFreed*0x0101010101010101)
+	}
+}
+
+// lowBytes is a mask of the low k bytes of a word: none for k <= 0 (k
+// wrapped below zero), all for k >= 8.
+func lowBytes(k uintptr) uint64 {
+	if int(k) <= 0 {
+		return 0
+	}
+	if k >= 8 {
+		return ^uint64(0)
+	}
+	return 1<<(8*k) - 1
+}
+
+// storeShadow stores the low min(k, 8) bytes of w at shadow address sh;
+// k is even.
+//
+//go:norace
+//go:nocheckptr
+func storeShadow(sh, k uintptr, w uint64) {
+	p := addrPtr(sh)
+	switch {
+	case k >= 8:
+		*(*uint64)(p) = w
+	case k >= 4:
+		*(*uint32)(p) = uint32(w)
+		if k == 6 {
+			*(*uint16)(unsafe.Add(p, 4)) = uint16(w >> 32)
+		}
+	default:
+		*(*uint16)(p) = uint16(w)
+	}
+}
+
 // storeHeader writes a header word the program may not touch (it is heap
 // redzone): sync/atomic operations are not instrumented.
 func storeHeader(slot unsafe.Pointer, v uint64) { atomic.StoreUint64(hdrWord(slot), v) }

@@ -16,6 +16,8 @@ const asanEnabled = false
 
 func shadowSet(p, n uintptr, v byte)            {}
 func shadowLive(p, n uintptr)                   {}
+func shadowSlot(s, m, lo, n uintptr)            {}
+func shadowDead(p, m uintptr)                   {}
 func asanRegister(a *Allocator)                 {}
 func asanUnregister(a *Allocator)               {}
 func storeHeader(slot unsafe.Pointer, v uint64) { *hdrWord(slot) = v }

@@ -92,11 +92,18 @@ func (pc *cache) noteAlloc(c, n int) {
 
 // noteFree counts the free of a size-byte block of class c.
 func (pc *cache) noteFree(c, size int) {
-	w := pc.frees[c] + 1 + acct(size)<<acctCountBits
-	pc.frees[c] = w
-	if w&acctFull != 0 {
+	if pc.countFree(c, size) {
 		pc.fold(c)
 	}
+}
+
+// countFree is noteFree without the fold, which the caller makes when it
+// returns true: small enough to inline into the hardened Free path
+// (noteFree is not, by the cost of its call to fold).
+func (pc *cache) countFree(c, size int) bool {
+	w := pc.frees[c] + 1 + acct(size)<<acctCountBits
+	pc.frees[c] = w
+	return w&acctFull != 0
 }
 
 // acct is a count of operations (the low acctCountBits bits) and their

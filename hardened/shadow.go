@@ -66,13 +66,7 @@ func asanSlotLive(slot unsafe.Pointer, c int, payOff uintptr, n int) {
 	if !asanEnabled {
 		return
 	}
-	s := uintptr(slot)
-	pay := s + headerSize + payOff
-	end := s + headerSize + uintptr(classSize[c])
-	shadowSet(s, pay-s, shadowRedzone)
-	shadowLive(pay, uintptr(n))
-	tail := alignUp(pay+uintptr(n), 8)
-	shadowSet(tail, end-tail, shadowRedzone)
+	shadowSlot(uintptr(slot), (headerSize+uintptr(classSize[c]))>>3, (headerSize+payOff)>>3, uintptr(n))
 }
 
 // asanSlotDead marks a freed slot's body freed. It must run before the
@@ -81,7 +75,7 @@ func asanSlotLive(slot unsafe.Pointer, c int, payOff uintptr, n int) {
 //go:norace
 func asanSlotDead(slot unsafe.Pointer, c int) {
 	if asanEnabled {
-		shadowSet(uintptr(slot)+headerSize, uintptr(classSize[c]), shadowFreed)
+		shadowDead(uintptr(slot)+headerSize, uintptr(classSize[c])>>3)
 	}
 }
 

@@ -3,6 +3,8 @@
 package hardened
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"unsafe"
 
@@ -243,7 +245,8 @@ func firstShadowNot(p, n uintptr, v byte) (int, byte) {
 // remainder after its 32-byte steps, and leaves the bytes around it as
 // they were; ASan reads the result back as poisoned (or addressable).
 func TestShadowSetExact(t *testing.T) {
-	mem := make([]byte, 64<<10) // a Go heap block: its shadow is mapped
+	mem := make([]byte, 64<<10)  // a Go heap block: its shadow is mapped
+	defer runtime.KeepAlive(mem) // freed, the sweeper would poison its shadow
 	base := uintptr(unsafe.Pointer(&mem[0])) &^ 7
 	shadow := func(i uintptr) byte { return peekShadow(base + 8*i) }
 	const window = 400 // shadow bytes examined
@@ -274,3 +277,53 @@ func TestShadowSetExact(t *testing.T) {
 //go:norace
 //go:nocheckptr
 func peekShadow(p uintptr) byte { return *(*byte)(addrPtr(shadowOf(p))) }
+
+// shadowSlot and shadowDead write exactly a slot's shadow, word by word,
+// as a byte-by-byte model says: every slot size of the classes (and some
+// past the word-wise limit), every payload start and length a slot of
+// that size can hold; the shadow on either side is left as it was.
+func TestShadowSlotExact(t *testing.T) {
+	mem := make([]byte, 64<<10)  // a Go heap block: its shadow is mapped
+	defer runtime.KeepAlive(mem) // freed, the sweeper would poison its shadow
+	base := (uintptr(unsafe.Pointer(&mem[0])) + 15) &^ 15
+	shadow := func(i uintptr) byte { return peekShadow(base + 8*i) }
+	const sentinel = 0xf1
+	defer shadowSet(base, 8*1000, 0)
+	check := func(what string, m uintptr, want func(i uintptr) byte) {
+		t.Helper()
+		for i := uintptr(0); i < m+8; i++ {
+			w := byte(sentinel)
+			if i >= 2 && i < 2+m {
+				w = want(i - 2)
+			}
+			if got := shadow(i); got != w {
+				var d []byte
+				for j := uintptr(0); j < m+8; j++ {
+					d = append(d, shadow(j))
+				}
+				t.Fatalf("%s: shadow byte %d of the slot is %#x, want %#x\n% x", what, int(i)-2, got, w, d)
+			}
+		}
+	}
+	for m := uintptr(2); m <= shadowSmall+16; m += 2 {
+		s := base + 16 // two shadow bytes of sentinel before the slot
+		for lo := uintptr(2); lo < m; lo += 1 + lo/8 {
+			for n := uintptr(1); n <= 8*(m-lo); n += 1 + n/16 {
+				shadowSet(base, 8*(m+10), sentinel)
+				shadowSlot(s, m, lo, n)
+				check(fmt.Sprintf("shadowSlot(m=%d, lo=%d, n=%d)", m, lo, n), m, func(i uintptr) byte {
+					switch {
+					case i < lo || i >= lo+(n+7)/8:
+						return shadowRedzone
+					case i == lo+n/8:
+						return byte(n % 8) // the partial granule
+					}
+					return 0
+				})
+			}
+		}
+		shadowSet(base, 8*(m+10), sentinel)
+		shadowDead(s, m)
+		check(fmt.Sprintf("shadowDead(m=%d)", m), m, func(uintptr) byte { return shadowFreed })
+	}
+}

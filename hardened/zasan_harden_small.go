@@ -205,10 +205,12 @@ const stateFreeing = stateBusy
 func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64) (done, ok bool) {
 	h := a.h
 	hd := fields(old)
-	if r := a.verifyCanaries(op, slot, c, soff, hd); r != nil {
-		a.withdraw(slot, restate(old, stateBusy))
-		a.report(r)
-		return true, false
+	if patterns { // -asan builds have no canaries: the shadow stops the write
+		if r := a.verifyCanaries(op, slot, c, soff, hd); r != nil {
+			a.withdraw(slot, restate(old, stateBusy))
+			a.report(r)
+			return true, false
+		}
 	}
 	rec := a.rec(c, soff)
 	g, st := a.who()
@@ -239,7 +241,9 @@ func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff 
 	}
 	it := quarantine.Item{Class: c, ID: uint64(soff), Bytes: int64(classSize[c] + headerSize)}
 	storeRelease(hdrWord(slot), restate(old, stateQuarantined))
-	pc.noteFree(c, hd.size)
+	if pc.countFree(c, hd.size) {
+		pc.fold(c)
+	}
 	if pc.qn < len(pc.qpend) && pc.qbytes+it.Bytes <= h.pendCap {
 		pc.qpend[pc.qn] = it
 		pc.qn++
