@@ -208,8 +208,9 @@ func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff 
 	// One pin for the sequence number, the record, the state change and
 	// this P's quarantine batch (lock-free; a full batch goes to the
 	// shared quarantine under one lock acquisition). The metadata guard
-	// may take a lock, so it is opened before.
-	closeMeta := nop
+	// may take a lock, so it is opened before (closeMeta nil when it is
+	// off: no call to make on every free).
+	var closeMeta func()
 	if h.guard.on {
 		closeMeta = h.guard.open(unsafe.Pointer(rec))
 	}
@@ -217,7 +218,9 @@ func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff 
 	rec.freeSeq, rec.freeG, rec.freeStack = a.takeSeq(pc, rec.allocSeq), g, st
 	if !quarantined {
 		a.unpin(pc)
-		closeMeta()
+		if closeMeta != nil {
+			closeMeta()
+		}
 		storeRelease(hdrWord(slot), restate(old, stateFree))
 		return false, true
 	}
@@ -231,7 +234,9 @@ func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff 
 		pc.qn++
 		pc.qbytes += it.Bytes
 		a.unpin(pc)
-		closeMeta()
+		if closeMeta != nil {
+			closeMeta()
+		}
 		return true, true
 	}
 	var batch [len(pc.qpend) + 1]quarantine.Item
@@ -239,7 +244,9 @@ func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff 
 	batch[n] = it
 	pc.qn, pc.qbytes = 0, 0
 	a.unpin(pc)
-	closeMeta()
+	if closeMeta != nil {
+		closeMeta()
+	}
 	a.quarantineBatch(pc.qi, batch[:n+1])
 	return true, true
 }
