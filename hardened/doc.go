@@ -199,7 +199,11 @@
 // paths, and the walks over every slot (Check, Reset, Stats and the
 // harness's audit), are therefore built under -asan from generated copies
 // (zasan_*.go, by internal/asangen through go generate) whose functions
-// are //go:norace //go:nocheckptr, so only the user's accesses pay.
+// are //go:norace, and //go:nocheckptr where they convert pointers, so
+// only the user's accesses pay. The few small helpers the pair must
+// inline carry no //go:nocheckptr (a function so marked cannot inline
+// while checkptr is on); their callers carry it, and an inlined body is
+// checked or not as its caller is (TestAsanPairUninstrumented).
 // TestAsanCopiesUpToDate fails when a copy has drifted from its source.
 // Go's ASan instrumentation does not see sync/atomic operations; package
 // thread reports its capsule's atomic accesses to ASan explicitly.
