@@ -61,7 +61,7 @@ func (pc *cache) pop(c, n int) (uint32, bool) {
 	}
 	k--
 	pc.n[c] = k
-	pc.allocs[c] = w + 1 + acct(n)<<acctCountBits
+	pc.allocs[c] = w.add(n)
 	return pc.free[c][k], true
 }
 
@@ -76,14 +76,14 @@ func (pc *cache) push(c int, off uint32, size int, max uint8) bool {
 	}
 	pc.free[c][k] = off
 	pc.n[c] = k + 1
-	pc.frees[c] = w + 1 + acct(size)<<acctCountBits
+	pc.frees[c] = w.add(size)
 	return true
 }
 
 // noteAlloc counts an n-byte allocation of class c on this cache's P
 // (pinned or locked); Stats sums the caches.
 func (pc *cache) noteAlloc(c, n int) {
-	w := pc.allocs[c] + 1 + acct(n)<<acctCountBits
+	w := pc.allocs[c].add(n)
 	pc.allocs[c] = w
 	if w&acctFull != 0 {
 		pc.fold(c)
@@ -101,7 +101,7 @@ func (pc *cache) noteFree(c, size int) {
 // returns true: small enough to inline into the hardened Free path
 // (noteFree is not, by the cost of its call to fold).
 func (pc *cache) countFree(c, size int) bool {
-	w := pc.frees[c] + 1 + acct(size)<<acctCountBits
+	w := pc.frees[c].add(size)
 	pc.frees[c] = w
 	return w&acctFull != 0
 }
@@ -117,6 +117,9 @@ const (
 	// still fits, and the next one folds.
 	acctFull = acct(1)<<(acctCountBits-1) | acct(1)<<63
 )
+
+// add is w with one more operation of n bytes.
+func (w acct) add(n int) acct { return w + 1 + acct(n)<<acctCountBits }
 
 func (w acct) count() int64 { return int64(w & (1<<acctCountBits - 1)) }
 func (w acct) bytes() int64 { return int64(w >> acctCountBits) }

@@ -69,7 +69,7 @@ func (pc *cache) pop(c, n int) (uint32, bool) {
 	}
 	k--
 	pc.n[c] = k
-	pc.allocs[c] = w + 1 + acct(n)<<acctCountBits
+	pc.allocs[c] = w.add(n)
 	return pc.free[c][k], true
 }
 
@@ -86,7 +86,7 @@ func (pc *cache) push(c int, off uint32, size int, max uint8) bool {
 	}
 	pc.free[c][k] = off
 	pc.n[c] = k + 1
-	pc.frees[c] = w + 1 + acct(size)<<acctCountBits
+	pc.frees[c] = w.add(size)
 	return true
 }
 
@@ -95,7 +95,7 @@ func (pc *cache) push(c int, off uint32, size int, max uint8) bool {
 //
 //go:norace
 func (pc *cache) noteAlloc(c, n int) {
-	w := pc.allocs[c] + 1 + acct(n)<<acctCountBits
+	w := pc.allocs[c].add(n)
 	pc.allocs[c] = w
 	if w&acctFull != 0 {
 		pc.fold(c)
@@ -117,7 +117,7 @@ func (pc *cache) noteFree(c, size int) {
 //
 //go:norace
 func (pc *cache) countFree(c, size int) bool {
-	w := pc.frees[c] + 1 + acct(size)<<acctCountBits
+	w := pc.frees[c].add(size)
 	pc.frees[c] = w
 	return w&acctFull != 0
 }
@@ -133,6 +133,11 @@ const (
 	// still fits, and the next one folds.
 	acctFull = acct(1)<<(acctCountBits-1) | acct(1)<<63
 )
+
+// add is w with one more operation of n bytes.
+//
+//go:norace
+func (w acct) add(n int) acct { return w + 1 + acct(n)<<acctCountBits }
 
 //go:norace
 func (w acct) count() int64 { return int64(w & (1<<acctCountBits - 1)) }
