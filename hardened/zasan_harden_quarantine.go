@@ -171,11 +171,7 @@ func (a *Allocator) quarantineBatch(shard int, items []quarantine.Item) {
 		// ("it is the hottest"), skipping the quarantine
 		last := items[len(items)-1]
 		items = items[:len(items)-1]
-		defer func() {
-			if a.evict(last.Class, uint32(last.ID)) {
-				a.pushSlot(last.Class, uint32(last.ID), -1)
-			}
-		}()
+		defer a.recycle([]quarantine.Item{last})
 	}
 	ev := a.h.q.PushAll(shard, items, buf[:])
 	for _, e := range ev {
