@@ -298,6 +298,10 @@ func (a *Allocator) slotAt(c int, off uint32) unsafe.Pointer {
 // Alloc returns n zeroed bytes with len == cap == n. Alloc(0) returns a
 // distinct, freeable, empty slice.
 //
+// Never inlined: its fast path hands its own frame record (frame) to the
+// site's stack walk, which must start at the caller's call.
+//
+//go:noinline
 //go:norace
 //go:nocheckptr
 func (a *Allocator) Alloc(n int) ([]byte, error) {
@@ -317,7 +321,7 @@ func (a *Allocator) Alloc(n int) ([]byte, error) {
 			if off, ok := pc.pop(c, n); ok {
 				procUnpin()
 				slot := a.slotAt(c, off)
-				a.armSmall(slot, c, off, n, 0, 0) // release: junk for the harnesses' JunkFill only
+				a.armSmall(slot, c, off, n, 0, 0, nil) // release: junk for the harnesses' JunkFill only
 				v := uint64(n) | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
 				if old := loadHeader(slot); (old^v)&(1<<hdrSumShift-1)&^(7<<hdrStShift) == 0 {
 					v = restate(old, stateAllocated) // as in smallBorn
@@ -343,7 +347,7 @@ func (a *Allocator) Alloc(n int) ([]byte, error) {
 				slot := a.slotAt(c, off)
 				payOff = alignUp(uintptr(slot)+headerSize+payOff, a.minAlign) - uintptr(slot) - headerSize
 			}
-			if b := a.smallBorn(c, off, n, payOff, seq, false); b != nil {
+			if b := a.smallBorn(c, off, n, payOff, seq, false, frame()); b != nil {
 				return b, nil
 			}
 		} else if seq == seqSample && a.sampleable(n, 0) {
@@ -410,7 +414,7 @@ func (a *Allocator) alloc(op string, n, align int) ([]byte, error) {
 			}
 			slot := a.slotAt(d, off)
 			payOff := alignUp(uintptr(slot)+headerSize+uintptr(front), uintptr(align)) - uintptr(slot) - headerSize
-			if b := a.smallBorn(d, off, n, payOff, seq, d != c); b != nil {
+			if b := a.smallBorn(d, off, n, payOff, seq, d != c, nil); b != nil {
 				return b, nil
 			}
 			// The slot's header was damaged while it was free: it has been

@@ -2,7 +2,10 @@
 
 package hardened
 
-import "runtime"
+import (
+	"runtime"
+	"unsafe"
+)
 
 //go:noinline
 func callers(skip int, pcs []uintptr) int { return runtime.Callers(skip+3, pcs) }
@@ -16,3 +19,11 @@ func fpHash(skip, max int) (hash uint64, n int) {
 	n = callers(skip+1, pcs[:max])
 	return stackHash(pcs[:n]), n
 }
+
+// frame is nil here: the sites' walks start from their own frame and
+// drop the allocator's frames by name (Site.Frames).
+func frame() unsafe.Pointer { return nil }
+
+// callersAt and hashAt are never called with a nil frame.
+func callersAt(fp unsafe.Pointer, pcs []uintptr) int  { panic("hardened: no frame walk here") }
+func hashAt(fp unsafe.Pointer, max int) (uint64, int) { panic("hardened: no frame walk here") }

@@ -14,6 +14,9 @@ import (
 // from this allocator (again, partially, or from elsewhere) is reported and
 // changes nothing.
 //
+// Never inlined, for the site's stack walk, as Alloc.
+//
+//go:noinline
 //go:norace
 //go:nocheckptr
 func (a *Allocator) Free(b []byte) {
@@ -48,7 +51,7 @@ func (a *Allocator) Free(b []byte) {
 					}
 					procUnpin()
 				}
-				a.smallDies("Free", slot, c, soff, old)
+				a.smallDies("Free", slot, c, soff, old, frame())
 				return
 			}
 		}
@@ -131,7 +134,7 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 			continue
 		}
 		if a.releaseSlot(slot, old, stateFreeing) {
-			return a.smallDies(op, slot, c, soff, old)
+			return a.smallDies(op, slot, c, soff, old, nil)
 		}
 		// Lost a race with another Free/Realloc of the same block: look again.
 	}

@@ -18,6 +18,16 @@
 #define WALK_START \
 	MOVQ skip+0(FP), AX; \
 	MOVQ BP, DX; \
+	WALK_BOUNDS
+
+// WALK_AT starts the walk at the frame record fp, skipping nothing.
+#define WALK_AT \
+	XORQ AX, AX; \
+	MOVQ fp+0(FP), DX; \
+	WALK_BOUNDS
+
+// WALK_BOUNDS loads the goroutine's stack bounds and zeroes the count.
+#define WALK_BOUNDS \
 	MOVQ (TLS), R10; \
 	MOVQ 0(R10), R11; \
 	MOVQ 8(R10), R12; \
@@ -46,58 +56,89 @@
 	JLS done; \
 	MOVQ R13, DX
 
+// STORE_WALK is fpCallers's loop: it stores each return address the
+// walk takes into DI and returns their number.
+#define STORE_WALK \
+loop: \
+	WALK_FRAME(done); \
+	TESTQ AX, AX; \
+	JZ store; \
+	DECQ AX; \
+	JMP next; \
+store: \
+	MOVQ R9, (DI)(R8*8); \
+	INCQ R8; \
+next: \
+	WALK_NEXT(done); \
+	JMP loop; \
+done: \
+	MOVQ R8, ret+32(FP); \
+	RET
+
+// HASH_WALK is fpHash's loop: it mixes each return address the walk
+// takes into BX and returns the hash and their number. Hashing in the
+// walk costs little more than the walk: the multiply chain and the chain
+// of frame-pointer loads run side by side.
+#define HASH_WALK \
+	XORQ BX, BX; \
+	MOVQ $0x9e3779b97f4a7c15, SI; \
+hloop: \
+	WALK_FRAME(hdone); \
+	TESTQ AX, AX; \
+	JZ hmix; \
+	DECQ AX; \
+	JMP hnext; \
+hmix: \
+	XORQ R9, BX; \
+	ROLQ $27, BX; \
+	IMULQ SI, BX; \
+	INCQ R8; \
+hnext: \
+	WALK_NEXT(hdone); \
+	JMP hloop; \
+hdone: \
+	XORQ R8, BX; \
+	ROLQ $27, BX; \
+	IMULQ SI, BX; \
+	MOVQ BX, hash+16(FP); \
+	MOVQ R8, n+24(FP); \
+	RET
+
 // func fpCallers(skip int, pcs []uintptr) int
 TEXT ·fpCallers(SB), NOSPLIT, $0-40
 	MOVQ pcs_base+8(FP), DI
 	MOVQ pcs_len+16(FP), CX
 	WALK_START
-loop:
-	WALK_FRAME(done)
-	TESTQ AX, AX
-	JZ store
-	DECQ AX
-	JMP next
-store:
-	MOVQ R9, (DI)(R8*8)
-	INCQ R8
-next:
-	WALK_NEXT(done)
-	JMP loop
-done:
-	MOVQ R8, ret+32(FP)
-	RET
+	STORE_WALK
+
+// func fpCallersAt(fp unsafe.Pointer, pcs []uintptr) int
+TEXT ·fpCallersAt(SB), NOSPLIT, $0-40
+	MOVQ pcs_base+8(FP), DI
+	MOVQ pcs_len+16(FP), CX
+	WALK_AT
+	STORE_WALK
 
 // func fpHash(skip, max int) (hash uint64, n int)
 //
 // fpCallers's walk, storing nothing: it returns how many return addresses
-// fpCallers(skip, pcs[:max]) would write and their stackHash. Hashing in
-// the walk costs little more than the walk: the multiply chain and the
-// chain of frame-pointer loads run side by side.
+// fpCallers(skip, pcs[:max]) would write and their stackHash.
 TEXT ·fpHash(SB), NOSPLIT, $0-32
 	MOVQ max+8(FP), CX
 	WALK_START
-	XORQ BX, BX
-	MOVQ $0x9e3779b97f4a7c15, SI
-hloop:
-	WALK_FRAME(hdone)
-	TESTQ AX, AX
-	JZ hmix
-	DECQ AX
-	JMP hnext
-hmix:
-	XORQ R9, BX
-	ROLQ $27, BX
-	IMULQ SI, BX
-	INCQ R8
-hnext:
-	WALK_NEXT(hdone)
-	JMP hloop
-hdone:
-	XORQ R8, BX
-	ROLQ $27, BX
-	IMULQ SI, BX
-	MOVQ BX, hash+16(FP)
-	MOVQ R8, n+24(FP)
+	HASH_WALK
+
+// func fpHashAt(fp unsafe.Pointer, max int) (hash uint64, n int)
+TEXT ·fpHashAt(SB), NOSPLIT, $0-32
+	MOVQ max+8(FP), CX
+	WALK_AT
+	HASH_WALK
+
+// func frame() unsafe.Pointer
+//
+// The frame record of frame's caller: with no frame of its own, frame
+// leaves BP as its caller set it.
+TEXT ·frame(SB), NOSPLIT, $0-8
+	MOVQ BP, ret+0(FP)
 	RET
 
 // func getg() unsafe.Pointer

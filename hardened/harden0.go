@@ -60,7 +60,7 @@ func (a *Allocator) siteRecords() (meta, metaStart, depot uintptr) { return 0, 0
 //
 //go:norace
 //go:nocheckptr
-func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) (ok, zeroed bool) {
+func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64, fp unsafe.Pointer) (ok, zeroed bool) {
 	if a.x.JunkFill != 0 {
 		a.junkNew(slot, c, soff, payOff, n)
 	}
@@ -94,7 +94,7 @@ const cacheBytes = 32 << 10
 // to: release builds recycle it at once.
 const stateFreeing = stateFree
 
-func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64) (done, ok bool) {
+func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64, fp unsafe.Pointer) (done, ok bool) {
 	return false, true
 }
 func (a *Allocator) verifyStable(op string, slot unsafe.Pointer, c int, soff uint32, hd header, old uint64) *Report {

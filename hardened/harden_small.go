@@ -42,7 +42,7 @@ import (
 // the allocation site, all before smallBorn publishes the header, so a
 // concurrent Check never sees a half-armed block. zeroed says it zeroed
 // the payload too (a poisoned slot's, in the pass that verifies it).
-func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) (ok, zeroed bool) {
+func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64, fp unsafe.Pointer) (ok, zeroed bool) {
 	if old := loadHeader(slot); old == 0 {
 		if a.x.JunkFill != 0 {
 			a.junkPayload(slot, c, soff, payOff, n)
@@ -103,7 +103,7 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 	if seq == 0 { // not taken when the slot was popped (slow paths)
 		seq = a.nextSeq(rec.freeSeq)
 	}
-	g, st := a.who()
+	g, st := a.who(fp)
 	if h.guard.on {
 		closeMeta := h.guard.open(unsafe.Pointer(rec))
 		*rec = siteRec{allocSeq: seq, allocG: g, allocStack: st}
@@ -184,7 +184,7 @@ const stateFreeing = stateBusy
 // be overwritten before anything could check it: the free is recorded,
 // the header set free, and smallDies recycles the slot as release
 // builds do (done false).
-func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64) (done, ok bool) {
+func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64, fp unsafe.Pointer) (done, ok bool) {
 	h := a.h
 	hd := fields(old)
 	if patterns { // -asan builds have no canaries: the shadow stops the write
@@ -195,7 +195,7 @@ func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff 
 		}
 	}
 	rec := a.rec(c, soff)
-	g, st := a.who()
+	g, st := a.who(fp)
 	if h.profile != nil {
 		a.profileRemove(uintptr(slot) + headerSize + hd.off)
 	}

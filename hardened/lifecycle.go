@@ -40,9 +40,9 @@ import "unsafe"
 //
 //go:norace
 //go:nocheckptr
-func (a *Allocator) smallBorn(c int, off uint32, n int, payOff uintptr, seq uint64, spilled bool) []byte {
+func (a *Allocator) smallBorn(c int, off uint32, n int, payOff uintptr, seq uint64, spilled bool, fp unsafe.Pointer) []byte {
 	slot := a.slotAt(c, off)
-	ok, zeroed := a.armSmall(slot, c, off, n, payOff, seq)
+	ok, zeroed := a.armSmall(slot, c, off, n, payOff, seq, fp)
 	if !ok {
 		return nil
 	}
@@ -81,9 +81,9 @@ func (a *Allocator) smallBorn(c int, off uint32, n int, payOff uintptr, seq uint
 // redzones).
 //
 //go:norace
-func (a *Allocator) smallDies(op string, slot unsafe.Pointer, c int, soff uint32, old uint64) bool {
+func (a *Allocator) smallDies(op string, slot unsafe.Pointer, c int, soff uint32, old uint64, fp unsafe.Pointer) bool {
 	asanSlotDead(slot, c)
-	if done, ok := a.quarantineSmall(op, slot, c, soff, old); done {
+	if done, ok := a.quarantineSmall(op, slot, c, soff, old, fp); done {
 		return ok
 	}
 	size := int(old & (1<<hdrSizeBits - 1))

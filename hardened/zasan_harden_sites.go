@@ -57,7 +57,7 @@ func (a *Allocator) rec(c int, soff uint32) *siteRec {
 //go:norace
 func (a *Allocator) site(after uint64) (g, seq uint64, stack uint32) {
 	seq = a.nextSeq(after)
-	g, stack = a.who()
+	g, stack = a.who(nil)
 	return
 }
 
@@ -67,14 +67,29 @@ func (a *Allocator) site(after uint64) (g, seq uint64, stack uint32) {
 // named by its hash alone, and only a new one is walked again into pcs
 // (from this same frame, so the walk finds the same frames). Storing
 // every walk into a zeroed array and hashing it in a second pass was
-// most of a site's cost.
+// most of a site's cost. fp, when not nil, is the frame record of the API
+// call (frame, in Alloc's and Free's fast paths): the walk starts there,
+// at the user's frame, rather than climbing the allocator's own frames
+// first to drop them later.
 //
 //go:noinline
 //go:norace
-func (a *Allocator) who() (g uint64, stack uint32) {
+func (a *Allocator) who(fp unsafe.Pointer) (g uint64, stack uint32) {
 	h := a.h
 	g = goid()
 	if h.depth > 0 {
+		if fp != nil {
+			// No frames of the allocator's own; Options.Wrappers' and a go
+			// statement's wrapper (at most one) are dropped by Site.Frames.
+			max := h.depth + h.slop - stackSlop + 1
+			sum, _ := hashAt(fp, max)
+			if stack = h.depot.lookup(sum); stack == 0 {
+				var pcs [maxWalk]uintptr
+				n := callersAt(fp, pcs[:max])
+				stack = h.depot.intern(pcs[:n])
+			}
+			return
+		}
 		max := h.depth + h.slop // own and wrapper frames are dropped by Site.Frames
 		sum, _ := fpHash(0, max)
 		if stack = h.depot.lookup(sum); stack == 0 {

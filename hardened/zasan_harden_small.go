@@ -47,7 +47,7 @@ import (
 //
 //go:norace
 //go:nocheckptr
-func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64) (ok, zeroed bool) {
+func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64, fp unsafe.Pointer) (ok, zeroed bool) {
 	if old := loadHeader(slot); old == 0 {
 		if a.x.JunkFill != 0 {
 			a.junkPayload(slot, c, soff, payOff, n)
@@ -108,7 +108,7 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 	if seq == 0 { // not taken when the slot was popped (slow paths)
 		seq = a.nextSeq(rec.freeSeq)
 	}
-	g, st := a.who()
+	g, st := a.who(fp)
 	if h.guard.on {
 		closeMeta := h.guard.open(unsafe.Pointer(rec))
 		*rec = siteRec{allocSeq: seq, allocG: g, allocStack: st}
@@ -202,7 +202,7 @@ const stateFreeing = stateBusy
 //
 //go:norace
 //go:nocheckptr
-func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64) (done, ok bool) {
+func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff uint32, old uint64, fp unsafe.Pointer) (done, ok bool) {
 	h := a.h
 	hd := fields(old)
 	if patterns { // -asan builds have no canaries: the shadow stops the write
@@ -213,7 +213,7 @@ func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff 
 		}
 	}
 	rec := a.rec(c, soff)
-	g, st := a.who()
+	g, st := a.who(fp)
 	if h.profile != nil {
 		a.profileRemove(uintptr(slot) + headerSize + hd.off)
 	}

@@ -94,7 +94,7 @@ func (a *Allocator) allocZero(align uintptr) []byte {
 func (a *Allocator) freeZero(op string, p unsafe.Pointer) bool {
 	z := &a.h.zero
 	off := uintptr(p) - uintptr(unsafe.Pointer(&z.mem[0]))
-	g, st := a.who()
+	g, st := a.who(nil)
 	z.mu.Lock()
 	zb := z.live[off]
 	r := zeroMisuse(op, p, zb, DoubleFree, "the 0-byte block is already free")
