@@ -53,6 +53,7 @@ type Allocator struct {
 	x      ctl.Extra // the harness's configuration (package harness), zero for users
 	report func(*Report)
 	secret uint64
+	mkey   uint64 // the header mirrors' key (mirrorOf)
 
 	mem        []byte         // the reservation holding every class region
 	base       unsafe.Pointer // &mem[0]
@@ -133,7 +134,7 @@ func newWith(opts Options, x ctl.Extra) (*Allocator, error) {
 		return nil, err
 	}
 	a.rng = rand.NewChaCha8(seed)
-	a.secret = a.rng.Uint64()
+	a.secret, a.mkey = a.rng.Uint64(), a.rng.Uint64()
 
 	n := max(runtime.GOMAXPROCS(0), runtime.NumCPU())
 	all := make([]*cache, n+1) // the caches, then the spare (allCaches)
@@ -321,17 +322,27 @@ func (a *Allocator) Alloc(n int) ([]byte, error) {
 			if off, ok := pc.pop(c, n); ok {
 				procUnpin()
 				slot := a.slotAt(c, off)
-				a.armSmall(slot, c, off, n, 0, 0, nil) // release: junk for the harnesses' JunkFill only
-				v := uint64(n) | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
-				if old := loadHeader(slot); (old^v)&(1<<hdrSumShift-1)&^(7<<hdrStShift) == 0 {
-					v = restate(old, stateAllocated) // as in smallBorn
+				// armSmall, inlined: the free word verified by its mirror,
+				// and the harnesses' JunkFill.
+				if old := loadHeader(slot); a.freeWordOK(slot, old) {
+					if old == 0 && a.x.JunkFill != 0 {
+						a.junkNew(slot, c, off, 0, n)
+					}
+					v := uint64(n) | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
+					if (old^v)&(1<<hdrSumShift-1)&^(7<<hdrStShift) == 0 {
+						// As in smallBorn; the mirror holds this word
+						// already.
+						publish(slot, old^freeToLive)
+					} else {
+						a.publishLive(slot, v|a.checksum(slot, v)<<hdrSumShift)
+					}
+					b := slice(unsafe.Add(slot, headerSize), uintptr(n))
+					clear(b)
+					return b, nil
 				} else {
-					v |= a.checksum(slot, v) << hdrSumShift
+					a.freeHeaderDamaged(slot, c, off, old)
 				}
-				publish(slot, v)
-				b := slice(unsafe.Add(slot, headerSize), uintptr(n))
-				clear(b)
-				return b, nil
+				return a.alloc("Alloc", n, 0) // the slot was reported and dropped
 			}
 			pc.tick++ // pop counted this request down; the path below counts it again
 		}

@@ -109,17 +109,24 @@
 // Free(b) takes b's address and (1) checks it lies in the class regions
 // or the large-block table, else InvalidFree (a Go-heap slice, a foreign
 // mapping - never read); (2) finds its slot by arithmetic and checks the
-// slot is committed, else InvalidFree; (3) loads the header and verifies
-// its checksum, a CRC-16 of the header XORed with a term keyed by a
-// per-allocator secret and the slot address (Scudo's chunk header, with
-// certain detection of any 1-3 flipped bits or any burst of up to 16),
-// else HeaderCorruption; (4) checks the state is
-// allocated, else DoubleFree; (5) checks b starts exactly at the payload,
-// else InvalidFree (an interior pointer); (6) compare-and-swaps the
-// header to free, so of two racing Frees exactly one wins; (7) the block
-// dies (smallDies: the layers are told, and the offset goes to the P's
-// cache). A block whose Free was rejected is never
-// reused. Reports go to Options.OnReport; the default prints the whole
+// slot is committed, else InvalidFree; (3) loads the header word and
+// compares it with the header's second word, its mirror while the block
+// is live (the word XORed with a per-allocator key and the slot
+// address): a match means the word is the one published for this slot,
+// intact and allocated; anything else takes the general path, which
+// verifies the word's checksum, a CRC-16 of the header XORed with a term
+// keyed by a per-allocator secret and the slot address (Scudo's chunk
+// header, with certain detection of any 1-3 flipped bits or any burst of
+// up to 16), else HeaderCorruption; (4) checks the state is allocated,
+// else DoubleFree, and the mirror, else Underflow (the second word was
+// overwritten: in release builds it ends where the payload starts); (5)
+// checks b starts exactly at the payload, else InvalidFree (an interior
+// pointer); (6) compare-and-swaps the header to free, so of two racing
+// Frees exactly one wins; (7) the block dies (smallDies: the layers are
+// told, and the offset goes to the P's cache). The Alloc that takes the
+// slot again checks the free word against the mirror of its last live
+// word (WriteAfterFree if only the mirror was written, HeaderCorruption if
+// the word was). A block whose Free was rejected is never reused. Reports go to Options.OnReport; the default prints the whole
 // report (Report.String) to Options.ReportOutput (stderr) and panics with
 // *Error. Close reports every block still live as a Leak, and with the
 // default handler prints them, so `defer a.Close()` shows leaks.

@@ -1,6 +1,7 @@
 package hardened
 
 import (
+	"encoding/binary"
 	"runtime"
 	"sync/atomic"
 	"unsafe"
@@ -33,13 +34,11 @@ func (a *Allocator) Free(b []byte) {
 	if off := uintptr(p) - uintptr(a.base); off < a.regionSize() {
 		slot, c, soff, ok := a.locate(off)
 		if ok {
-			// decode, inlined: allocated, used, this class, the payload
-			// where the header says, and the checksum holds.
-			const mask = 0x7f<<hdrClsShift | 7<<hdrStShift | hdrUsedBit
+			// The word as published, intact (its mirror matches: live,
+			// this slot's), and the payload where it says.
 			old := loadHeader(slot)
-			if old&mask == uint64(c)<<hdrClsShift|uint64(stateAllocated)<<hdrStShift|hdrUsedBit &&
+			if a.mirrored(slot, old) &&
 				unsafe.Add(slot, headerSize+uintptr(old>>hdrOffShift&(1<<hdrOffBits-1))*16) == p &&
-				old>>hdrSumShift == a.checksum(slot, old) &&
 				a.releaseSlot(slot, old, stateFreeing) {
 				if releaseFast {
 					// Release builds: smallDies (no shadow, no
@@ -132,6 +131,18 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 				return true
 			}
 			continue
+		}
+		if h.state == stateAllocated && !a.mirrored(slot, old) {
+			// The word is intact, its mirror is not: the header's second
+			// word was overwritten. The block is withdrawn, never reused.
+			if !atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn)) {
+				continue
+			}
+			asanSlotDead(slot, c)
+			a.countFree(c, h.size)
+			a.report(a.mirrorReport(Underflow, op, slot, c, soff, h, old,
+				"the header's second word, below the block, was overwritten while the block was live (it mirrors the header word); the block is not used again"))
+			return false
 		}
 		if a.releaseSlot(slot, old, stateFreeing) {
 			return a.smallDies(op, slot, c, soff, old, nil)
@@ -229,6 +240,29 @@ func releasePlain(slot unsafe.Pointer, old uint64, state slotState) bool {
 	runtime.Gosched() // widen the window the CAS closes
 	storeHeader(slot, restate(old, state))
 	return true
+}
+
+// mirrorReport reports the small block in slot whose header word is
+// intact and whose second word is not the mirror of live, the block's
+// live word (mirrorOf): an underflow below the block (in release builds
+// the word ends at the payload) or a stray write, while it was live (k
+// Underflow, at Free) or free (WriteAfterFree, at the Alloc taking the
+// slot). Addr is the first byte that differs; Got the word's bytes from
+// there, as found (read atomically: under -asan they are heap redzone).
+// What the word should hold is not shown: with the header word it would
+// give away the mirror key.
+func (a *Allocator) mirrorReport(k Kind, op string, slot unsafe.Pointer, c int, soff uint32, h header, live uint64, detail string) *Report {
+	got := atomic.LoadUint64(mirrorWord(slot))
+	var gb, db [8]byte
+	binary.NativeEndian.PutUint64(gb[:], got)
+	binary.NativeEndian.PutUint64(db[:], got^a.mirrorOf(slot, live))
+	first := 0
+	for first < 7 && db[first] == 0 {
+		first++
+	}
+	r := a.newReport(k, op, unsafe.Add(unsafe.Pointer(mirrorWord(slot)), first), slot, c, soff, h, detail)
+	r.Got = gb[first:]
+	return r
 }
 
 // newReport builds a report about the small block in slot.

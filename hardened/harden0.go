@@ -61,22 +61,15 @@ func (a *Allocator) siteRecords() (meta, metaStart, depot uintptr) { return 0, 0
 //go:norace
 //go:nocheckptr
 func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, payOff uintptr, seq uint64, fp unsafe.Pointer) (ok, zeroed bool) {
-	if a.x.JunkFill != 0 {
+	old := loadHeader(slot)
+	if !a.freeWordOK(slot, old) {
+		a.freeHeaderDamaged(slot, c, soff, old)
+		return false, false
+	}
+	if old == 0 && a.x.JunkFill != 0 {
 		a.junkNew(slot, c, soff, payOff, n)
 	}
 	return true, false
-}
-
-// junkNew is junkPayload for a slot about to be handed out if it was
-// never used (header zero).
-//
-//go:noinline
-//go:norace
-//go:nocheckptr
-func (a *Allocator) junkNew(slot unsafe.Pointer, c int, soff uint32, payOff uintptr, n int) {
-	if loadHeader(slot) == 0 {
-		a.junkPayload(slot, c, soff, payOff, n)
-	}
 }
 
 // publish stores a newly live block's header word: a plain store, as
@@ -85,6 +78,15 @@ func (a *Allocator) junkNew(slot unsafe.Pointer, c int, soff uint32, payOff uint
 //go:norace
 //go:nocheckptr
 func publish(slot unsafe.Pointer, v uint64) { storeHeader(slot, v) }
+
+// publishPair is publish with the header's second word m stored first.
+//
+//go:norace
+//go:nocheckptr
+func publishPair(slot unsafe.Pointer, v, m uint64) {
+	*mirrorWord(slot) = m
+	storeHeader(slot, v)
+}
 
 // cacheBytes is about what each P's cache holds of one class (in
 // slots, from 2 to cacheCap).

@@ -70,6 +70,13 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 			a.reportHeader("Alloc", slot, c, old)
 			return false, false
 		}
+		if !a.mirrored(slot, restate(old, stateAllocated)) {
+			// The word is intact; its mirror, the block's last live word,
+			// is not: written while the slot was free.
+			a.withdraw(slot, old)
+			a.report(a.freeMirrorReport(slot, c, soff, hd, old))
+			return false, false
+		}
 		if hd.state == stateFreePoisoned {
 			// Nothing else reaches a slot popped from a free list once
 			// it is free or claimed (Check leaves both alone), so no more
@@ -122,6 +129,11 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 // ordering: whoever loads it and sees "allocated" (Check, from another
 // goroutine) sees the canaries and the site record armSmall wrote.
 func publish(slot unsafe.Pointer, v uint64) { storeRelease(hdrWord(slot), v) }
+
+// publishPair is publish with the header's second word m stored first,
+// in one call (storePair; under -asan both words are heap redzone, which
+// a Go store would be instrumented to check).
+func publishPair(slot unsafe.Pointer, v, m uint64) { storePair(hdrWord(slot), v, m) }
 
 // verifyCanaries checks both redzones of an allocated small block.
 func (a *Allocator) verifyCanaries(op string, slot unsafe.Pointer, c int, soff uint32, hd header) *Report {

@@ -13,6 +13,17 @@ TEXT ·storeRelease(SB), NOSPLIT, $0-16
 	MOVQ BX, (AX)
 	RET
 
+// func storePair(p *uint64, v, m uint64)
+//
+// storeRelease of v at p, after a plain store of m at p+8.
+TEXT ·storePair(SB), NOSPLIT, $0-24
+	MOVQ p+0(FP), AX
+	MOVQ v+8(FP), BX
+	MOVQ m+16(FP), CX
+	MOVQ CX, 8(AX)
+	MOVQ BX, (AX)
+	RET
+
 // func prefetch(addr uintptr)
 TEXT ·prefetch(SB), NOSPLIT, $0-8
 	MOVQ addr+0(FP), AX

@@ -10,6 +10,12 @@ package hardened
 //go:noescape
 func storeRelease(p *uint64, v uint64)
 
+// storePair is storeRelease(p, v) after a plain store of m in the word
+// after p.
+//
+//go:noescape
+func storePair(p *uint64, v, m uint64)
+
 // prefetch asks the CPU to bring the cache line at addr closer; it never
 // faults, whatever addr is.
 //

@@ -58,7 +58,7 @@ func (a *Allocator) smallBorn(c int, off uint32, n int, payOff uintptr, seq uint
 	} else {
 		v |= a.checksum(slot, v) << hdrSumShift // encode, inlined
 	}
-	publish(slot, v)
+	a.publishLive(slot, v)
 	asanSlotLive(slot, c, payOff, n)
 
 	b := unsafe.Slice((*byte)(unsafe.Add(slot, headerSize+payOff)), n)
@@ -130,4 +130,33 @@ func (a *Allocator) largeDies(op string, lb *largeBlock) bool {
 	pc.requested -= int64(lb.size)
 	a.unpin(pc)
 	return true
+}
+
+// junkNew is junkPayload, kept out of armSmall so that it inlines.
+//
+//go:noinline
+func (a *Allocator) junkNew(slot unsafe.Pointer, c int, soff uint32, payOff uintptr, n int) {
+	a.junkPayload(slot, c, soff, payOff, n)
+}
+
+// freeHeaderDamaged reports a free slot whose header words disagree (the
+// free word and its last live word's mirror): one of them was written
+// while the slot was free. The slot is dropped, never handed out again; a
+// damaged header word stays so, for Close to report once more.
+//
+//go:noinline
+func (a *Allocator) freeHeaderDamaged(slot unsafe.Pointer, c int, soff uint32, old uint64) {
+	h, ok := a.decode(slot, old)
+	if !ok {
+		a.report(a.headerReport("Alloc", slot, c, old))
+		return
+	}
+	a.report(a.freeMirrorReport(slot, c, soff, h, old))
+}
+
+// freeMirrorReport reports a free slot, header word old, intact, whose
+// second word no longer mirrors its last live word.
+func (a *Allocator) freeMirrorReport(slot unsafe.Pointer, c int, soff uint32, h header, old uint64) *Report {
+	return a.mirrorReport(WriteAfterFree, "Alloc", slot, c, soff, h, restate(old, stateAllocated),
+		"the header's second word, below the block, was overwritten while the block was free (it mirrors the block's last header word); the slot is not used again")
 }

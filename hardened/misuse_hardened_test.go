@@ -54,13 +54,6 @@ func init() {
 			}
 			a.Free(b)
 		}},
-		misuse{"underflow by 1 small", hardened.Underflow, false, 64, func(t *testing.T, a *hardened.Allocator, bug bool) {
-			b := allocSite(t, a, 64)
-			if bug {
-				flip(b, -1, 0xff)
-			}
-			a.Free(b)
-		}},
 		misuse{"underflow large (guard page faults)", hardened.Underflow, false, 170_000, func(t *testing.T, a *hardened.Allocator, bug bool) {
 			b := allocSite(t, a, 170_000)
 			if bug {

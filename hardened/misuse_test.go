@@ -63,6 +63,16 @@ var catalog = []misuse{
 			a.Free(b)
 		}
 	}},
+	// Release builds: the byte below the payload is the header's second
+	// word, which mirrors the first while the block is live; hardened
+	// builds: the front redzone.
+	{"underflow by 1 small", hardened.Underflow, true, 64, func(t *testing.T, a *hardened.Allocator, bug bool) {
+		b := allocSite(t, a, 64)
+		if bug {
+			flip(b, -1, 0xff)
+		}
+		a.Free(b)
+	}},
 	{"delayed double free", hardened.DoubleFree, true, 48, func(t *testing.T, a *hardened.Allocator, bug bool) {
 		b := allocSite(t, a, 48)
 		c := allocSite(t, a, 48)

@@ -151,9 +151,13 @@ func (a *Allocator) resizeInPlace(p unsafe.Pointer, size, n int) ([]byte, bool) 
 	}
 	nh := h
 	nh.size = n
-	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, a.encode(slot, nh)) {
+	// Through busy, so that the word and its mirror change together: a
+	// Free racing this Realloc sees a block in use, never an allocated
+	// word whose mirror disagrees (which it would report as damage).
+	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateBusy)) {
 		return nil, false
 	}
+	a.publishLive(slot, a.encode(slot, nh))
 	b := unsafe.Slice((*byte)(p), n)
 	if n > size {
 		clear(b[size:])

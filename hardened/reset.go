@@ -76,7 +76,7 @@ func (a *Allocator) reset(seed uint64) error {
 
 	a.opts.Seed = seed
 	a.rng.Seed(seedBytes(seed)) // in place: NewChaCha8 allocates per Reset
-	a.secret = a.rng.Uint64()
+	a.secret, a.mkey = a.rng.Uint64(), a.rng.Uint64()
 	a.seedTicks()
 	a.resetHardened()
 	return err
