@@ -4,6 +4,7 @@ package hardened
 
 import (
 	"errors"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -89,6 +90,10 @@ func (a *Allocator) check(op string, leaks, forget bool) error {
 			// Check runs beside Allocs, one of which may be handing the
 			// slot out and arming it right now: a free slot's poison is
 			// verified when it is handed out again, and at Close.
+			return
+		}
+		if r := a.verifyMirror(op, slot, c, soff, h, old, leaks); r != nil {
+			emit(r)
 			return
 		}
 		if r := a.verifyStable(op, slot, c, soff, h, old); r != nil {
@@ -200,4 +205,38 @@ func (a *Allocator) Trim() (int64, error) {
 		cl.mu.Unlock()
 	}
 	return before - a.mapped.Load(), nil
+}
+
+// verifyMirror is Check's, Close's and Reset's look at a small slot's
+// second header word, the mirror of its last live word (mirrorOf): a
+// live block's that differs is an underflow (the block is marked damaged:
+// its Free retires it), a free slot's a write after free (the slot is
+// withdrawn). Check runs beside Allocs, which store a free slot's new
+// mirror before its new word (publishPair), so only Close and Reset
+// (quiet: nothing runs beside them) look at free slots. A live block
+// freed and allocated again since old was loaded has its new mirror
+// stored before its new word: loaded again after the mirror, the word
+// has moved on then, and nothing is reported.
+func (a *Allocator) verifyMirror(op string, slot unsafe.Pointer, c int, soff uint32, h header, old uint64, quiet bool) *Report {
+	var live uint64
+	var k Kind
+	var to slotState
+	var detail string
+	switch {
+	case h.state == stateAllocated:
+		live, k, to = old, Underflow, stateDamaged
+		detail = "the header's second word, below the block, was overwritten while the block was live (it mirrors the header word)"
+	case quiet && (h.state == stateFree || h.state == stateQuarantined || h.state == stateFreePoisoned):
+		live, k, to = restate(old, stateAllocated), WriteAfterFree, stateWithdrawn
+		detail = "the header's second word, below the block, was overwritten while the block was free (it mirrors the block's last header word); the slot is not used again"
+	default:
+		return nil
+	}
+	if a.mirrored(slot, live) || loadHeader(slot) != old || a.mirrored(slot, live) {
+		return nil
+	}
+	if !atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, to)) {
+		return nil // it moved on
+	}
+	return a.mirrorReport(k, op, slot, c, soff, h, live, detail)
 }

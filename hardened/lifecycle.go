@@ -1,6 +1,9 @@
 package hardened
 
-import "unsafe"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // This file is the four points of a block's life, each the one place it
 // happens on every path of every build, Alloc's and Free's fast paths
@@ -141,17 +144,24 @@ func (a *Allocator) junkNew(slot unsafe.Pointer, c int, soff uint32, payOff uint
 
 // freeHeaderDamaged reports a free slot whose header words disagree (the
 // free word and its last live word's mirror): one of them was written
-// while the slot was free. The slot is dropped, never handed out again; a
-// damaged header word stays so, for Close to report once more.
+// while the slot was free. The slot is dropped, never handed out again: a
+// damaged header word stays so, for Close to report once more; a slot
+// whose word is intact is withdrawn.
 //
 //go:noinline
 func (a *Allocator) freeHeaderDamaged(slot unsafe.Pointer, c int, soff uint32, old uint64) {
 	h, ok := a.decode(slot, old)
-	if !ok {
+	switch {
+	case !ok:
 		a.report(a.headerReport("Alloc", slot, c, old))
-		return
+	case h.state == stateWithdrawn:
+		// Reported when it was withdrawn (Close or Reset found its
+		// mirror written; verifyMirror).
+	default:
+		// Withdrawn, so that Close does not report it again.
+		atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn))
+		a.report(a.freeMirrorReport(slot, c, soff, h, old))
 	}
-	a.report(a.freeMirrorReport(slot, c, soff, h, old))
 }
 
 // freeMirrorReport reports a free slot, header word old, intact, whose
