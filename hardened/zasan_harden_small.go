@@ -53,7 +53,20 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 			a.junkPayload(slot, c, soff, payOff, n)
 		}
 	} else {
-		hd, ok := a.decode(slot, old)
+		// The word is intact if, restated, it is the block's last live
+		// word, which the mirror holds (mirrorOf): no checksum to
+		// compute. Otherwise the checksum says which of the two words
+		// was written while the slot was free.
+		hd, ok := fields(old), a.mirrored(slot, restate(old, stateAllocated))
+		if !ok {
+			if h, intact := a.decode(slot, old); intact {
+				if h.state != stateWithdrawn { // else reported when it was withdrawn
+					a.withdraw(slot, old)
+					a.report(a.freeMirrorReport(slot, c, soff, h, old))
+				}
+				return false, false
+			}
+		}
 		if ok && hd.state == stateQuarantined {
 			// Evicted with its header untouched (quarantineBatch): claim
 			// it, since Check may be verifying it, or have withdrawn it,
@@ -73,13 +86,6 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 		}
 		if !ok || hd.state != stateFree && hd.state != stateFreePoisoned {
 			a.reportHeader("Alloc", slot, c, old)
-			return false, false
-		}
-		if !a.mirrored(slot, restate(old, stateAllocated)) {
-			// The word is intact; its mirror, the block's last live word,
-			// is not: written while the slot was free.
-			a.withdraw(slot, old)
-			a.report(a.freeMirrorReport(slot, c, soff, hd, old))
 			return false, false
 		}
 		if hd.state == stateFreePoisoned {
