@@ -121,7 +121,12 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 	if seq == 0 { // not taken when the slot was popped (slow paths)
 		seq = a.nextSeq(rec.freeSeq)
 	}
-	g, st := a.who(fp)
+	g, st := uint64(0), uint32(0)
+	if h.depth > 0 {
+		g, st = a.who(fp)
+	} else {
+		g = goid() // without stacks, no call to who
+	}
 	if h.guard.on {
 		closeMeta := h.guard.open(unsafe.Pointer(rec))
 		*rec = siteRec{allocSeq: seq, allocG: g, allocStack: st}
@@ -234,7 +239,12 @@ func (a *Allocator) quarantineSmall(op string, slot unsafe.Pointer, c int, soff 
 		}
 	}
 	rec := a.rec(c, soff)
-	g, st := a.who(fp)
+	g, st := uint64(0), uint32(0)
+	if h.depth > 0 {
+		g, st = a.who(fp)
+	} else {
+		g = goid() // without stacks, no call to who
+	}
 	if h.profile != nil {
 		a.profileRemove(uintptr(slot) + headerSize + hd.off)
 	}
