@@ -56,11 +56,11 @@ func init() {
 
 func shadowOf(p uintptr) uintptr { return p>>shadowScale + shadowOffset }
 
-// prefetchShadow requests the shadow line of p. A slot leaving the
+// shadowLine is the shadow of p, for prefetchSlot. A slot leaving the
 // quarantine has a cold shadow too, which the Alloc that takes it
 // writes; a store that misses waits in the store buffer, and the
 // compare-and-swap of the Free after it waits for that store.
-func prefetchShadow(p uintptr) { prefetch(shadowOf(p)) }
+func shadowLine(p uintptr) uintptr { return shadowOf(p) }
 
 // shadowSet marks [p, p+n) with shadow value v; p and n are multiples
 // of 8. Shadow memory is written with plain, uninstrumented stores (the

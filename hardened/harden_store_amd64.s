@@ -24,6 +24,30 @@ TEXT ·storePair(SB), NOSPLIT, $0-24
 	MOVQ BX, (AX)
 	RET
 
+// func prefetchSlot4(p uintptr, lines int, rec, shadow uintptr)
+//
+// prefetch of lines cache lines from p, then of rec, then of shadow
+// unless it is 0.
+TEXT ·prefetchSlot4(SB), NOSPLIT, $0-32
+	MOVQ p+0(FP), AX
+	MOVQ lines+8(FP), CX
+	TESTQ CX, CX
+	JLE recs
+loop:
+	PREFETCHT0 (AX)
+	ADDQ $64, AX
+	DECQ CX
+	JNZ loop
+recs:
+	MOVQ rec+16(FP), AX
+	PREFETCHT0 (AX)
+	MOVQ shadow+24(FP), AX
+	TESTQ AX, AX
+	JZ done
+	PREFETCHT0 (AX)
+done:
+	RET
+
 // func prefetch(addr uintptr)
 TEXT ·prefetch(SB), NOSPLIT, $0-8
 	MOVQ addr+0(FP), AX

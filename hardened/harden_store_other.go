@@ -17,3 +17,5 @@ func storePair(p *uint64, v, m uint64) {
 }
 
 func prefetch(addr uintptr) {}
+
+func prefetchSlot4(p uintptr, lines int, rec, shadow uintptr) {}

@@ -149,11 +149,8 @@ func (a *Allocator) sharedQuarantineBudget(pendCap int64) int64 {
 //go:nocheckptr
 func (a *Allocator) prefetchSlot(e quarantine.Item) {
 	s := uintptr(a.slotAt(e.Class, uint32(e.ID)))
-	for l := uintptr(0); l < min(3*64, uintptr(classSize[e.Class])+headerSize); l += 64 {
-		prefetch(s + l)
-	}
-	prefetch(uintptr(unsafe.Pointer(a.rec(e.Class, uint32(e.ID)))))
-	prefetchShadow(s)
+	lines := int(min(3*64, classSize[e.Class]+headerSize)+63) / 64
+	prefetchSlot4(s, lines, uintptr(unsafe.Pointer(a.rec(e.Class, uint32(e.ID)))), shadowLine(s))
 }
 
 // quarantineBatch pushes a P's batch of freed blocks into the quarantine
