@@ -218,7 +218,7 @@ var freeToLive = restate(0, stateAllocated)
 //
 //go:norace
 func (a *Allocator) publishLive(slot unsafe.Pointer, v uint64) {
-	publishPair(slot, v, a.mirrorOf(slot, v))
+	publishPair(slot, v, v^a.mkey^uint64(uintptr(slot))) // mirrorOf, spelled out to stay within the inlining budget
 }
 
 func loadHeader(slot unsafe.Pointer) uint64 { return atomic.LoadUint64(hdrWord(slot)) }

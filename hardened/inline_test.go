@@ -4,6 +4,8 @@ import (
 	"os/exec"
 	"regexp"
 	"testing"
+
+	"github.com/hardalloc/hardalloc/hardened"
 )
 
 // TestFastPathInlines holds the functions Alloc's and Free's fast paths
@@ -18,11 +20,16 @@ func TestFastPathInlines(t *testing.T) {
 	if err != nil {
 		t.Skip("no go command")
 	}
-	out, err := exec.Command(gobin, "build", "-gcflags=-m", "-o", "/dev/null", ".").CombinedOutput()
+	tags := "" // release builds; hardened ones too when this test is one
+	if hardened.Enabled {
+		tags = "hardened"
+	}
+	out, err := exec.Command(gobin, "build", "-tags", tags, "-gcflags=-m", "-o", "/dev/null", ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	for _, fn := range []string{`\(\*Allocator\)\.locate`, `\(\*cache\)\.pop`, `\(\*cache\)\.push`, `\(\*Allocator\)\.checksum`, `sizeClass`, `restate`} {
+	for _, fn := range []string{`\(\*Allocator\)\.locate`, `\(\*cache\)\.pop`, `\(\*cache\)\.push`, `\(\*Allocator\)\.checksum`, `sizeClass`, `restate`,
+		`\(\*Allocator\)\.mirrored`, `\(\*Allocator\)\.freeWordOK`, `\(\*Allocator\)\.publishLive`} {
 		if !regexp.MustCompile(`(?m)can inline ` + fn + `$`).Match(out) {
 			t.Errorf("%s no longer inlines (go build -gcflags=-m=2 says why)", fn)
 		}
