@@ -77,6 +77,40 @@ func TestFpHashMatchesCallers(t *testing.T) {
 	}
 }
 
+//go:noinline
+func hashAtBoth(depth, max int) (sum uint64, n int, pcs, rt []uintptr) {
+	if depth > 0 {
+		return hashAtBoth(depth-1, max)
+	}
+	fp := frame()
+	sum, n = hashAt(fp, max)
+	var a, b [maxWalk]uintptr
+	m := callersAt(fp, a[:max])
+	k := runtime.Callers(2, b[:max]) // from this function's caller, as the walk from its frame
+	return sum, n, a[:m], b[:k]
+}
+
+// The walk from a frame record (Alloc's and Free's, frame) starts at its
+// function's caller, as runtime.Callers does, and hashAt hashes exactly
+// what callersAt writes, as fpHash and callers do.
+func TestWalkAtFrame(t *testing.T) {
+	if frame() == nil {
+		t.Skip("no frame-pointer walk on this platform")
+	}
+	for _, d := range []int{0, 1, 5, 30, 80} {
+		for _, max := range []int{1, 2, 16, 22, maxWalk} {
+			sum, n, pcs, rt := hashAtBoth(d, max)
+			if n != len(pcs) || sum != stackHash(pcs) {
+				t.Fatalf("depth %d max %d: hashAt %#x over %d frames; callersAt wrote %d frames hashing to %#x",
+					d, max, sum, n, len(pcs), stackHash(pcs))
+			}
+			if got, want := names(pcs), names(rt); !slices.Equal(got, want) {
+				t.Fatalf("depth %d max %d:\nwalk:    %v\nruntime: %v", d, max, got, want)
+			}
+		}
+	}
+}
+
 func BenchmarkFpHash22(b *testing.B) {
 	for b.Loop() {
 		fpHash(0, 22)

@@ -47,9 +47,3 @@ recs:
 	PREFETCHT0 (AX)
 done:
 	RET
-
-// func prefetch(addr uintptr)
-TEXT ·prefetch(SB), NOSPLIT, $0-8
-	MOVQ addr+0(FP), AX
-	PREFETCHT0 (AX)
-	RET

@@ -37,9 +37,3 @@ recs:
 	PRFM (R0), PLDL1KEEP
 done:
 	RET
-
-// func prefetch(addr uintptr)
-TEXT ·prefetch(SB), NOSPLIT, $0-8
-	MOVD addr+0(FP), R0
-	PRFM (R0), PLDL1KEEP
-	RET

@@ -16,14 +16,9 @@ func storeRelease(p *uint64, v uint64)
 //go:noescape
 func storePair(p *uint64, v, m uint64)
 
-// prefetchSlot4 is prefetch of lines cache lines from p, of rec, and of
-// shadow unless it is 0, in one call.
+// prefetchSlot4 asks the CPU to bring lines cache lines from p, the line
+// at rec and, unless it is 0, the line at shadow closer, in one call; it
+// never faults, whatever the addresses are.
 //
 //go:noescape
 func prefetchSlot4(p uintptr, lines int, rec, shadow uintptr)
-
-// prefetch asks the CPU to bring the cache line at addr closer; it never
-// faults, whatever addr is.
-//
-//go:noescape
-func prefetch(addr uintptr)

@@ -16,6 +16,4 @@ func storePair(p *uint64, v, m uint64) {
 	atomic.StoreUint64(p, v)
 }
 
-func prefetch(addr uintptr) {}
-
 func prefetchSlot4(p uintptr, lines int, rec, shadow uintptr) {}
