@@ -11,7 +11,7 @@ const (
 	maxWalk = 64 + stackSlop + wrapperSlop
 )
 
-// stackHash is the hash fpHash computes over the frames it walks: a
+// stackHash is the hash hashAt computes over the frames it walks: a
 // rotate-xor-multiply chain over the return addresses, then their number.
 func stackHash(pcs []uintptr) uint64 {
 	var h uint64

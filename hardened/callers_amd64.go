@@ -15,11 +15,6 @@ func fpCallers(skip int, pcs []uintptr) int
 //go:noinline
 func callers(skip int, pcs []uintptr) int { return fpCallers(skip+1, pcs) }
 
-// fpHash walks as fpCallers(skip, pcs[:max]) does, from its caller's
-// frame, and returns n, how many return addresses that would write, and
-// their stackHash, storing none of them.
-func fpHash(skip, max int) (hash uint64, n int)
-
 // frame returns its caller's frame record: the frame pointer that
 // callersAt and hashAt start a walk at, where the first return address is
 // into the caller's caller. It is an unsafe.Pointer, not a uintptr, so
@@ -27,17 +22,16 @@ func fpHash(skip, max int) (hash uint64, n int)
 // with the frame it points at.
 func frame() unsafe.Pointer
 
-// fpCallersAt and fpHashAt are fpCallers and fpHash starting at the frame
-// record fp (from frame), skipping nothing.
+// callersAt writes the return addresses of the frame-pointer chain from
+// the frame record fp (from frame) into pcs and returns how many it
+// wrote.
 //
 //go:noescape
-func fpCallersAt(fp unsafe.Pointer, pcs []uintptr) int
+func callersAt(fp unsafe.Pointer, pcs []uintptr) int
 
+// hashAt walks as callersAt(fp, pcs[:max]) does and returns n, how many
+// return addresses that would write, and their stackHash, storing none
+// of them.
+//
 //go:noescape
-func fpHashAt(fp unsafe.Pointer, max int) (hash uint64, n int)
-
-// callersAt writes the return addresses of the walk from fp into pcs.
-func callersAt(fp unsafe.Pointer, pcs []uintptr) int { return fpCallersAt(fp, pcs) }
-
-// hashAt is fpHashAt: the walk callersAt(fp, pcs[:max]) makes, hashed.
-func hashAt(fp unsafe.Pointer, max int) (uint64, int) { return fpHashAt(fp, max) }
+func hashAt(fp unsafe.Pointer, max int) (hash uint64, n int)

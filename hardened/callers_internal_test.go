@@ -42,42 +42,6 @@ func TestCallersMatchesRuntime(t *testing.T) {
 }
 
 //go:noinline
-func hashBoth(depth, skip, max int) (sum uint64, n int, pcs []uintptr) {
-	if depth > 0 {
-		return hashBoth(depth-1, skip, max)
-	}
-	sum, n = fpHash(skip, max)
-	var a [maxWalk]uintptr
-	m := callers(skip, a[:max])
-	return sum, n, a[:m]
-}
-
-// fpHash from a frame must count and hash exactly the frames callers
-// writes from that frame: a site's stack is looked up by fpHash's hash
-// and interned under stackHash of callers' frames, so any difference
-// (a frame skipped or taken once more, a different mix) would intern
-// every stack again on every call.
-func TestFpHashMatchesCallers(t *testing.T) {
-	for _, d := range []int{0, 1, 5, 30, 80} {
-		for _, skip := range []int{0, 1, 3} {
-			for _, max := range []int{1, 2, 16, 22, maxWalk} {
-				sum, n, pcs := hashBoth(d, skip, max)
-				if n != len(pcs) || sum != stackHash(pcs) {
-					t.Fatalf("depth %d skip %d max %d: fpHash %#x over %d frames; callers wrote %d frames hashing to %#x",
-						d, skip, max, sum, n, len(pcs), stackHash(pcs))
-				}
-			}
-		}
-	}
-	// Different stacks hash differently (the walk mixes every frame in).
-	a, _, _ := hashBoth(3, 0, 16)
-	b, _, _ := hashBoth(4, 0, 16)
-	if a == b {
-		t.Fatalf("stacks of different depths hash alike: %#x", a)
-	}
-}
-
-//go:noinline
 func hashAtBoth(depth, max int) (sum uint64, n int, pcs, rt []uintptr) {
 	if depth > 0 {
 		return hashAtBoth(depth-1, max)
@@ -91,12 +55,12 @@ func hashAtBoth(depth, max int) (sum uint64, n int, pcs, rt []uintptr) {
 }
 
 // The walk from a frame record (Alloc's and Free's, frame) starts at its
-// function's caller, as runtime.Callers does, and hashAt hashes exactly
-// what callersAt writes, as fpHash and callers do.
+// function's caller, as runtime.Callers does, and hashAt counts and hashes
+// exactly the frames callersAt writes: a site's stack is looked up by
+// hashAt's hash and interned under stackHash of callersAt's frames, so any
+// difference (a frame skipped or taken once more, a different mix) would
+// intern every stack again on every call.
 func TestWalkAtFrame(t *testing.T) {
-	if frame() == nil {
-		t.Skip("no frame-pointer walk on this platform")
-	}
 	for _, d := range []int{0, 1, 5, 30, 80} {
 		for _, max := range []int{1, 2, 16, 22, maxWalk} {
 			sum, n, pcs, rt := hashAtBoth(d, max)
@@ -109,11 +73,17 @@ func TestWalkAtFrame(t *testing.T) {
 			}
 		}
 	}
+	// Different stacks hash differently (the walk mixes every frame in).
+	a, _, _, _ := hashAtBoth(3, 16)
+	b, _, _, _ := hashAtBoth(4, 16)
+	if a == b {
+		t.Fatalf("stacks of different depths hash alike: %#x", a)
+	}
 }
 
-func BenchmarkFpHash22(b *testing.B) {
+func BenchmarkHashAt22(b *testing.B) {
 	for b.Loop() {
-		fpHash(0, 22)
+		hashAt(frame(), 22)
 	}
 }
 

@@ -7,8 +7,9 @@
 // the goroutine's stack [g.stack.lo, g.stack.hi) or not above the one
 // before: a goroutine that a cgo callback runs (libFuzzer's harness calls
 // into Go from C) has C frames beyond its first, whose frame pointers may
-// be anything. fpCallers and fpHash walk alike (the macros below), one
-// storing each return address, the other mixing it into a hash.
+// be anything. fpCallers, callersAt and hashAt walk alike (the macros
+// below), the first two storing each return address, the last mixing it
+// into a hash.
 //
 // Registers: AX frames left to skip, CX the most to take, R8 frames
 // taken, DX the frame pointer, R11 and R12 the stack's bounds, R9 the
@@ -75,35 +76,6 @@ done: \
 	MOVQ R8, ret+32(FP); \
 	RET
 
-// HASH_WALK is fpHash's loop: it mixes each return address the walk
-// takes into BX and returns the hash and their number. Hashing in the
-// walk costs little more than the walk: the multiply chain and the chain
-// of frame-pointer loads run side by side.
-#define HASH_WALK \
-	XORQ BX, BX; \
-	MOVQ $0x9e3779b97f4a7c15, SI; \
-hloop: \
-	WALK_FRAME(hdone); \
-	TESTQ AX, AX; \
-	JZ hmix; \
-	DECQ AX; \
-	JMP hnext; \
-hmix: \
-	XORQ R9, BX; \
-	ROLQ $27, BX; \
-	IMULQ SI, BX; \
-	INCQ R8; \
-hnext: \
-	WALK_NEXT(hdone); \
-	JMP hloop; \
-hdone: \
-	XORQ R8, BX; \
-	ROLQ $27, BX; \
-	IMULQ SI, BX; \
-	MOVQ BX, hash+16(FP); \
-	MOVQ R8, n+24(FP); \
-	RET
-
 // func fpCallers(skip int, pcs []uintptr) int
 TEXT ·fpCallers(SB), NOSPLIT, $0-40
 	MOVQ pcs_base+8(FP), DI
@@ -111,27 +83,39 @@ TEXT ·fpCallers(SB), NOSPLIT, $0-40
 	WALK_START
 	STORE_WALK
 
-// func fpCallersAt(fp unsafe.Pointer, pcs []uintptr) int
-TEXT ·fpCallersAt(SB), NOSPLIT, $0-40
+// func callersAt(fp unsafe.Pointer, pcs []uintptr) int
+TEXT ·callersAt(SB), NOSPLIT, $0-40
 	MOVQ pcs_base+8(FP), DI
 	MOVQ pcs_len+16(FP), CX
 	WALK_AT
 	STORE_WALK
 
-// func fpHash(skip, max int) (hash uint64, n int)
+// func hashAt(fp unsafe.Pointer, max int) (hash uint64, n int)
 //
-// fpCallers's walk, storing nothing: it returns how many return addresses
-// fpCallers(skip, pcs[:max]) would write and their stackHash.
-TEXT ·fpHash(SB), NOSPLIT, $0-32
-	MOVQ max+8(FP), CX
-	WALK_START
-	HASH_WALK
-
-// func fpHashAt(fp unsafe.Pointer, max int) (hash uint64, n int)
-TEXT ·fpHashAt(SB), NOSPLIT, $0-32
+// callersAt's walk, storing nothing: it mixes each return address the
+// walk takes into BX and returns the hash and their number. Hashing in
+// the walk costs little more than the walk: the multiply chain and the
+// chain of frame-pointer loads run side by side.
+TEXT ·hashAt(SB), NOSPLIT, $0-32
 	MOVQ max+8(FP), CX
 	WALK_AT
-	HASH_WALK
+	XORQ BX, BX
+	MOVQ $0x9e3779b97f4a7c15, SI
+hloop:
+	WALK_FRAME(hdone)
+	XORQ R9, BX
+	ROLQ $27, BX
+	IMULQ SI, BX
+	INCQ R8
+	WALK_NEXT(hdone)
+	JMP hloop
+hdone:
+	XORQ R8, BX
+	ROLQ $27, BX
+	IMULQ SI, BX
+	MOVQ BX, hash+16(FP)
+	MOVQ R8, n+24(FP)
+	RET
 
 // func frame() unsafe.Pointer
 //

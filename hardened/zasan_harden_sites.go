@@ -65,7 +65,7 @@ func (a *Allocator) site(after uint64) (g, seq uint64, stack uint32) {
 // need no P (interning a stack may take a lock). The frame-pointer walk
 // hashes the stack as it goes and stores nothing: a stack seen before is
 // named by its hash alone, and only a new one is walked again into pcs
-// (from this same frame, so the walk finds the same frames). Storing
+// (from the same frame record, so the walk finds the same frames). Storing
 // every walk into a zeroed array and hashing it in a second pass was
 // most of a site's cost. fp, when not nil, is the frame record of the API
 // call (frame, in Alloc's and Free's fast paths): the walk starts there,
@@ -78,23 +78,19 @@ func (a *Allocator) who(fp unsafe.Pointer) (g uint64, stack uint32) {
 	h := a.h
 	g = goid()
 	if h.depth > 0 {
-		if fp != nil {
-			// No frames of the allocator's own; Options.Wrappers' and a go
-			// statement's wrapper (at most one) are dropped by Site.Frames.
-			max := h.depth + h.slop - stackSlop + 1
-			sum, _ := hashAt(fp, max)
-			if stack = h.depot.lookup(sum); stack == 0 {
-				var pcs [maxWalk]uintptr
-				n := callersAt(fp, pcs[:max])
-				stack = h.depot.intern(pcs[:n])
-			}
-			return
+		// From the API call: no frames of the allocator's own;
+		// Options.Wrappers' and a go statement's wrapper (at most one) are
+		// dropped by Site.Frames.
+		max := h.depth + h.slop - stackSlop + 1
+		if fp == nil {
+			// From here: the walk climbs the allocator's own frames too,
+			// which Site.Frames drops.
+			fp, max = frame(), h.depth+h.slop
 		}
-		max := h.depth + h.slop // own and wrapper frames are dropped by Site.Frames
-		sum, _ := fpHash(0, max)
+		sum, _ := hashAt(fp, max)
 		if stack = h.depot.lookup(sum); stack == 0 {
 			var pcs [maxWalk]uintptr
-			n := callers(0, pcs[:max])
+			n := callersAt(fp, pcs[:max])
 			stack = h.depot.intern(pcs[:n])
 		}
 	}
