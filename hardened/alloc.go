@@ -324,25 +324,24 @@ func (a *Allocator) Alloc(n int) ([]byte, error) {
 				slot := a.slotAt(c, off)
 				// armSmall, inlined: the free word verified by its mirror,
 				// and the harnesses' JunkFill.
-				if old := loadHeader(slot); a.freeWordOK(slot, old) {
-					if old == 0 && a.x.JunkFill != 0 {
-						a.junkNew(slot, c, off, 0, n)
-					}
-					v := uint64(n) | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
-					if (old^v)&(1<<hdrSumShift-1)&^(7<<hdrStShift) == 0 {
-						// As in smallBorn; the mirror holds this word
-						// already.
-						publish(slot, old^freeToLive)
-					} else {
-						a.publishLive(slot, v|a.checksum(slot, v)<<hdrSumShift)
-					}
-					b := slice(unsafe.Add(slot, headerSize), uintptr(n))
-					clear(b)
-					return b, nil
-				} else {
+				old := loadHeader(slot)
+				if !a.freeWordOK(slot, old) {
 					a.freeHeaderDamaged(slot, c, off, old)
+					return a.alloc("Alloc", n, 0) // the slot was reported and dropped
 				}
-				return a.alloc("Alloc", n, 0) // the slot was reported and dropped
+				if old == 0 && a.x.JunkFill != 0 {
+					a.junkPayload(slot, c, off, 0, n)
+				}
+				v := uint64(n) | uint64(c)<<hdrClsShift | uint64(stateAllocated)<<hdrStShift | hdrUsedBit
+				if (old^v)&(1<<hdrSumShift-1)&^(7<<hdrStShift) == 0 {
+					// As in smallBorn; the mirror holds this word already.
+					publish(slot, old^freeToLive)
+				} else {
+					a.publishLive(slot, v|a.checksum(slot, v)<<hdrSumShift)
+				}
+				b := slice(unsafe.Add(slot, headerSize), uintptr(n))
+				clear(b)
+				return b, nil
 			}
 			pc.tick++ // pop counted this request down; the path below counts it again
 		}

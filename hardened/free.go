@@ -124,31 +124,39 @@ func (a *Allocator) free(op string, p unsafe.Pointer) bool {
 		slot, c, soff, h, old := ref.slot, ref.c, ref.soff, ref.h, ref.old
 		if h.state == stateDamaged {
 			// Check already reported this block's damage; this Free ends
-			// its life. It is withdrawn, never reused.
-			if atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn)) {
-				asanSlotDead(slot, c)
-				a.countFree(c, h.size)
+			// its life.
+			if a.retire(slot, c, h.size, old) {
 				return true
 			}
 			continue
 		}
 		if h.state == stateAllocated && !a.mirrored(slot, old) {
 			// The word is intact, its mirror is not: the header's second
-			// word was overwritten. The block is withdrawn, never reused.
-			if !atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn)) {
-				continue
+			// word was overwritten.
+			if a.retire(slot, c, h.size, old) {
+				a.report(a.mirrorReport(Underflow, op, slot, c, soff, h, old,
+					"the header's second word, below the block, was overwritten while the block was live (it mirrors the header word); the block is not used again"))
+				return false
 			}
-			asanSlotDead(slot, c)
-			a.countFree(c, h.size)
-			a.report(a.mirrorReport(Underflow, op, slot, c, soff, h, old,
-				"the header's second word, below the block, was overwritten while the block was live (it mirrors the header word); the block is not used again"))
-			return false
+			continue
 		}
 		if a.releaseSlot(slot, old, stateFreeing) {
 			return a.smallDies(op, slot, c, soff, old, nil)
 		}
 		// Lost a race with another Free/Realloc of the same block: look again.
 	}
+}
+
+// retire ends the life of a reported live block, header word old, of n
+// bytes in class c: withdrawn, never reused, and counted freed. False if
+// the word moved on first (another Free or Realloc of the block).
+func (a *Allocator) retire(slot unsafe.Pointer, c, n int, old uint64) bool {
+	if !a.withdraw(slot, old) {
+		return false
+	}
+	asanSlotDead(slot, c)
+	a.countFree(c, n)
+	return true
 }
 
 // smallRef is a pointer into the class regions, located and validated:

@@ -67,7 +67,7 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 		return false, false
 	}
 	if old == 0 && a.x.JunkFill != 0 {
-		a.junkNew(slot, c, soff, payOff, n)
+		a.junkPayload(slot, c, soff, payOff, n)
 	}
 	return true, false
 }

@@ -50,19 +50,14 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 	} else {
 		// The word is intact if, restated, it is the block's last live
 		// word, which the mirror holds (mirrorOf): no checksum to
-		// compute. Otherwise the checksum says which of the two words
-		// was written while the slot was free.
-		hd, ok := fields(old), a.mirrored(slot, restate(old, stateAllocated))
-		if !ok {
-			if h, intact := a.decode(slot, old); intact {
-				if h.state != stateWithdrawn { // else reported when it was withdrawn
-					a.withdraw(slot, old)
-					a.report(a.freeMirrorReport(slot, c, soff, h, old))
-				}
-				return false, false
-			}
+		// compute. Otherwise freeHeaderDamaged's checksum says which of
+		// the two words was written while the slot was free.
+		if !a.mirrored(slot, restate(old, stateAllocated)) {
+			a.freeHeaderDamaged(slot, c, soff, old)
+			return false, false
 		}
-		if ok && hd.state == stateQuarantined {
+		hd := fields(old)
+		if hd.state == stateQuarantined {
 			// Evicted with its header untouched (quarantineBatch): claim
 			// it, since Check may be verifying it, or have withdrawn it,
 			// right now. Busy makes Check pass it by; a lost race means
@@ -76,10 +71,10 @@ func (a *Allocator) armSmall(slot unsafe.Pointer, c int, soff uint32, n int, pay
 				hd.state = stateFree // -asan builds hold no poison
 			}
 		}
-		if ok && hd.state == stateWithdrawn {
+		if hd.state == stateWithdrawn {
 			return false, false // reported when it was withdrawn
 		}
-		if !ok || hd.state != stateFree && hd.state != stateFreePoisoned {
+		if hd.state != stateFree && hd.state != stateFreePoisoned {
 			a.reportHeader("Alloc", slot, c, old)
 			return false, false
 		}
@@ -187,12 +182,6 @@ func (a *Allocator) damage(k Kind, op string, bad, slot unsafe.Pointer, c int, s
 	r.Got = snapshot(bad, uintptr(n))
 	r.Want = redzone.Expected(w, uintptr(bad), n)
 	return r
-}
-
-// withdraw marks a reported slot so it is never reused nor reported again;
-// false if its header is no longer old (the slot moved on).
-func (a *Allocator) withdraw(slot unsafe.Pointer, old uint64) bool {
-	return atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn))
 }
 
 // stateFreeing is the state Free's compare-and-swap moves a live block

@@ -180,8 +180,9 @@ func hdrWord(slot unsafe.Pointer) *uint64 { return (*uint64)(slot) }
 // other word fails the comparison, as it must. Freeing a block leaves
 // the mirror as it was, so a free word restated to allocated matches it
 // again: the Alloc that takes the slot back verifies the free word that
-// way in release builds (armSmall; hardened builds verify its checksum),
-// and hands it on restated without storing the mirror again.
+// way (armSmall; the checksum only when they disagree, to say which word
+// was written), and release builds hand it on restated without storing
+// the mirror again.
 func mirrorWord(slot unsafe.Pointer) *uint64 { return (*uint64)(unsafe.Add(slot, 8)) }
 
 // mirrorOf is the mirror of header word v of the slot at slot.
@@ -219,6 +220,12 @@ var freeToLive = restate(0, stateAllocated)
 //go:norace
 func (a *Allocator) publishLive(slot unsafe.Pointer, v uint64) {
 	publishPair(slot, v, v^a.mkey^uint64(uintptr(slot))) // mirrorOf, spelled out to stay within the inlining budget
+}
+
+// withdraw marks a reported slot so it is never reused nor reported again;
+// false if its header is no longer old (the slot moved on).
+func (a *Allocator) withdraw(slot unsafe.Pointer, old uint64) bool {
+	return atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn))
 }
 
 func loadHeader(slot unsafe.Pointer) uint64 { return atomic.LoadUint64(hdrWord(slot)) }

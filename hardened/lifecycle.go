@@ -1,9 +1,6 @@
 package hardened
 
-import (
-	"sync/atomic"
-	"unsafe"
-)
+import "unsafe"
 
 // This file is the four points of a block's life, each the one place it
 // happens on every path of every build, Alloc's and Free's fast paths
@@ -135,18 +132,12 @@ func (a *Allocator) largeDies(op string, lb *largeBlock) bool {
 	return true
 }
 
-// junkNew is junkPayload, kept out of armSmall so that it inlines.
-//
-//go:noinline
-func (a *Allocator) junkNew(slot unsafe.Pointer, c int, soff uint32, payOff uintptr, n int) {
-	a.junkPayload(slot, c, soff, payOff, n)
-}
-
-// freeHeaderDamaged reports a free slot whose header words disagree (the
-// free word and its last live word's mirror): one of them was written
-// while the slot was free. The slot is dropped, never handed out again: a
-// damaged header word stays so, for Close to report once more; a slot
-// whose word is intact is withdrawn.
+// freeHeaderDamaged reports a free slot about to be handed out whose
+// header words disagree (the free word and its last live word's mirror):
+// one of them was written while the slot was free, and the checksum says
+// which. The slot is dropped, never handed out again: a damaged header
+// word stays so, for Close to report once more; a slot whose word is
+// intact is withdrawn (one withdrawn already was reported then).
 //
 //go:noinline
 func (a *Allocator) freeHeaderDamaged(slot unsafe.Pointer, c int, soff uint32, old uint64) {
@@ -159,7 +150,7 @@ func (a *Allocator) freeHeaderDamaged(slot unsafe.Pointer, c int, soff uint32, o
 		// mirror written; verifyMirror).
 	default:
 		// Withdrawn, so that Close does not report it again.
-		atomic.CompareAndSwapUint64(hdrWord(slot), old, restate(old, stateWithdrawn))
+		a.withdraw(slot, old)
 		a.report(a.freeMirrorReport(slot, c, soff, h, old))
 	}
 }
