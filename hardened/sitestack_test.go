@@ -32,10 +32,10 @@ func TestSiteStacksExact(t *testing.T) {
 					// The first Alloc of a fresh allocator takes the
 					// general path; the second finds its slot in this P's
 					// cache, the fast path.
-					blocks[0], want[0] = allocSiteAt(a, 48)
-					blocks[1], want[1] = allocSiteAt(a, 48)
-					want[2] = freeSiteAt(a, blocks[1])
-					want[3] = freeSiteAt(a, blocks[1])
+					blocks[0], want[0], _ = allocSiteAt(a, 48)
+					blocks[1], want[1], _ = allocSiteAt(a, 48)
+					want[2], _ = freeSiteAt(a, blocks[1])
+					want[3], _ = freeSiteAt(a, blocks[1])
 				})
 				rs := col.take()
 				if len(rs) != 1 || rs[0].Kind != hardened.DoubleFree {
@@ -68,25 +68,6 @@ func nested(n int, f func()) {
 		return
 	}
 	nested(n-1, f)
-}
-
-// allocSiteAt allocates and returns the stack as runtime.Callers sees it
-// from here, with this frame's line moved to the Alloc call.
-//
-//go:noinline
-func allocSiteAt(a *hardened.Allocator, n int) ([]byte, []runtime.Frame) {
-	want := framesHere()
-	b, _ := a.Alloc(n) // the line after framesHere's
-	want[0].Line++
-	return b, want
-}
-
-//go:noinline
-func freeSiteAt(a *hardened.Allocator, b []byte) []runtime.Frame {
-	want := framesHere()
-	a.Free(b) // the line after framesHere's
-	want[0].Line++
-	return want
 }
 
 // framesHere is runtime.Callers from its caller, as frames.
@@ -147,8 +128,8 @@ func TestSiteStacksAcrossStackGrowth(t *testing.T) {
 		var want [2][]runtime.Frame
 		var grew [2]bool
 		var b []byte
-		onDeepStack(pad, func() { b, want[0], grew[0] = allocMoving(a, 48) })
-		onDeepStack(pad, func() { want[1], grew[1] = freeMoving(a, b) })
+		onDeepStack(pad, func() { b, want[0], grew[0] = allocSiteAt(a, 48) })
+		onDeepStack(pad, func() { want[1], grew[1] = freeSiteAt(a, b) })
 		a.Free(b)
 		rs := col.take()
 		if len(rs) != 1 || rs[0].Kind != hardened.DoubleFree {
@@ -220,11 +201,12 @@ func under[T any](f func()) {
 	runtime.KeepAlive(&pad)
 }
 
-// allocMoving is allocSiteAt, also saying whether the stack moved during
-// Alloc (a local's address changed).
+// allocSiteAt allocates and returns the stack as runtime.Callers sees it
+// from here, with this frame's line moved to the Alloc call, and whether
+// the goroutine's stack moved (was copied) during Alloc.
 //
 //go:noinline
-func allocMoving(a *hardened.Allocator, n int) ([]byte, []runtime.Frame, bool) {
+func allocSiteAt(a *hardened.Allocator, n int) ([]byte, []runtime.Frame, bool) {
 	at := uintptr(hardened.StackMark()) // a number: a stack copy leaves it as it was
 	b, _ := a.Alloc(n)
 	moved := uintptr(hardened.StackMark()) != at
@@ -233,8 +215,10 @@ func allocMoving(a *hardened.Allocator, n int) ([]byte, []runtime.Frame, bool) {
 	return b, want, moved
 }
 
+// freeSiteAt is allocSiteAt for Free.
+//
 //go:noinline
-func freeMoving(a *hardened.Allocator, b []byte) ([]runtime.Frame, bool) {
+func freeSiteAt(a *hardened.Allocator, b []byte) ([]runtime.Frame, bool) {
 	at := uintptr(hardened.StackMark())
 	a.Free(b)
 	moved := uintptr(hardened.StackMark()) != at
